@@ -1,0 +1,69 @@
+"""The policy file (YAML): the business rules compliance owns, apart from IT's service config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from config.settings import ConfigError, describe_validation_error
+
+DEFAULT_POLICY = Path(__file__).parent / "policy.default.yaml"
+
+FREEMAIL_DOMAINS: tuple[str, ...] = (
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
+    "yahoo.com", "yahoo.co.uk", "yahoo.co.jp", "ymail.com", "aol.com", "icloud.com", "me.com",
+    "mac.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "gmx.net", "web.de",
+    "mail.com", "mail.ru", "yandex.ru", "yandex.com", "zoho.com", "fastmail.com", "hey.com",
+    "qq.com", "foxmail.com", "163.com", "126.com", "yeah.net", "sina.com", "sohu.com",
+    "aliyun.com", "naver.com", "daum.net", "hanmail.net", "orange.fr", "free.fr", "laposte.net",
+    "libero.it", "t-online.de", "comcast.net", "verizon.net", "att.net", "btinternet.com",
+    "rediffmail.com", "seznam.cz", "wp.pl", "o2.pl", "interia.pl", "tutanota.com",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoiseRules(Strict):
+    """Mail that is not a human relationship: auto-replies, lists, bulk, bounces, no-reply senders."""
+
+    sender_patterns: list[str] = Field(default_factory=lambda: [
+        r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|noreply)", r"^(mailer-daemon|postmaster)$",
+        r"^bounces?([+-]|$)", r"^(notifications?|alerts?|newsletters?|news|marketing)$",
+    ])
+    precedence: list[str] = Field(default_factory=lambda: ["bulk", "list", "junk"])
+    skip_list_mail: bool = True
+    skip_auto_submitted: bool = True
+    skip_delivery_reports: bool = True
+
+
+class Policy(Strict):
+    company_domains: list[str] = Field(default_factory=list)
+    freemail_domains: list[str] = Field(default_factory=lambda: list(FREEMAIL_DOMAINS))
+    extra_freemail_domains: list[str] = Field(default_factory=list)
+    noise: NoiseRules = Field(default_factory=NoiseRules)
+    lookback_days: int = Field(default=180, ge=1, le=3650)
+    dormant_after_days: int = Field(default=365, ge=1, le=3650)
+
+    def all_freemail_domains(self) -> frozenset[str]:
+        return frozenset(d.lower() for d in (*self.freemail_domains, *self.extra_freemail_domains))
+
+
+def load_policy(path: Path | None) -> Policy:
+    """The policy at `path`, or the shipped default."""
+    path = path or DEFAULT_POLICY
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"policy_file: {path} not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"policy_file: {path} is not valid YAML: {error}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"policy_file: {path} must hold a mapping of policy keys")
+    try:
+        return Policy(**data)
+    except ValidationError as error:
+        raise ConfigError("policy." + describe_validation_error(error, data)) from None

@@ -1,0 +1,167 @@
+"""The service configuration: one TOML file, secrets from CUSTODY_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "CUSTODY_CONFIG"
+DEFAULT_CONFIG = Path("custody.toml")
+SourceKind = Literal["maildir", "mbox", "vcard", "imap", "graph", "gmail"]
+
+
+class ConfigError(Exception):
+    """A config problem, phrased as one line naming the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RepConfig(Strict):
+    email: str
+    name: str = ""
+    team: str = ""
+    manager: str = ""
+    locale: str = "en"
+    personal_addresses: list[str] = Field(default_factory=list)
+
+
+class SourceConfig(Strict):
+    """One synced account; protocol fields are read only by the connector of its kind."""
+
+    name: str = Field(min_length=1, max_length=128)
+    kind: SourceKind
+    owner: str = ""
+    channel: Literal["company", "personal"] = "company"
+    path: Path | None = None
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    auth: Literal["login", "xoauth2"] = "login"
+    username: str = ""
+    password: SecretStr | None = None
+    password_env: str = ""
+    ca_file: Path | None = None
+    folders: list[str] = Field(default_factory=list)
+    exclude_folders: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> "SourceConfig":
+        if self.kind in ("maildir", "mbox", "vcard") and self.path is None:
+            raise ValueError(f"a {self.kind} source needs 'path'")
+        if self.kind == "imap" and not self.host:
+            raise ValueError("an imap source needs 'host'")
+        return self
+
+    def secret(self) -> str:
+        """The password from the file or, preferably, from the named environment variable."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"sources.{self.name}.password_env: environment variable {self.password_env} is not set")
+            return value
+        return self.password.get_secret_value() if self.password else ""
+
+
+class Settings(BaseSettings):
+    """Read from custody.toml; any top-level key can be overridden as CUSTODY_<KEY>."""
+
+    model_config = SettingsConfigDict(env_prefix="CUSTODY_", extra="forbid", env_nested_delimiter="__")
+
+    data_dir: Path = Path("custody-data")
+    database_url: SecretStr | None = None
+    database_schema: str = ""
+    policy_file: Path | None = None
+    default_region: str = Field(default="US", min_length=2, max_length=2)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+    reps: list[RepConfig] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+    def registry_url(self) -> str:
+        if self.database_url:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'custody.db').resolve()}"
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"sources: no source named {name!r}")
+
+
+def config_path(explicit: Path | None) -> Path:
+    return explicit or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load and validate; relative paths in the file are relative to the file itself."""
+    path = config_path(path)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    elif explicit_config_requested(path):
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        settings = Settings(**data)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, data)) from None
+    return _anchor_paths(settings, path.parent.resolve())
+
+
+def explicit_config_requested(path: Path) -> bool:
+    return path != DEFAULT_CONFIG
+
+
+def describe_validation_error(error: ValidationError, data: dict[str, Any] | None = None) -> str:
+    """The first problem as 'key: what is wrong', naming list items by their `name` when they have one."""
+    first = error.errors()[0]
+    parts: list[str] = []
+    node: Any = data or {}
+    for part in first["loc"]:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            node = node[part]
+            label = node.get("name") if isinstance(node, dict) else None
+            parts.append(str(label) if label else str(part))
+            continue
+        parts.append(str(part))
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    key = ".".join(parts) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{key}: {message}"
+
+
+def _anchor_paths(settings: Settings, base: Path) -> Settings:
+    def anchor(path: Path | None) -> Path | None:
+        return None if path is None else (path if path.is_absolute() else base / path)
+
+    settings.data_dir = anchor(settings.data_dir) or settings.data_dir
+    settings.policy_file = anchor(settings.policy_file)
+    for source in settings.sources:
+        source.path = anchor(source.path)
+        source.ca_file = anchor(source.ca_file)
+    return settings

@@ -1,0 +1,217 @@
+"""Who is internal, what is noise, which customer an address belongs to, and each interaction's direction.
+
+Pure: given the policy and the known reps, the same batch always yields the same facts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import phonenumbers
+import tldextract
+
+from config.policy import Policy
+from connectors.records import Address, AddressBookEntry, Batch, MessageHeaders
+from registry.facts import (
+    ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, RelayFact, SightingFact,
+    SkippedFact,
+)
+
+_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
+_PLUS_SAFE = frozenset({"gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com",
+                        "icloud.com", "me.com", "fastmail.com", "proton.me", "protonmail.com"})
+_DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
+
+
+@dataclass(frozen=True)
+class KnownRep:
+    email: str
+    name: str = ""
+    personal_addresses: tuple[str, ...] = ()
+
+
+@dataclass
+class Identity:
+    """The policy compiled with the reps known so far."""
+
+    policy: Policy
+    reps: Iterable[KnownRep] = ()
+    default_region: str = "US"
+    company_domains: frozenset[str] = field(init=False)
+    freemail: frozenset[str] = field(init=False)
+    rep_by_address: dict[str, str] = field(init=False)
+    personal_owner: dict[str, str] = field(init=False)
+    rep_names: dict[str, str] = field(init=False)
+    noise_senders: tuple[re.Pattern[str], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.company_domains = frozenset(d.lower().strip(".") for d in self.policy.company_domains)
+        self.freemail = self.policy.all_freemail_domains()
+        self.noise_senders = tuple(re.compile(p, re.IGNORECASE) for p in self.policy.noise.sender_patterns)
+        self.rep_by_address, self.personal_owner, self.rep_names = {}, {}, {}
+        self._plus_safe = _PLUS_SAFE | self.company_domains
+        for rep in self.reps:
+            primary = self.normalise_email(rep.email) or rep.email.lower()
+            self.rep_by_address[primary] = primary
+            self.rep_names[primary] = _name_key(rep.name)
+            for personal in rep.personal_addresses:
+                address = self.normalise_email(personal)
+                if address:
+                    self.personal_owner[address] = primary
+
+    def normalise_email(self, email: str) -> str | None:
+        """Lower-case, IDNA domain, plus-tags and Gmail dots removed where the provider ignores them."""
+        local, _, domain = email.strip().rpartition("@")
+        if not local:
+            return None
+        try:
+            domain = domain.lower().rstrip(".").encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+        local = local.lower()
+        if domain in self._plus_safe and "+" in local:
+            local = local.split("+", 1)[0] or local
+        if domain in _DOTS_IGNORED:
+            local = local.replace(".", "")
+        address = f"{local}@{domain}"
+        return address if _EMAIL.match(address) else None
+
+    def is_internal(self, address: str) -> bool:
+        domain = address.rpartition("@")[2]
+        return address in self.rep_by_address or any(
+            domain == d or domain.endswith("." + d) for d in self.company_domains
+        )
+
+    def customer_of(self, address: str) -> tuple[str, str]:
+        """(customer key, kind): the registrable domain, or the address itself at free-mail domains."""
+        domain = address.rpartition("@")[2]
+        if domain in self.freemail:
+            return address, "person"
+        return _registrable(domain), "organisation"
+
+    def noise_reason(self, message: MessageHeaders, sender: str) -> str:
+        rules = self.policy.noise
+        if rules.skip_auto_submitted and message.auto_submitted and message.auto_submitted != "no":
+            return "auto-submitted"
+        if message.precedence in rules.precedence:
+            return "precedence"
+        if rules.skip_list_mail and message.list_id:
+            return "list"
+        if rules.skip_delivery_reports and message.content_type == "multipart/report":
+            return "delivery-report"
+        local = sender.partition("@")[0]
+        if any(p.search(local) for p in self.noise_senders):
+            return "sender"
+        return ""
+
+    def personal_address_of(self, rep_email: str, address: str, name: str) -> bool:
+        """A rep's own personal address: configured, or the rep's name at a free-mail domain."""
+        if self.personal_owner.get(address) == rep_email:
+            return True
+        domain = address.rpartition("@")[2]
+        rep_name = self.rep_names.get(rep_email) or _name_key(rep_email.partition("@")[0])
+        return domain in self.freemail and bool(rep_name) and rep_name in (
+            _name_key(address.partition("@")[0]), _name_key(name)
+        )
+
+    def interpret_message(self, message: MessageHeaders) -> MessageFact:
+        sender_address = message.sender[0]
+        sender = self.normalise_email(sender_address.email) or sender_address.email.lower()
+        recipients = self._people(message.to + message.cc + message.bcc)
+        noise = self.noise_reason(message, sender)
+        internal = [PersonFact(a, n) for a, n in [(sender, sender_address.name), *recipients] if self.is_internal(a)]
+        interactions: list[InteractionFact] = []
+        relays: list[RelayFact] = []
+        if not noise:
+            if self.is_internal(sender):
+                for address, name in recipients:
+                    if self.is_internal(address) or address in self.personal_owner:
+                        continue
+                    if self.personal_address_of(sender, address, name):
+                        relays.append(RelayFact(sender, address))
+                        continue
+                    interactions.append(InteractionFact(sender, self._contact(address, name), "outbound", message.channel))
+            elif sender not in self.personal_owner and _EMAIL.match(sender):
+                contact = self._contact(sender, sender_address.name)
+                for address, _ in recipients:
+                    if self.is_internal(address):
+                        interactions.append(InteractionFact(address, contact, "inbound", message.channel))
+        return MessageFact(
+            message_key=message.message_id,
+            occurred_at=message.date,  # type: ignore[arg-type]
+            subject=message.subject,
+            sender_email=sender,
+            noise_reason=noise,
+            internal=tuple(dict.fromkeys(internal)),
+            interactions=tuple(dict.fromkeys(interactions)),
+            relays=tuple(dict.fromkeys(relays)),
+        )
+
+    def interpret_entry(self, entry: AddressBookEntry, owner_email: str) -> SightingFact | None:
+        emails = [e for e in (self.normalise_email(x) for x in entry.emails) if e and not self.is_internal(e)]
+        phones = [p for p in (normalise_phone(x, self.default_region) for x in entry.phones) if p]
+        if not emails and not phones:
+            return None
+        customer_key, kind = self._entry_customer(emails, phones, entry.organisation)
+        contacts = [ContactFact("email", e, entry.name, customer_key, kind) for e in emails]
+        contacts += [ContactFact("phone", p, entry.name, customer_key, kind) for p in phones]
+        return SightingFact(entry_ref=f"{entry.book}#{entry.entry_id}", rep_email=owner_email,
+                            channel=entry.channel, contacts=tuple(contacts))
+
+    def interpret(self, batch: Batch, owner_email: str = "") -> FactBatch:
+        facts = FactBatch(skipped=[SkippedFact(s.ref, s.reason) for s in batch.skipped])
+        for record in batch.records:
+            if isinstance(record, MessageHeaders):
+                facts.messages.append(self.interpret_message(record))
+            elif isinstance(record, AddressBookEntry):
+                sighting = self.interpret_entry(record, owner_email)
+                if sighting is None:
+                    facts.skipped.append(SkippedFact(f"{record.book}#{record.entry_id}", "no usable email or phone"))
+                else:
+                    facts.sightings.append(sighting)
+        return facts
+
+    def _people(self, addresses: tuple[Address, ...]) -> list[tuple[str, str]]:
+        people: dict[str, str] = {}
+        for item in addresses:
+            address = self.normalise_email(item.email)
+            if address and address not in people:
+                people[address] = item.name
+        return list(people.items())
+
+    def _contact(self, address: str, name: str) -> ContactFact:
+        key, kind = self.customer_of(address)
+        return ContactFact("email", address, name, key, kind)
+
+    def _entry_customer(self, emails: list[str], phones: list[str], organisation: str) -> tuple[str, str]:
+        for email in emails:
+            key, kind = self.customer_of(email)
+            if kind == "organisation":
+                return key, kind
+        if organisation.strip():
+            return "org:" + " ".join(organisation.lower().split()), "organisation"
+        return (emails[0], "person") if emails else ("tel:" + phones[0], "person")
+
+
+@lru_cache(maxsize=65536)
+def _registrable(domain: str) -> str:
+    return _EXTRACT(domain).top_domain_under_public_suffix or domain
+
+
+def _name_key(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.lower())
+
+
+def normalise_phone(raw: str, region: str) -> str | None:
+    """E.164, or None when the number is not a possible number in any region."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,203 @@
+"""Store one batch of facts and its cursor in one transaction; storing it again changes nothing.
+
+Set-based inserts with ON CONFLICT DO NOTHING keep this idempotent and safe for several
+daemon processes sharing one PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from registry.facts import ContactFact, FactBatch, PersonFact
+from registry.models import (
+    Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, RepAddress, Sighting,
+    Source, SyncIssue, utcnow,
+)
+
+_CHUNK = 500
+
+
+def store_batch(engine: Engine, source_id: int, facts: FactBatch, cursor: dict[str, Any]) -> None:
+    with engine.begin() as db:
+        store_facts(db, source_id, facts)
+        db.execute(update(Source.__table__).where(Source.__table__.c.id == source_id).values(cursor=cursor))
+
+
+def store_facts(db: Connection, source_id: int, facts: FactBatch) -> None:
+    people = [p for m in facts.messages for p in m.internal]
+    people += [PersonFact(i.rep_email) for m in facts.messages for i in m.interactions]
+    people += [PersonFact(r.rep_email) for m in facts.messages for r in m.relays]
+    people += [PersonFact(s.rep_email) for s in facts.sightings if s.rep_email]
+    rep_ids = ensure_reps(db, people)
+    contacts = [i.contact for m in facts.messages for i in m.interactions]
+    point_ids = _ensure_contacts(db, contacts, [list(s.contacts) for s in facts.sightings])
+    message_ids = _ensure_messages(db, source_id, facts)
+    _insert_interactions(db, facts, rep_ids, point_ids, message_ids)
+    _insert_sightings(db, source_id, facts, rep_ids, point_ids)
+    _insert_ignoring(db, SyncIssue.__table__, [
+        {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
+        for s in facts.skipped
+    ])
+
+
+def ensure_reps(db: Connection, people: Iterable[PersonFact]) -> dict[str, int]:
+    """Rep ids by address, creating discovered reps for internal addresses seen the first time."""
+    names: dict[str, str] = {}
+    for person in people:
+        if person.name or person.email not in names:
+            names[person.email] = person.name
+    known = _rep_ids(db, names)
+    missing = [e for e in names if e not in known]
+    if missing:
+        now = utcnow()
+        _insert_ignoring(db, Rep.__table__, [
+            {"email": e, "name": names[e], "team": "", "status": "active", "discovered": True,
+             "locale": "en", "created_at": now, "updated_at": now} for e in missing
+        ])
+        created = dict(db.execute(select(Rep.id, Rep.email).where(Rep.email.in_(missing))).all())
+        _insert_ignoring(db, RepAddress.__table__, [
+            {"rep_id": rep_id, "email": email, "kind": "company"} for rep_id, email in created.items()
+        ])
+        known.update(_rep_ids(db, missing))
+    return known
+
+
+def _rep_ids(db: Connection, emails: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(emails)):
+        found.update(db.execute(select(RepAddress.email, RepAddress.rep_id).where(RepAddress.email.in_(chunk))).all())
+    return found
+
+
+def _ensure_contacts(
+    db: Connection, singles: Sequence[ContactFact], groups: Sequence[list[ContactFact]]
+) -> dict[tuple[str, str], int]:
+    """ContactPoint ids; points of one address-book entry share one Contact."""
+    all_groups = [[c] for c in singles] + list(groups)
+    facts = {(c.kind, c.value): c for group in all_groups for c in group}
+    customer_ids = _ensure_customers(db, facts.values())
+    known = _point_contacts(db, facts)
+    for group in all_groups:
+        new = [c for c in group if (c.kind, c.value) not in known]
+        if not new:
+            continue
+        contact_id = next((known[(c.kind, c.value)][1] for c in group if (c.kind, c.value) in known), None)
+        if contact_id is None:
+            first = new[0]
+            contact_id = db.execute(Contact.__table__.insert().values(
+                customer_id=customer_ids[first.customer_key], name=first.name, locale="", timezone="",
+                created_at=utcnow(),
+            ).returning(Contact.__table__.c.id)).scalar_one()
+        _insert_ignoring(db, ContactPoint.__table__, [
+            {"contact_id": contact_id, "kind": c.kind, "value": c.value, "bounce_reason": ""} for c in new
+        ])
+        known.update(_point_contacts(db, {(c.kind, c.value): c for c in new}))
+    return {key: point_id for key, (point_id, _) in known.items()}
+
+
+def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+    table = ContactPoint.__table__
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    for chunk in _chunks(list(keys)):
+        rows = db.execute(select(table.c.kind, table.c.value, table.c.id, table.c.contact_id)
+                          .where(tuple_(table.c.kind, table.c.value).in_(chunk)))
+        found.update({(kind, value): (pid, cid) for kind, value, pid, cid in rows})
+    return found
+
+
+def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[str, int]:
+    kinds = {c.customer_key: c.customer_kind for c in contacts}
+    table = Customer.__table__
+    _insert_ignoring(db, table, [
+        {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": "active",
+         "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
+    ])
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(kinds)):
+        found.update(db.execute(select(table.c.key, table.c.id).where(table.c.key.in_(chunk))).all())
+    return found
+
+
+def _ensure_messages(db: Connection, source_id: int, facts: FactBatch) -> dict[str, int]:
+    table = Message.__table__
+    _insert_ignoring(db, table, [
+        {"message_key": m.message_key, "occurred_at": _utc(m.occurred_at), "subject": m.subject,
+         "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "first_source_id": source_id}
+        for m in facts.messages
+    ])
+    found: dict[str, int] = {}
+    for chunk in _chunks([m.message_key for m in facts.messages]):
+        found.update(db.execute(select(table.c.message_key, table.c.id).where(table.c.message_key.in_(chunk))).all())
+    return found
+
+
+def _insert_interactions(
+    db: Connection, facts: FactBatch, rep_ids: dict[str, int],
+    point_ids: dict[tuple[str, str], int], message_ids: dict[str, int],
+) -> None:
+    contact_of, customer_of = _point_owners(db, point_ids.values())
+    rows = []
+    relays = []
+    for message in facts.messages:
+        message_id = message_ids[message.message_key]
+        for item in message.interactions:
+            point_id = point_ids[(item.contact.kind, item.contact.value)]
+            rows.append({
+                "message_id": message_id, "rep_id": rep_ids[item.rep_email], "contact_id": contact_of[point_id],
+                "contact_point_id": point_id, "customer_id": customer_of[point_id], "direction": item.direction,
+                "channel": item.channel, "occurred_at": _utc(message.occurred_at),
+            })
+        relays += [{"message_id": message_id, "rep_id": rep_ids[r.rep_email], "personal_email": r.personal_email,
+                    "occurred_at": _utc(message.occurred_at)} for r in message.relays]
+    _insert_ignoring(db, Interaction.__table__, rows)
+    _insert_ignoring(db, PersonalRelay.__table__, relays)
+
+
+def _insert_sightings(
+    db: Connection, source_id: int, facts: FactBatch, rep_ids: dict[str, int], point_ids: dict[tuple[str, str], int]
+) -> None:
+    contact_of, customer_of = _point_owners(db, point_ids.values())
+    now = utcnow()
+    _insert_ignoring(db, Sighting.__table__, [
+        {"source_id": source_id, "entry_ref": s.entry_ref[:512], "rep_id": rep_ids.get(s.rep_email),
+         "contact_id": contact_of[point_ids[(c.kind, c.value)]], "contact_point_id": point_ids[(c.kind, c.value)],
+         "customer_id": customer_of[point_ids[(c.kind, c.value)]], "channel": s.channel, "name": c.name[:256],
+         "seen_at": now}
+        for s in facts.sightings for c in s.contacts
+    ])
+
+
+def _point_owners(db: Connection, point_ids: Iterable[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """Contact and customer of each contact point, read back so merges by other writers are respected."""
+    points, contacts = ContactPoint.__table__, Contact.__table__
+    contact_of: dict[int, int] = {}
+    customer_of: dict[int, int] = {}
+    for chunk in _chunks(sorted(set(point_ids))):
+        rows = db.execute(select(points.c.id, points.c.contact_id, contacts.c.customer_id)
+                          .join(contacts, contacts.c.id == points.c.contact_id).where(points.c.id.in_(chunk)))
+        for point_id, contact_id, customer_id in rows:
+            contact_of[point_id] = contact_id
+            customer_of[point_id] = customer_id
+    return contact_of, customer_of
+
+
+def _insert_ignoring(db: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+    for chunk in _chunks(rows, 200):
+        db.execute(dialect.insert(table).on_conflict_do_nothing(), chunk)
+
+
+def _chunks(items: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

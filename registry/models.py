@@ -1,0 +1,228 @@
+"""The customer registry. Datetimes are timezone-aware UTC on both SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Rep(SQLModel, table=True):
+    """An internal person; `discovered` reps were seen in mail but not configured."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=254)
+    name: str = Field(default="", max_length=256)
+    team: str = Field(default="", max_length=128)
+    manager_id: Optional[int] = Field(default=None, foreign_key="rep.id")
+    status: str = Field(default="active", max_length=16)
+    discovered: bool = Field(default=False)
+    locale: str = Field(default="en", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RepAddress(SQLModel, table=True):
+    """Every address a rep is known by: company aliases and known personal addresses."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    rep_id: int = Field(foreign_key="rep.id", index=True)
+    email: str = Field(unique=True, max_length=254)
+    kind: str = Field(default="company", max_length=16)
+
+
+class Source(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=128)
+    kind: str = Field(max_length=32)
+    owner_rep_id: Optional[int] = Field(default=None, foreign_key="rep.id")
+    channel: str = Field(default="company", max_length=16)
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cursor: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSON, nullable=True))
+    status: str = Field(default="new", max_length=16)
+    last_success: Optional[datetime] = None
+    last_attempt: Optional[datetime] = None
+    last_error: str = Field(default="", max_length=2000)
+    lease_owner: str = Field(default="", max_length=128)
+    lease_until: Optional[datetime] = None
+
+
+class SyncIssue(SQLModel, table=True):
+    """An input item a connector skipped, kept so status can count and show them."""
+
+    __table_args__ = (UniqueConstraint("source_id", "ref"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="source.id", index=True)
+    ref: str = Field(max_length=512)
+    reason: str = Field(max_length=512)
+    seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Customer(SQLModel, table=True):
+    """An organisation keyed by registrable domain, or a person keyed by a free-mail address."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=254)
+    name: str = Field(default="", max_length=256)
+    kind: str = Field(default="organisation", max_length=16)
+    owner_rep_id: Optional[int] = Field(default=None, foreign_key="rep.id", index=True)
+    owner_reason: str = Field(default="", max_length=256)
+    pool: bool = Field(default=False)
+    status: str = Field(default="active", max_length=16)
+    locale: str = Field(default="", max_length=16)
+    timezone: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Contact(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    name: str = Field(default="", max_length=256)
+    locale: str = Field(default="", max_length=16)
+    timezone: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ContactPoint(SQLModel, table=True):
+    """One normalised email address or E.164 phone number."""
+
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    kind: str = Field(max_length=8)
+    value: str = Field(max_length=254)
+    bounced_at: Optional[datetime] = None
+    bounce_reason: str = Field(default="", max_length=512)
+
+
+class Message(SQLModel, table=True):
+    """One message by RFC Message-ID (or a stable hash), however many copies were synced."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    message_key: str = Field(unique=True, max_length=512)
+    occurred_at: datetime = Field(index=True)
+    subject: str = Field(default="", max_length=998)
+    sender_email: str = Field(default="", max_length=254)
+    noise_reason: str = Field(default="", max_length=64)
+    first_source_id: Optional[int] = Field(default=None, foreign_key="source.id")
+
+
+class Interaction(SQLModel, table=True):
+    """A rep and a customer contact exchanged this message."""
+
+    __table_args__ = (
+        UniqueConstraint("message_id", "rep_id", "contact_point_id", "direction"),
+        Index("ix_interaction_customer_time", "customer_id", "occurred_at"),
+        Index("ix_interaction_rep_time", "rep_id", "occurred_at"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id")
+    rep_id: int = Field(foreign_key="rep.id")
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    contact_point_id: int = Field(foreign_key="contactpoint.id")
+    customer_id: int = Field(foreign_key="customer.id")
+    direction: str = Field(max_length=8)
+    channel: str = Field(default="company", max_length=16)
+    occurred_at: datetime
+
+
+class PersonalRelay(SQLModel, table=True):
+    """A rep's company mail sent or forwarded to that rep's own personal address."""
+
+    __table_args__ = (UniqueConstraint("message_id", "rep_id", "personal_email"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id")
+    rep_id: int = Field(foreign_key="rep.id", index=True)
+    personal_email: str = Field(max_length=254)
+    occurred_at: datetime
+
+
+class Sighting(SQLModel, table=True):
+    """A contact point seen in an address book or import, on a company or personal channel."""
+
+    __table_args__ = (UniqueConstraint("source_id", "entry_ref", "contact_point_id"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="source.id", index=True)
+    entry_ref: str = Field(max_length=512)
+    rep_id: Optional[int] = Field(default=None, foreign_key="rep.id")
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    contact_point_id: int = Field(foreign_key="contactpoint.id")
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    channel: str = Field(default="company", max_length=16)
+    name: str = Field(default="", max_length=256)
+    seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Handover(SQLModel, table=True):
+    """A departing rep's plan: status planned, approved, notifying, done or cancelled."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    rep_id: int = Field(foreign_key="rep.id", index=True)
+    status: str = Field(default="planned", max_length=16)
+    trigger: str = Field(default="cli", max_length=32)
+    effective_at: datetime
+    requires_approval: bool = Field(default=False)
+    approved_by: str = Field(default="", max_length=128)
+    approved_at: Optional[datetime] = None
+    cancelled_reason: str = Field(default="", max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class HandoverItem(SQLModel, table=True):
+    """One customer of a handover: its successor (None means the public pool) and why."""
+
+    __table_args__ = (UniqueConstraint("handover_id", "customer_id"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    handover_id: int = Field(foreign_key="handover.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    successor_rep_id: Optional[int] = Field(default=None, foreign_key="rep.id")
+    strategy: str = Field(max_length=64)
+    reason: str = Field(default="", max_length=512)
+    needs_human: bool = Field(default=False)
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one row per (handover, contact, step) with a Message-ID fixed at planning."""
+
+    __table_args__ = (Index("ix_notification_state_due", "state", "send_after"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=128)
+    message_id_header: str = Field(unique=True, max_length=256)
+    handover_id: int = Field(foreign_key="handover.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    contact_id: int = Field(foreign_key="contact.id")
+    contact_point_id: int = Field(foreign_key="contactpoint.id")
+    step: str = Field(max_length=64)
+    state: str = Field(default="pending", max_length=16)
+    sender_email: str = Field(max_length=254)
+    to_email: str = Field(max_length=254)
+    cc_emails: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    locale: str = Field(default="en", max_length=16)
+    subject: str = Field(default="", max_length=998)
+    body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    body_html: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    send_after: datetime
+    attempts: int = Field(default=0)
+    sent_at: Optional[datetime] = None
+    last_error: str = Field(default="", max_length=2000)
+    held_reason: str = Field(default="", max_length=512)
+    lease_owner: str = Field(default="", max_length=128)
+    lease_until: Optional[datetime] = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: who or what did what to which record."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=128)
+    action: str = Field(max_length=64)
+    entity: str = Field(default="", max_length=64)
+    entity_id: str = Field(default="", max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
