@@ -208,6 +208,7 @@ def _name_key(text: str) -> str:
 
 def normalise_phone(raw: str, region: str) -> str | None:
     """E.164, or None when the number is not a possible number in any region."""
+    raw = raw.removeprefix("tel:").split(";", 1)[0]
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

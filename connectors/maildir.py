@@ -1,0 +1,141 @@
+"""Maildir and plain one-file-per-message folders (Maildir++, Dovecot, CMU-style archives).
+
+The cursor keeps, per folder, the (ctime, name) of the last stored file. A rename updates
+ctime and `cp -p` cannot fake it, so files moved in later are still found; re-reading a
+moved file is harmless because ingest dedups by Message-ID.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.headers import MalformedMessage, parse_headers
+from connectors.records import Batch, Channel, Record, Skipped
+
+SKIPPED_FOLDERS = re.compile(r"^(junk|spam|trash|deleted[ _-]?(items|messages)?|drafts?|tmp|outbox)$", re.I)
+MAILDIR_PARTS = ("new", "cur")
+MAX_HEADER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class MailFile:
+    folder: str
+    path: str
+    name: str
+    ctime_ns: int
+
+    @property
+    def position(self) -> list[Any]:
+        return [self.ctime_ns, self.name]
+
+
+class MaildirConnector:
+    def __init__(
+        self,
+        root: Path,
+        channel: Channel = "company",
+        batch_size: int = 500,
+        folders: list[str] | None = None,
+        exclude_folders: list[str] | None = None,
+    ) -> None:
+        self.root = root
+        self.channel = channel
+        self.batch_size = batch_size
+        self.only = {f.lower() for f in folders or []}
+        self.exclude = {f.lower() for f in exclude_folders or []}
+
+    def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+        positions: dict[str, list[Any]] = dict((cursor or {}).get("folders", {}))
+        stored = dict(positions)
+        records: list[Record] = []
+        skipped: list[Skipped] = []
+        for folder, directories in self.folders():
+            after = tuple(positions.get(folder, (-1, "")))
+            for mail in _files_after(folder, directories, after):
+                self._read(mail, records, skipped)
+                positions[folder] = mail.position
+                if len(records) + len(skipped) >= self.batch_size:
+                    yield Batch(records, {"folders": dict(positions)}, skipped)
+                    records, skipped, stored = [], [], dict(positions)
+        if records or skipped or positions != stored:
+            yield Batch(records, {"folders": dict(positions)}, skipped)
+
+    def folders(self) -> list[tuple[str, list[str]]]:
+        """(folder name, directories holding its files), sorted so batches are deterministic."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"mail folder {self.root} does not exist")
+        found: list[tuple[str, list[str]]] = []
+        for directory, subdirs, files in os.walk(self.root):
+            subdirs[:] = sorted(d for d in subdirs if d not in ("tmp", *MAILDIR_PARTS))
+            relative = os.path.relpath(directory, self.root)
+            name = _folder_name(relative)
+            if not self._wanted(name):
+                subdirs[:] = [] if relative != "." else subdirs
+                continue
+            parts = [os.path.join(directory, p) for p in MAILDIR_PARTS if os.path.isdir(os.path.join(directory, p))]
+            if parts:
+                found.append((name, parts))
+            elif relative != "." and any(not f.startswith(".") for f in files):
+                found.append((name, [directory]))
+        return found
+
+    def _wanted(self, name: str) -> bool:
+        leaf = name.rsplit("/", 1)[-1].lower()
+        if name.lower() in self.exclude or SKIPPED_FOLDERS.match(leaf):
+            return False
+        return not self.only or name.lower() in self.only
+
+    def _read(self, mail: MailFile, records: list[Record], skipped: list[Skipped]) -> None:
+        ref = f"{mail.folder}/{mail.name.split(':', 1)[0]}"
+        try:
+            records.append(parse_headers(_read_head(mail.path), mail.folder, self.channel))
+        except MalformedMessage as error:
+            skipped.append(Skipped(ref, str(error)))
+        except OSError as error:
+            skipped.append(Skipped(ref, f"unreadable: {error.strerror}"))
+
+
+def _folder_name(relative: str) -> str:
+    if relative == ".":
+        return "INBOX"
+    return "/".join(part.lstrip(".") for part in Path(relative).parts).replace(".", "/")
+
+
+def _files_after(folder: str, directories: list[str], after: tuple[Any, ...]) -> list[MailFile]:
+    files: list[MailFile] = []
+    for directory in directories:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                    continue
+                mail = MailFile(folder, entry.path, entry.name, entry.stat(follow_symlinks=False).st_ctime_ns)
+                if (mail.ctime_ns, mail.name) > after:
+                    files.append(mail)
+    files.sort(key=lambda m: (m.ctime_ns, m.name))
+    return files
+
+
+def _read_head(path: str) -> bytes:
+    """Read only as far as the blank line that ends the headers."""
+    chunks: list[bytes] = []
+    size = 0
+    with open(path, "rb") as handle:
+        while size < MAX_HEADER_BYTES:
+            chunk = handle.read(16384)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if b"\n\n" in chunk or b"\r\n\r\n" in chunk or (len(chunks) > 1 and _ends_headers(chunks[-2:])):
+                break
+    return b"".join(chunks)
+
+
+def _ends_headers(tail: list[bytes]) -> bool:
+    joined = tail[0][-4:] + tail[1][:4]
+    return b"\n\n" in joined or b"\r\n\r\n" in joined

@@ -1,0 +1,108 @@
+"""vCard (.vcf) address-book exports from phones, Outlook, Google and Apple contacts.
+
+Each card is parsed on its own so one broken card is skipped without losing the rest of the
+file. A file unchanged since the last sync (same SHA-256) is not read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import vobject
+
+from connectors.records import AddressBookEntry, Batch, Channel, Record, Skipped
+
+logging.getLogger("vobject.base").setLevel(logging.CRITICAL)
+_CARD = re.compile(rb"^BEGIN:VCARD\s*?$.*?^END:VCARD\s*?$", re.I | re.M | re.S)
+
+
+class VcardConnector:
+    def __init__(self, path: Path, channel: Channel = "company", batch_size: int = 500) -> None:
+        self.path = path
+        self.channel = channel
+        self.batch_size = batch_size
+
+    def files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"address book path {self.path} does not exist")
+        return sorted(p for p in self.path.rglob("*") if p.suffix.lower() in (".vcf", ".vcard") and p.is_file())
+
+    def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+        digests: dict[str, str] = dict((cursor or {}).get("files", {}))
+        for path in self.files():
+            key = path.name if path == self.path else str(path.relative_to(self.path))
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digests.get(key) == digest:
+                continue
+            records: list[Record] = []
+            skipped: list[Skipped] = []
+            for index, block in enumerate(_CARD.findall(data)):
+                entry = self._entry(key, index, block)
+                if isinstance(entry, Skipped):
+                    skipped.append(entry)
+                else:
+                    records.append(entry)
+            if not records and not skipped and data.strip():
+                skipped.append(Skipped(key, "no vCard found in file"))
+            digests[key] = digest
+            yield Batch(records, {"files": dict(digests)}, skipped)
+
+    def _entry(self, book: str, index: int, block: bytes) -> AddressBookEntry | Skipped:
+        text = _decode(block)
+        try:
+            card = vobject.readOne(text, ignoreUnreadable=True)
+            return AddressBookEntry(
+                book=book,
+                entry_id=_first(card, "uid") or hashlib.sha1(block).hexdigest()[:20],
+                name=_name(card),
+                emails=tuple(_values(card, "email")),
+                phones=tuple(_values(card, "tel")),
+                organisation=_organisation(card),
+                channel=self.channel,
+            )
+        except Exception as error:  # vobject raises many unrelated types on broken input
+            return Skipped(f"{book}#{index}", f"unreadable vCard: {type(error).__name__}")
+
+
+def _decode(block: bytes) -> str:
+    try:
+        return block.decode("utf-8")
+    except UnicodeDecodeError:
+        return block.decode("cp1252", "replace")
+
+
+def _values(card: Any, name: str) -> list[str]:
+    return [str(item.value).strip() for item in card.contents.get(name, []) if str(item.value).strip()]
+
+
+def _first(card: Any, name: str) -> str:
+    values = _values(card, name)
+    return values[0] if values else ""
+
+
+def _name(card: Any) -> str:
+    formatted = _first(card, "fn")
+    if formatted:
+        return formatted
+    names = card.contents.get("n", [])
+    if names and hasattr(names[0].value, "given"):
+        return " ".join(p for p in (names[0].value.given, names[0].value.family) if p).strip()
+    return ""
+
+
+def _organisation(card: Any) -> str:
+    orgs = card.contents.get("org", [])
+    if not orgs:
+        return ""
+    value = orgs[0].value
+    while isinstance(value, list):
+        value = value[0] if value else ""
+    return str(value).strip()

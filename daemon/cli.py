@@ -1,0 +1,88 @@
+"""The `custody` command line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from config.settings import CONFIG_ENV, ConfigError, SourceConfig
+from daemon.runtime import Runtime, fail_config, runtime
+from daemon.sync import SyncReport, sync_source
+from registry.status import registry_counts, source_statuses
+
+app = typer.Typer(help="Keep customer relationships with the company when salespeople leave.", no_args_is_help=True)
+console = Console()
+EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "custody.example.toml"
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", envvar=CONFIG_ENV, help="Path to custody.toml."),
+) -> None:
+    ctx.obj = Runtime(config)
+
+
+@app.command()
+def init(path: Path = typer.Argument(Path("custody.toml")), force: bool = typer.Option(False, "--force")) -> None:
+    """Write a commented starter config."""
+    if path.exists() and not force:
+        typer.echo(f"custody: {path} exists; use --force to overwrite", err=True)
+        raise typer.Exit(1)
+    shutil.copyfile(EXAMPLE_CONFIG, path)
+    typer.echo(f"wrote {path}: edit reps and sources, then run `custody --config {path} sync`")
+
+
+@app.command()
+def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--source", "-s")) -> None:
+    """Sync every source, or one; exits 1 when a source failed."""
+    rt = runtime(ctx)
+    try:
+        chosen = [rt.settings.source(source)] if source else rt.settings.sources
+    except ConfigError as error:
+        fail_config(error)
+    reports = sync_with_progress(rt, chosen)
+    for report in reports:
+        state = "[green]ok[/]" if report.ok else f"[red]failed[/]: {report.error}"
+        console.print(f"{report.source}: {report.messages} messages, {report.entries} address-book entries, "
+                      f"{report.skipped} skipped, {state}")
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+def sync_with_progress(rt: Runtime, sources: list[SourceConfig]) -> list[SyncReport]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    reports = []
+    with Progress(*columns, console=console, transient=True) as progress:
+        for source in sources:
+            task = progress.add_task(f"sync {source.name}", total=None)
+            reports.append(sync_source(rt.engine, rt.settings, rt.policy, source,
+                                       progress=lambda n, t=task: progress.advance(t, n)))
+    return reports
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Sources, their last sync and errors, and what the registry holds."""
+    rt = runtime(ctx)
+    table = Table("source", "kind", "channel", "status", "last success", "skipped", "last error")
+    for row in source_statuses(rt.engine):
+        style = "red" if row.status == "failing" else ""
+        table.add_row(row.name, row.kind, row.channel, row.status,
+                      row.last_success.strftime("%Y-%m-%d %H:%M") if row.last_success else "never",
+                      str(row.skipped), row.last_error, style=style)
+    console.print(table)
+    counts = registry_counts(rt.engine)
+    console.print(f"reps {counts.reps} configured, {counts.discovered_reps} discovered, customers {counts.customers}, contacts {counts.contacts}, "
+                  f"messages {counts.messages} ({counts.noise_messages} noise), interactions {counts.interactions}, "
+                  f"address-book sightings {counts.sightings}")
+
+
+if __name__ == "__main__":
+    app()

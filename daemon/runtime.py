@@ -1,0 +1,70 @@
+"""What every command needs: validated settings, the policy, an open registry and logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import typer
+from sqlalchemy import Engine
+
+from config.policy import Policy, load_policy
+from config.settings import ConfigError, Settings, load_settings
+from registry.store import open_registry
+
+CONFIG_EXIT = 2
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, so journald and log shippers can index the fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+@dataclass
+class Runtime:
+    config_path: Path | None
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    @cached_property
+    def policy(self) -> Policy:
+        return load_policy(self.settings.policy_file)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return open_registry(self.settings.registry_url(), self.settings.database_schema or None)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    """The command's runtime; a bad config ends the command with one line and exit code 2."""
+    rt: Runtime = ctx.obj
+    try:
+        configure_logging(rt.settings.log_level)
+        rt.policy  # noqa: B018  (validated up front so errors surface before any work)
+    except ConfigError as error:
+        fail_config(error)
+    return rt
+
+
+def fail_config(error: ConfigError) -> None:
+    typer.echo(f"custody: config error: {error}", err=True)
+    raise typer.Exit(CONFIG_EXIT)

@@ -1,0 +1,62 @@
+"""Read-only summaries of the registry for `custody status` and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+
+from registry.models import Contact, Customer, Interaction, Message, Rep, Sighting, Source, SyncIssue
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    name: str
+    kind: str
+    channel: str
+    status: str
+    last_success: datetime | None
+    last_error: str
+    skipped: int
+
+
+@dataclass(frozen=True)
+class RegistryCounts:
+    reps: int
+    discovered_reps: int
+    customers: int
+    contacts: int
+    messages: int
+    noise_messages: int
+    interactions: int
+    sightings: int
+
+
+def source_statuses(engine: Engine) -> list[SourceStatus]:
+    skipped = (select(SyncIssue.source_id, func.count().label("n")).group_by(SyncIssue.source_id).subquery())
+    query = (
+        select(Source.name, Source.kind, Source.channel, Source.status, Source.last_success, Source.last_error,
+               func.coalesce(skipped.c.n, 0))
+        .outerjoin(skipped, skipped.c.source_id == Source.id)
+        .order_by(Source.name)
+    )
+    with engine.connect() as db:
+        return [SourceStatus(*row) for row in db.execute(query)]
+
+
+def registry_counts(engine: Engine) -> RegistryCounts:
+    def count(model: type, *where: object) -> int:
+        return db.execute(select(func.count()).select_from(model).where(*where)).scalar_one()  # type: ignore[arg-type]
+
+    with engine.connect() as db:
+        return RegistryCounts(
+            reps=count(Rep, Rep.discovered.is_(False)),  # type: ignore[attr-defined]
+            discovered_reps=count(Rep, Rep.discovered.is_(True)),  # type: ignore[attr-defined]
+            customers=count(Customer),
+            contacts=count(Contact),
+            messages=count(Message),
+            noise_messages=count(Message, Message.noise_reason != ""),
+            interactions=count(Interaction),
+            sightings=count(Sighting),
+        )
