@@ -1,0 +1,323 @@
+"""IMAP: incremental, header-only, read-only sync of one mailbox.
+
+The registry needs who wrote to whom and when, so only a few header fields and INTERNALDATE are
+fetched (never bodies), from folders opened with EXAMINE so a sync never sets \\Seen. The cursor
+keeps, per folder, UIDVALIDITY and the highest UID handed out, plus UIDNEXT and HIGHESTMODSEQ
+once the folder was read to the end, so a resync with nothing new costs one STATUS per folder.
+
+Source options: `batch_size` (messages per batch, default 500), `retry_attempts` (connection
+attempts per operation, default 5) and `retry_wait_seconds` (first backoff, default 1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from config.settings import SourceConfig
+from connectors.base import ConnectorError
+from connectors.headers import HEADER_FIELDS, MalformedMessage, parse_headers
+from connectors.records import Batch, Record, Skipped
+
+TokenProvider = Callable[[], str]
+T = TypeVar("T")
+
+FETCH_ITEMS = (f"BODY.PEEK[HEADER.FIELDS ({' '.join(f.upper() for f in HEADER_FIELDS)})]", "INTERNALDATE")
+MAX_COMMAND_BYTES = 8000
+_UID_SET_BUDGET = MAX_COMMAND_BYTES - len(" ".join(FETCH_ITEMS)) - 64
+_WANTED_USES = frozenset({b"\\sent", b"\\archive", b"\\all"})
+_NEVER_USES = frozenset({b"\\junk", b"\\trash", b"\\drafts", b"\\noselect", b"\\nonexistent"})
+_ALL_USES = _WANTED_USES | _NEVER_USES | frozenset({b"\\flagged", b"\\important"})
+_WANTED_NAMES = frozenset({"sent", "sent items", "sent messages", "sent mail", "sent-mail", "archive", "archives",
+                           "all mail"})
+_NEVER_NAMES = frozenset({"junk", "spam", "junk e-mail", "junk email", "bulk mail", "trash", "deleted items",
+                          "deleted messages", "bin", "drafts"})
+
+
+@dataclass(slots=True)
+class FolderState:
+    """Where one folder's sync stands; `uidnext`/`highestmodseq` are set only once it was read to the end."""
+
+    uidvalidity: int
+    last_uid: int = 0
+    uidnext: int | None = None
+    highestmodseq: int | None = None
+
+    def unchanged(self, status: FolderState) -> bool:
+        if status.uidvalidity != self.uidvalidity:
+            return False
+        if self.highestmodseq is not None and status.highestmodseq is not None:
+            return status.highestmodseq == self.highestmodseq
+        return self.uidnext is not None and status.uidnext == self.uidnext
+
+    def as_json(self) -> dict[str, int | None]:
+        return {"uidvalidity": self.uidvalidity, "last_uid": self.last_uid, "uidnext": self.uidnext,
+                "highestmodseq": self.highestmodseq}
+
+
+class _UidValidityChanged(Exception):
+    """The folder was recreated while we were reading it; its planned UIDs mean nothing now."""
+
+
+class ImapConnector:
+    """Yields MessageHeaders batches from INBOX, Sent and Archive folders of one IMAP account."""
+
+    def __init__(self, source: SourceConfig, token_provider: TokenProvider | None = None) -> None:
+        self.source = source
+        self.token_provider = token_provider
+        self.batch_size = int(source.options.get("batch_size", 500))
+        self.retry_attempts = int(source.options.get("retry_attempts", 5))
+        self.retry_wait = float(source.options.get("retry_wait_seconds", 1.0))
+        self._client: IMAPClient | None = None
+        self._examined: str | None = None
+        self._condstore = False
+        self._where = f"{source.host}:{self._port()}"
+
+    def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+        states = {name: FolderState(**saved) for name, saved in (cursor or {}).get("folders", {}).items()}
+        try:
+            folders, missing = self._call(self._choose_folders)
+            if missing:
+                yield Batch([], _cursor(states), missing)
+            for folder in folders:
+                yield from self._sync_folder(folder, states)
+        finally:
+            self._disconnect()
+
+    def _sync_folder(self, folder: str, states: dict[str, FolderState]) -> Iterator[Batch]:
+        status = self._call(self._status, folder)
+        known = states.get(folder)
+        if known is not None and known.unchanged(status):
+            return
+        for _ in range(3):
+            try:
+                yield from self._read_new(folder, status, states)
+                return
+            except _UidValidityChanged:
+                status = self._call(self._status, folder)
+        raise ConnectorError(f"{self._where}: {folder} keeps changing its UIDVALIDITY; try again later")
+
+    def _read_new(self, folder: str, status: FolderState, states: dict[str, FolderState]) -> Iterator[Batch]:
+        uidvalidity = self._call(self._examine, folder)
+        known = states.get(folder)
+        if known is not None and known.uidvalidity != uidvalidity:
+            uidvalidity = self._call(self._confirm_uidvalidity, folder, uidvalidity)
+        if known is None or known.uidvalidity != uidvalidity:
+            known = FolderState(uidvalidity)
+        uids = self._call(self._uids_after, folder, known)
+        for chunk in uid_chunks(uids, self.batch_size):
+            records, skipped = self._call(self._fetch, folder, known, chunk)
+            last_uid = chunk[-1]
+            states[folder] = known = FolderState(uidvalidity, last_uid)
+            if last_uid == uids[-1]:
+                states[folder] = known = FolderState(uidvalidity, last_uid, status.uidnext, status.highestmodseq)
+            yield Batch(records, _cursor(states), skipped)
+        if not uids:
+            states[folder] = FolderState(uidvalidity, known.last_uid, status.uidnext, status.highestmodseq)
+            yield Batch([], _cursor(states))
+
+    def _choose_folders(self) -> tuple[list[str], list[Skipped]]:
+        """INBOX plus \\Sent, \\Archive and \\All (by name when the server has no SPECIAL-USE) and the
+        configured extras; never Junk, Trash or Drafts, whatever the config says."""
+        listing = {name: {flag.lower() for flag in flags} for flags, _, name in self._connected().list_folders()}
+        by_flags = any(flags & _ALL_USES for flags in listing.values())
+        excluded = {_folder_key(name) for name in self.source.exclude_folders}
+        chosen: list[str] = []
+        for name, flags in listing.items():
+            wanted = flags & _WANTED_USES if by_flags else _leaf(name) in _WANTED_NAMES
+            if name.upper() == "INBOX" or wanted or name in self.source.folders:
+                chosen.append(name)
+        missing = [Skipped(ref=name, reason="folder not found on the server")
+                   for name in self.source.folders if name not in listing]
+        never = {name for name, flags in listing.items() if flags & _NEVER_USES or _leaf(name) in _NEVER_NAMES}
+        return [n for n in chosen if n not in never and _folder_key(n) not in excluded], missing
+
+    def _status(self, folder: str) -> FolderState:
+        items = [b"UIDVALIDITY", b"UIDNEXT"] + ([b"HIGHESTMODSEQ"] if self._condstore else [])
+        client = self._connected()
+        if self._examined == folder:
+            client.close_folder()
+            self._examined = None
+        found = client.folder_status(folder, items)
+        return FolderState(found[b"UIDVALIDITY"], 0, found[b"UIDNEXT"], found.get(b"HIGHESTMODSEQ"))
+
+    def _confirm_uidvalidity(self, folder: str, seen: int) -> int:
+        """A new UIDVALIDITY means a full rescan of the folder, so a second EXAMINE must agree first."""
+        self._connected().close_folder()
+        self._examined = None
+        if self._examine(folder) != seen:
+            raise _UidValidityChanged(folder)
+        return seen
+
+    def _examine(self, folder: str) -> int:
+        response = self._connected().select_folder(folder, readonly=True)
+        self._examined = folder
+        return int(response[b"UIDVALIDITY"])
+
+    def _ensure_examined(self, folder: str, uidvalidity: int) -> IMAPClient:
+        if self._examined != folder and self._examine(folder) != uidvalidity:
+            raise _UidValidityChanged(folder)
+        assert self._client is not None
+        return self._client
+
+    def _uids_after(self, folder: str, known: FolderState) -> list[int]:
+        client = self._ensure_examined(folder, known.uidvalidity)
+        return sorted(uid for uid in client.search(["UID", f"{known.last_uid + 1}:*"]) if uid > known.last_uid)
+
+    def _fetch(self, folder: str, known: FolderState, uids: list[int]) -> tuple[list[Record], list[Skipped]]:
+        client = self._ensure_examined(folder, known.uidvalidity)
+        records: list[Record] = []
+        skipped: list[Skipped] = []
+        for uid, data in sorted(client.fetch(uids, FETCH_ITEMS).items()):
+            received = _utc(data.get(b"INTERNALDATE"))
+            raw = next((value for key, value in data.items() if key.startswith(b"BODY[")), b"") or b""
+            try:
+                records.append(parse_headers(raw, folder, self.source.channel, fallback_date=received))
+            except MalformedMessage as error:
+                skipped.append(Skipped(ref=f"{folder}/{known.uidvalidity}/{uid}", reason=str(error)))
+        return records, skipped
+
+    def _call(self, operation: Callable[..., T], *args: Any) -> T:
+        """Run one network step, reconnecting with backoff when the connection drops."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self.retry_attempts),
+            wait=wait_exponential(multiplier=self.retry_wait, max=30),
+            before_sleep=lambda _: self._drop(),
+            reraise=True,
+        )
+        try:
+            return retrying(operation, *args)
+        except (OSError, IMAPClientAbortError) as error:
+            self._drop()
+            if isinstance(error, ssl.SSLCertVerificationError):
+                raise ConnectorError(f"{self._where}: TLS certificate not trusted ({error.verify_message})") from None
+            raise ConnectorError(
+                f"{self._where}: connection failed after {self.retry_attempts} attempts ({_describe(error)})"
+            ) from None
+
+    def _connected(self) -> IMAPClient:
+        if self._client is None:
+            self._client = self._open()
+        return self._client
+
+    def _open(self) -> IMAPClient:
+        source = self.source
+        if source.security == "plain" and not _is_loopback(source.host):
+            raise ConnectorError(f"{self._where}: security = \"plain\" is allowed only for a loopback host")
+        context = ssl.create_default_context(cafile=str(source.ca_file) if source.ca_file else None)
+        client = IMAPClient(source.host, port=self._port(), ssl=source.security == "tls", ssl_context=context,
+                            timeout=source.timeout_seconds)
+        try:
+            if source.security == "starttls":
+                client.starttls(context)
+            self._login(client)
+            client.normalise_times = False
+            self._condstore = b"CONDSTORE" in client.capabilities()
+        except BaseException:
+            client.shutdown()
+            raise
+        self._examined = None
+        return client
+
+    def _login(self, client: IMAPClient) -> None:
+        source = self.source
+        secret = ""
+        try:
+            if source.auth == "xoauth2":
+                if self.token_provider is None:
+                    raise ConnectorError(f"{self._where}: auth = \"xoauth2\" needs a token provider")
+                secret = self.token_provider()
+                client.oauth2_login(source.username, secret)
+            else:
+                secret = source.secret()
+                client.login(source.username, secret)
+        except LoginError as error:
+            reason = _server_text(error).replace(secret, "***") if secret else _server_text(error)
+            raise ConnectorError(f"{self._where}: login as {source.username} failed: {reason}") from None
+
+    def _disconnect(self) -> None:
+        if self._client is None:
+            return
+        try:
+            self._client.logout()
+        except (OSError, IMAPClientError):
+            pass
+        self._drop()
+
+    def _drop(self) -> None:
+        """Forget a connection that may be dead, without waiting on it."""
+        client, self._client, self._examined = self._client, None, None
+        if client is None:
+            return
+        try:
+            client.shutdown()
+        except OSError:
+            pass
+
+    def _port(self) -> int:
+        return self.source.port or (993 if self.source.security == "tls" else 143)
+
+
+def uid_chunks(uids: list[int], size: int, budget: int = _UID_SET_BUDGET) -> Iterator[list[int]]:
+    """Split UIDs into chunks of at most `size` whose comma-joined list stays within `budget` characters."""
+    chunk: list[int] = []
+    length = 0
+    for uid in uids:
+        width = len(str(uid)) + 1
+        if chunk and (len(chunk) >= size or length + width > budget):
+            yield chunk
+            chunk, length = [], 0
+        chunk.append(uid)
+        length += width
+    if chunk:
+        yield chunk
+
+
+def _cursor(states: dict[str, FolderState]) -> dict[str, Any]:
+    return {"folders": {name: state.as_json() for name, state in states.items()}}
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(error, (OSError, IMAPClientAbortError)) and not isinstance(error, ssl.SSLCertVerificationError)
+
+
+def _server_text(error: BaseException) -> str:
+    """imapclient wraps the server's reply as the repr of bytes; show the words."""
+    text = str(error)
+    return text[2:-1] if text[:2] in ("b'", 'b"') and text[-1:] in ("'", '"') else text
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _folder_key(name: str) -> str:
+    return "INBOX" if name.upper() == "INBOX" else name
+
+
+def _leaf(name: str) -> str:
+    return name.replace(".", "/").rsplit("/", 1)[-1].strip().lower()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
