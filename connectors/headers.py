@@ -22,6 +22,7 @@ HEADER_FIELDS: tuple[str, ...] = (
 MAX_TEXT = 998
 _PARSER = BytesHeaderParser()
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_BRACKETED = re.compile(r"<([^<>@\s]+@[^<>@\s]+)>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -102,13 +103,19 @@ def _decoded(value: object) -> str:
 def _addresses(values: list[object] | None) -> tuple[Address, ...]:
     if not values:
         return ()
+    texts = [_text(v) for v in values]
     found: list[Address] = []
-    for name, email in getaddresses([_text(v) for v in values]):
+    for name, email in getaddresses(texts):
         email = email.strip().strip("'\"")
         if "@" not in email or len(email) > 254:
             continue
         found.append(Address(name=_decoded(name)[:256], email=email))
-    return tuple(found)
+    return tuple(found) or _bracketed_addresses(texts)
+
+
+def _bracketed_addresses(texts: list[str]) -> tuple[Address, ...]:
+    """Last resort for headers whose display names break RFC 5322 parsing (stray parentheses, bytes)."""
+    return tuple(Address("", email) for text in texts for email in _BRACKETED.findall(text) if len(email) <= 254)
 
 
 def _date(value: object) -> datetime | None:

@@ -47,13 +47,14 @@ class Identity:
     personal_owner: dict[str, str] = field(init=False)
     rep_names: dict[str, str] = field(init=False)
     noise_senders: tuple[re.Pattern[str], ...] = field(init=False)
+    plus_safe: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.company_domains = frozenset(d.lower().strip(".") for d in self.policy.company_domains)
         self.freemail = self.policy.all_freemail_domains()
         self.noise_senders = tuple(re.compile(p, re.IGNORECASE) for p in self.policy.noise.sender_patterns)
         self.rep_by_address, self.personal_owner, self.rep_names = {}, {}, {}
-        self._plus_safe = _PLUS_SAFE | self.company_domains
+        self.plus_safe = _PLUS_SAFE | self.company_domains
         for rep in self.reps:
             primary = self.normalise_email(rep.email) or rep.email.lower()
             self.rep_by_address[primary] = primary
@@ -73,7 +74,7 @@ class Identity:
         except UnicodeError:
             return None
         local = local.lower()
-        if domain in self._plus_safe and "+" in local:
+        if domain in self.plus_safe and "+" in local:
             local = local.split("+", 1)[0] or local
         if domain in _DOTS_IGNORED:
             local = local.replace(".", "")
@@ -129,10 +130,10 @@ class Identity:
         if not noise:
             if self.is_internal(sender):
                 for address, name in recipients:
-                    if self.is_internal(address) or address in self.personal_owner:
-                        continue
                     if self.personal_address_of(sender, address, name):
                         relays.append(RelayFact(sender, address))
+                        continue
+                    if self.is_internal(address) or address in self.personal_owner:
                         continue
                     interactions.append(InteractionFact(sender, self._contact(address, name), "outbound", message.channel))
             elif sender not in self.personal_owner and _EMAIL.match(sender):
@@ -213,6 +214,6 @@ def normalise_phone(raw: str, region: str) -> str | None:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    if not phonenumbers.is_possible_number(number) or len(str(number.national_number)) < 6:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,35 @@
+"""vCard exports from real address-book applications, and broken cards among good ones."""
+
+from pathlib import Path
+
+import pytest
+
+from connectors.vcard import VcardConnector
+from tests.conftest import CORPUS
+
+SAMPLES = CORPUS / "samples" / "vcard"
+
+
+def test_reads_cards_and_skips_a_broken_one_without_losing_its_neighbours(tmp_path: Path) -> None:
+    book = tmp_path / "phone.vcf"
+    book.write_text(
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Li Wei\r\nEMAIL:li.wei@kunde.cn\r\nTEL:+86 10 1234 5678\r\nEND:VCARD\r\n"
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nBEGIN:VCARD\r\nN;;;\r\nEND:VCARD\r\n"
+        "BEGIN:VCARD\r\nVERSION:2.1\r\nN:Muller;Anna\r\nORG:Muller GmbH\r\nTEL;CELL:030 1234567\r\nEND:VCARD\r\n",
+        encoding="utf-8",
+    )
+    [batch] = list(VcardConnector(book, channel="personal").sync(None))
+    assert [(e.name, e.emails, e.organisation) for e in batch.records] == [
+        ("Li Wei", ("li.wei@kunde.cn",), ""), ("Anna Muller", (), "Muller GmbH")]
+    assert all(e.channel == "personal" for e in batch.records)
+    assert len(batch.skipped) == 1
+    assert list(VcardConnector(book).sync(batch.cursor)) == []
+
+
+def test_reads_exports_of_outlook_google_apple_and_android() -> None:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"vCard samples not found at {SAMPLES}")
+    entries = [e for b in VcardConnector(SAMPLES).sync(None) for e in b.records]
+    books = {e.book for e in entries}
+    assert {"John_Doe_ANDROID.vcf", "John_Doe_GMAIL.vcf", "John_Doe_IPHONE.vcf", "outlook-2007.vcf"} <= books
+    assert any("john.doe@ibm.com" in e.emails for e in entries)

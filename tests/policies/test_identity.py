@@ -1,0 +1,68 @@
+"""Who is internal, what is noise, which customer an address belongs to, and which way mail went."""
+
+from connectors.records import AddressBookEntry
+from config.policy import Policy
+from connectors.headers import parse_headers
+from policies.identity import Identity, KnownRep, normalise_phone
+from tests.support.mail import message
+
+POLICY = Policy(company_domains=["acme.test"])
+IDENTITY = Identity(POLICY, [KnownRep("ann@acme.test", "Ann Lee", ("ann.home@yahoo.com",))], "DE")
+
+
+def interpret(raw: bytes):
+    return IDENTITY.interpret_message(parse_headers(raw, "INBOX"))
+
+
+def test_outbound_mail_makes_one_interaction_per_external_recipient() -> None:
+    fact = interpret(message("Ann <ANN@acme.test>", "bo@shop.co.uk, colleague@sales.acme.test",
+                             cc="x@gmail.com", message_id="<1@x>"))
+    assert [(i.rep_email, i.contact.value, i.contact.customer_key, i.direction) for i in fact.interactions] == [
+        ("ann@acme.test", "bo@shop.co.uk", "shop.co.uk", "outbound"),
+        ("ann@acme.test", "x@gmail.com", "x@gmail.com", "outbound"),
+    ]
+    assert {p.email for p in fact.internal} == {"ann@acme.test", "colleague@sales.acme.test"}
+
+
+def test_inbound_mail_links_the_sender_to_every_internal_recipient() -> None:
+    fact = interpret(message("Bo <bo@mail.shop.co.uk>", "ann@acme.test, tom@acme.test"))
+    assert [(i.rep_email, i.contact.customer_key, i.direction) for i in fact.interactions] == [
+        ("ann@acme.test", "shop.co.uk", "inbound"), ("tom@acme.test", "shop.co.uk", "inbound")]
+
+
+def test_free_mail_customers_are_people_and_plus_tags_and_gmail_dots_fold() -> None:
+    assert IDENTITY.customer_of("li@qq.com") == ("li@qq.com", "person")
+    assert IDENTITY.customer_of("li@163.com") == ("li@163.com", "person")
+    assert IDENTITY.normalise_email("Jo.Smith+deals@GMail.com") == "josmith@gmail.com"
+    assert IDENTITY.normalise_email("jo+x@unknown-provider.test") == "jo+x@unknown-provider.test"
+    assert IDENTITY.normalise_email("not an address") is None
+
+
+def test_noise_never_counts_as_an_interaction() -> None:
+    cases = {
+        "auto-submitted": {"Auto-Submitted": "auto-replied"},
+        "precedence": {"Precedence": "bulk"},
+        "list": {"List-Id": "<news.shop.co.uk>"},
+    }
+    for reason, headers in cases.items():
+        fact = interpret(message("bo@shop.co.uk", "ann@acme.test", headers=headers))
+        assert (fact.noise_reason, fact.interactions) == (reason, ())
+    assert interpret(message("no-reply@shop.co.uk", "ann@acme.test")).noise_reason == "sender"
+    assert interpret(message("MAILER-DAEMON@shop.co.uk", "ann@acme.test")).noise_reason == "sender"
+
+
+def test_mail_to_the_reps_own_personal_address_is_a_relay_not_a_customer() -> None:
+    configured = interpret(message("ann@acme.test", "ann.home@yahoo.com"))
+    by_name = interpret(message("ann@acme.test", "Ann Lee <annlee@gmail.com>"))
+    for fact in (configured, by_name):
+        assert fact.interactions == ()
+        assert [r.rep_email for r in fact.relays] == ["ann@acme.test"]
+
+
+def test_address_book_entries_resolve_to_customers_with_e164_phones() -> None:
+    entry = AddressBookEntry("phone.vcf", "1", "Anna", ("anna@muller.de",), ("030 1234567",), "Muller GmbH", "personal")
+    sighting = IDENTITY.interpret_entry(entry, "ann@acme.test")
+    assert sighting is not None
+    assert [(c.kind, c.value, c.customer_key) for c in sighting.contacts] == [
+        ("email", "anna@muller.de", "muller.de"), ("phone", "+49301234567", "muller.de")]
+    assert normalise_phone("12", "DE") is None
