@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.policy import Policy, load_policy
 from config.settings import ConfigError, Settings, load_settings
@@ -62,6 +63,12 @@ def runtime(ctx: typer.Context) -> Runtime:
         rt.policy  # noqa: B018  (validated up front so errors surface before any work)
     except ConfigError as error:
         fail_config(error)
+    try:
+        rt.engine  # noqa: B018
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]
+        typer.echo(f"custody: registry unreachable: {reason}", err=True)
+        raise typer.Exit(1) from None
     return rt
 
 
