@@ -12,11 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from config.settings import CONFIG_ENV, ConfigError, SourceConfig
+from daemon.demo import generate_demo
+from daemon.cli_outbox import outbox_app
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.sync import SyncReport, sync_source
-from registry.status import registry_counts, source_statuses
+from registry.status import rep_activity, registry_counts, source_statuses
 
 app = typer.Typer(help="Keep customer relationships with the company when salespeople leave.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 console = Console()
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "custody.example.toml"
 
@@ -81,6 +84,39 @@ def status(ctx: typer.Context) -> None:
     counts = registry_counts(rt.engine)
     console.print(f"reps {counts.reps} configured, {counts.discovered_reps} discovered, customers {counts.customers}, contacts {counts.contacts}, "
                   f"messages {counts.messages} ({counts.noise_messages} noise), interactions {counts.interactions}, "
+                  f"address-book sightings {counts.sightings}")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    data_dir: Path = typer.Option(Path("custody-data"), "--data-dir", help="Where the demo company is written."),
+    seed: int = typer.Option(7, help="The same seed always generates the same company."),
+) -> None:
+    """Generate a fictional company, sync it into SQLite and show what custody sees."""
+    root = data_dir / "demo"
+    if root.exists():
+        shutil.rmtree(root)
+    company = generate_demo(root, seed=seed)
+    console.print(f"generated {company.messages} messages and {company.address_book_entries} address-book entries "
+                  f"for {len(company.reps)} reps under {root}")
+    ctx.obj = Runtime(company.config_path)
+    rt = runtime(ctx)
+    reports = sync_with_progress(rt, rt.settings.sources)
+    skipped = sum(r.skipped for r in reports)
+    console.print(f"synced {len(reports)} sources; {skipped} unreadable items skipped and counted")
+    print_demo_summary(rt)
+    console.print(f"explore: custody --config {company.config_path} status")
+
+
+def print_demo_summary(rt: Runtime) -> None:
+    reps = Table("rep", "team", "interactions", "customers", title="Reps")
+    for rep in rep_activity(rt.engine):
+        reps.add_row(f"{rep.name} <{rep.email}>", rep.team, str(rep.interactions), str(rep.customers))
+    console.print(reps)
+    counts = registry_counts(rt.engine)
+    console.print(f"customers {counts.customers}, contacts {counts.contacts}, messages {counts.messages} "
+                  f"({counts.noise_messages} noise), interactions {counts.interactions}, "
                   f"address-book sightings {counts.sightings}")
 
 

@@ -45,6 +45,28 @@ def source_statuses(engine: Engine) -> list[SourceStatus]:
         return [SourceStatus(*row) for row in db.execute(query)]
 
 
+@dataclass(frozen=True)
+class RepActivity:
+    email: str
+    name: str
+    team: str
+    interactions: int
+    customers: int
+
+
+def rep_activity(engine: Engine) -> list[RepActivity]:
+    """Configured reps with their company-channel interactions and distinct customers."""
+    query = (
+        select(Rep.email, Rep.name, Rep.team, func.count(Interaction.id), func.count(func.distinct(Interaction.customer_id)))
+        .outerjoin(Interaction, Interaction.rep_id == Rep.id)
+        .where(Rep.discovered.is_(False))  # type: ignore[attr-defined]
+        .group_by(Rep.id, Rep.email, Rep.name, Rep.team)
+        .order_by(Rep.team, Rep.email)
+    )
+    with engine.connect() as db:
+        return [RepActivity(*row) for row in db.execute(query)]
+
+
 def registry_counts(engine: Engine) -> RegistryCounts:
     def count(model: type, *where: object) -> int:
         return db.execute(select(func.count()).select_from(model).where(*where)).scalar_one()  # type: ignore[arg-type]
