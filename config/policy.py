@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,6 +41,28 @@ class NoiseRules(Strict):
     skip_delivery_reports: bool = True
 
 
+class ContestedRules(Strict):
+    """Several reps each working a customer this much, with no agreed owner, is a contest."""
+
+    min_reps: int = Field(default=2, ge=2, le=100)
+    min_interactions_each: int = Field(default=3, ge=1)
+
+
+class PersonalRequestRule(Strict):
+    """Inbound mail whose subject asks to continue elsewhere (WhatsApp, WeChat, a private address)."""
+
+    enabled: bool = False
+    subject_contains: list[str] = Field(default_factory=lambda: [
+        "whatsapp", "wechat", "telegram", "signal", "personal email", "private email", "my personal",
+    ])
+
+
+class CoverageRules(Strict):
+    owner_rule: Literal["first-to-engage", "most-interactions", "crm"] = "most-interactions"
+    contested: ContestedRules = Field(default_factory=ContestedRules)
+    personal_requests: PersonalRequestRule = Field(default_factory=PersonalRequestRule)
+
+
 class Policy(Strict):
     company_domains: list[str] = Field(default_factory=list)
     freemail_domains: list[str] = Field(default_factory=lambda: list(FREEMAIL_DOMAINS))
@@ -47,6 +70,7 @@ class Policy(Strict):
     noise: NoiseRules = Field(default_factory=NoiseRules)
     lookback_days: int = Field(default=180, ge=1, le=3650)
     dormant_after_days: int = Field(default=365, ge=1, le=3650)
+    coverage: CoverageRules = Field(default_factory=CoverageRules)
 
     def all_freemail_domains(self) -> frozenset[str]:
         return frozenset(d.lower() for d in (*self.freemail_domains, *self.extra_freemail_domains))

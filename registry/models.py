@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Optional
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
@@ -226,3 +226,14 @@ class AuditEvent(SQLModel, table=True):
     entity: str = Field(default="", max_length=64)
     entity_id: str = Field(default="", max_length=128)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class CoverageSnapshot(SQLModel, table=True):
+    """Customers per coverage class on one day, kept so reports can show the trend."""
+
+    __table_args__ = (UniqueConstraint("day", "coverage_class"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    day: date = Field(index=True)
+    coverage_class: str = Field(max_length=32)
+    customers: int
+    taken_at: datetime = Field(default_factory=utcnow)

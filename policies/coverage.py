@@ -1,0 +1,307 @@
+"""Coverage classes, owner choice and dormancy as set-based queries over the registry.
+
+A policy does no I/O: every function here builds a SQLAlchemy Core query from the policy and a
+moment in time; its caller runs it. The queries aggregate in the database (SQLite or PostgreSQL),
+so classifying millions of interactions never loads them into Python.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Select, Subquery, and_, case, func, literal, or_, select
+
+from config.policy import Policy
+from registry.models import Customer, Interaction, Message, PersonalRelay, Rep, Sighting, Source
+
+COVERED = "covered"
+SINGLE_THREADED = "single-threaded"
+PERSONAL_ONLY = "personal-channel-only"
+CONTESTED = "contested"
+UNATTENDED = "unattended"
+DORMANT = "dormant"
+CLASSES: tuple[str, ...] = (COVERED, SINGLE_THREADED, CONTESTED, PERSONAL_ONLY, UNATTENDED, DORMANT)
+MERGED = "merged"
+
+_interaction = Interaction.__table__
+_rep = Rep.__table__
+_customer = Customer.__table__
+_sighting = Sighting.__table__
+_relay = PersonalRelay.__table__
+_message = Message.__table__
+_source = Source.__table__
+
+
+def window_start(policy: Policy, now: datetime) -> datetime:
+    return now - timedelta(days=policy.lookback_days)
+
+
+def dormant_before(policy: Policy, now: datetime) -> datetime:
+    return now - timedelta(days=policy.dormant_after_days)
+
+
+def _in_window(column: ColumnElement, policy: Policy, now: datetime) -> ColumnElement[bool]:
+    """Both ends inclusive: an interaction exactly lookback_days old still counts."""
+    return and_(column >= window_start(policy, now), column <= now)
+
+
+def rep_activity(policy: Policy, now: datetime) -> Select:
+    """Per customer and rep: company-channel interactions in the window, first and last of them."""
+    return (
+        select(
+            _interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status.label("rep_status"),
+            func.count().label("interactions"),
+            func.min(_interaction.c.occurred_at).label("first_at"),
+            func.max(_interaction.c.occurred_at).label("last_at"),
+        )
+        .join(_rep, _rep.c.id == _interaction.c.rep_id)
+        .where(_interaction.c.channel == "company", _in_window(_interaction.c.occurred_at, policy, now))
+        .group_by(_interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status)
+    )
+
+
+def _per_customer(policy: Policy, now: datetime) -> Subquery:
+    activity = rep_activity(policy, now).subquery("activity")
+    active = activity.c.rep_status == "active"
+    qualifying = and_(active, activity.c.interactions >= policy.coverage.contested.min_interactions_each)
+    return (
+        select(
+            activity.c.customer_id,
+            func.sum(case((active, 1), else_=0)).label("active_reps"),
+            func.sum(case((qualifying, 1), else_=0)).label("qualifying_reps"),
+            func.count().label("reps"),
+            func.sum(activity.c.interactions).label("interactions"),
+        )
+        .group_by(activity.c.customer_id)
+        .subquery("per_customer")
+    )
+
+
+def _last_company_contact(now: datetime) -> Subquery:
+    return (
+        select(_interaction.c.customer_id, func.max(_interaction.c.occurred_at).label("last_at"))
+        .where(_interaction.c.channel == "company", _interaction.c.occurred_at <= now)
+        .group_by(_interaction.c.customer_id)
+        .subquery("last_contact")
+    )
+
+
+def _personal_sightings() -> Subquery:
+    """Entries of personal address books, however many points each lists.
+
+    Address books are a present state, not dated events: a sighting counts whatever `now` is.
+    """
+    entries = (select(_sighting.c.customer_id, _sighting.c.source_id, _sighting.c.entry_ref)
+               .where(_sighting.c.channel == "personal").distinct().subquery("personal_entries"))
+    return (select(entries.c.customer_id, func.count().label("n"))
+            .group_by(entries.c.customer_id).subquery("personal_sightings"))
+
+
+def _personal_messages(policy: Policy, now: datetime) -> Subquery:
+    """Interactions synced from a rep's personal mailbox (a source marked personal)."""
+    return (
+        select(_interaction.c.customer_id, func.count().label("n"))
+        .where(_interaction.c.channel != "company", _in_window(_interaction.c.occurred_at, policy, now))
+        .group_by(_interaction.c.customer_id)
+        .subquery("personal_messages")
+    )
+
+
+def _relays(policy: Policy, now: datetime) -> Subquery:
+    """Customer threads a rep copied or forwarded to the rep's own personal address."""
+    return (
+        select(_interaction.c.customer_id, func.count(func.distinct(_relay.c.id)).label("n"))
+        .join(_interaction, and_(_interaction.c.message_id == _relay.c.message_id,
+                                 _interaction.c.rep_id == _relay.c.rep_id))
+        .where(_in_window(_relay.c.occurred_at, policy, now))
+        .group_by(_interaction.c.customer_id)
+        .subquery("relays")
+    )
+
+
+def personal_request_condition(policy: Policy) -> ColumnElement[bool]:
+    """Subject rule of the policy, as LIKE patterns every backend understands; false when disabled."""
+    rule = policy.coverage.personal_requests
+    words = [w.lower() for w in rule.subject_contains if w.strip()] if rule.enabled else []
+    if not words:
+        return literal(False)
+    subject = func.lower(_message.c.subject)
+    return or_(*[subject.like(f"%{_escape_like(w)}%", escape="\\") for w in words])
+
+
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _requests(policy: Policy, now: datetime) -> Subquery:
+    return (
+        select(_interaction.c.customer_id, func.count(func.distinct(_interaction.c.message_id)).label("n"))
+        .join(_message, _message.c.id == _interaction.c.message_id)
+        .where(_interaction.c.direction == "inbound", _in_window(_interaction.c.occurred_at, policy, now),
+               personal_request_condition(policy))
+        .group_by(_interaction.c.customer_id)
+        .subquery("requests")
+    )
+
+
+def customer_coverage(policy: Policy, now: datetime) -> Select:
+    """One row per customer: its class and the figures that decided it.
+
+    Order of the rules: contested, covered, single-threaded (active reps with company-channel
+    interactions in the window); then, without such coverage, personal-channel-only when any
+    personal evidence exists, dormant when the last company-channel contact is older than the
+    policy allows (or never happened), and unattended for the rest (a lapsing customer, or one
+    whose only reps in the window have left).
+    """
+    per = _per_customer(policy, now)
+    last = _last_company_contact(now)
+    sightings, messages = _personal_sightings(), _personal_messages(policy, now)
+    relays, requests = _relays(policy, now), _requests(policy, now)
+    active_reps = func.coalesce(per.c.active_reps, 0)
+    personal = (func.coalesce(sightings.c.n, 0) + func.coalesce(messages.c.n, 0)
+                + func.coalesce(relays.c.n, 0) + func.coalesce(requests.c.n, 0))
+    contested = policy.coverage.contested
+    coverage_class = case(
+        (and_(active_reps >= contested.min_reps, per.c.qualifying_reps >= contested.min_reps,
+              _customer.c.owner_rep_id.is_(None)), CONTESTED),
+        (active_reps >= 2, COVERED),
+        (active_reps == 1, SINGLE_THREADED),
+        (personal > 0, PERSONAL_ONLY),
+        (or_(last.c.last_at.is_(None), last.c.last_at < dormant_before(policy, now)), DORMANT),
+        else_=UNATTENDED,
+    )
+    return (
+        select(
+            _customer.c.id.label("customer_id"), _customer.c.key, _customer.c.name, _customer.c.kind,
+            _customer.c.owner_rep_id, _customer.c.pool,
+            active_reps.label("active_reps"),
+            func.coalesce(per.c.interactions, 0).label("interactions"),
+            last.c.last_at.label("last_company_contact"),
+            func.coalesce(sightings.c.n, 0).label("personal_sightings"),
+            func.coalesce(messages.c.n, 0).label("personal_messages"),
+            func.coalesce(relays.c.n, 0).label("personal_relays"),
+            func.coalesce(requests.c.n, 0).label("personal_requests"),
+            coverage_class.label("coverage_class"),
+        )
+        .select_from(_customer)
+        .outerjoin(per, per.c.customer_id == _customer.c.id)
+        .outerjoin(last, last.c.customer_id == _customer.c.id)
+        .outerjoin(sightings, sightings.c.customer_id == _customer.c.id)
+        .outerjoin(messages, messages.c.customer_id == _customer.c.id)
+        .outerjoin(relays, relays.c.customer_id == _customer.c.id)
+        .outerjoin(requests, requests.c.customer_id == _customer.c.id)
+        .where(_customer.c.status != MERGED)
+    )
+
+
+def class_counts(policy: Policy, now: datetime) -> Select:
+    coverage = customer_coverage(policy, now).subquery("coverage")
+    return (select(coverage.c.coverage_class, func.count().label("customers"))
+            .group_by(coverage.c.coverage_class))
+
+
+def personal_sighting_evidence() -> Select:
+    """Which rep keeps which customer contact in which personal address book or import."""
+    return (
+        select(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name.label("source"),
+               func.max(_sighting.c.name).label("name"), _sighting.c.entry_ref)
+        .join(_source, _source.c.id == _sighting.c.source_id)
+        .where(_sighting.c.channel == "personal")
+        .group_by(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name, _sighting.c.entry_ref)
+        .order_by(_sighting.c.customer_id, _source.c.name, _sighting.c.entry_ref)
+    )
+
+
+def rep_exposure(policy: Policy, now: datetime) -> Select:
+    """Per rep: what leaves with them (single-threaded customers and their interactions), what
+    they hold only on personal channels, and how often they relayed company mail to themselves."""
+    coverage = customer_coverage(policy, now).subquery("coverage")
+    activity = rep_activity(policy, now).subquery("activity")
+    single = (
+        select(activity.c.rep_id, func.count().label("customers"),
+               func.sum(activity.c.interactions).label("interactions"))
+        .join(coverage, coverage.c.customer_id == activity.c.customer_id)
+        .where(coverage.c.coverage_class == SINGLE_THREADED, activity.c.rep_status == "active")
+        .group_by(activity.c.rep_id)
+        .subquery("single")
+    )
+    totals = (select(activity.c.rep_id, func.sum(activity.c.interactions).label("interactions"),
+                     func.count().label("customers"))
+              .group_by(activity.c.rep_id).subquery("totals"))
+    personal_only = (
+        select(_sighting.c.rep_id, func.count(func.distinct(_sighting.c.customer_id)).label("customers"))
+        .join(coverage, coverage.c.customer_id == _sighting.c.customer_id)
+        .where(coverage.c.coverage_class == PERSONAL_ONLY, _sighting.c.channel == "personal")
+        .group_by(_sighting.c.rep_id)
+        .subquery("personal_only")
+    )
+    relays = (select(_relay.c.rep_id, func.count().label("n"))
+              .where(_in_window(_relay.c.occurred_at, policy, now))
+              .group_by(_relay.c.rep_id).subquery("rep_relays"))
+    return (
+        select(
+            _rep.c.id.label("rep_id"), _rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status,
+            func.coalesce(totals.c.customers, 0).label("customers"),
+            func.coalesce(totals.c.interactions, 0).label("interactions"),
+            func.coalesce(single.c.customers, 0).label("exposed_customers"),
+            func.coalesce(single.c.interactions, 0).label("exposed_interactions"),
+            func.coalesce(personal_only.c.customers, 0).label("personal_only_customers"),
+            func.coalesce(relays.c.n, 0).label("personal_relays"),
+        )
+        .outerjoin(totals, totals.c.rep_id == _rep.c.id)
+        .outerjoin(single, single.c.rep_id == _rep.c.id)
+        .outerjoin(personal_only, personal_only.c.rep_id == _rep.c.id)
+        .outerjoin(relays, relays.c.rep_id == _rep.c.id)
+        .where(or_(_rep.c.discovered.is_(False), totals.c.rep_id.is_not(None), relays.c.rep_id.is_not(None),
+                   personal_only.c.rep_id.is_not(None)))
+        .order_by(func.coalesce(single.c.customers, 0).desc(), _rep.c.email)
+    )
+
+
+def owner_candidates(policy: Policy, now: datetime) -> Select:
+    """(customer_id, rep_id) of the owner the policy's rule picks, for customers without one.
+
+    Contested customers get an owner only from a CRM import: first contact or interaction counts
+    do not settle a contest, an agreed owner does.
+    """
+    coverage = customer_coverage(policy, now).subquery("coverage")
+    rule = policy.coverage.owner_rule
+    if rule == "crm":
+        ranked = (
+            select(_sighting.c.customer_id, _sighting.c.rep_id,
+                   func.row_number().over(partition_by=_sighting.c.customer_id,
+                                          order_by=(_sighting.c.seen_at.desc(), _sighting.c.id.desc())).label("rank"))
+            .join(_source, _source.c.id == _sighting.c.source_id)
+            .join(_rep, _rep.c.id == _sighting.c.rep_id)
+            .where(_source.c.kind == "csv", _sighting.c.channel == "company", _rep.c.status == "active")
+            .subquery("ranked")
+        )
+        eligible = coverage.c.coverage_class != DORMANT
+    else:
+        activity = rep_activity(policy, now).subquery("activity")
+        order = ((activity.c.first_at.asc(), activity.c.rep_id.asc()) if rule == "first-to-engage"
+                 else (activity.c.interactions.desc(), activity.c.first_at.asc(), activity.c.rep_id.asc()))
+        ranked = (
+            select(activity.c.customer_id, activity.c.rep_id,
+                   func.row_number().over(partition_by=activity.c.customer_id, order_by=order).label("rank"))
+            .where(activity.c.rep_status == "active")
+            .subquery("ranked")
+        )
+        eligible = coverage.c.coverage_class.in_((COVERED, SINGLE_THREADED))
+    return (
+        select(ranked.c.customer_id, ranked.c.rep_id)
+        .join(coverage, coverage.c.customer_id == ranked.c.customer_id)
+        .where(ranked.c.rank == 1, coverage.c.owner_rep_id.is_(None), eligible)
+        .order_by(ranked.c.customer_id)
+    )
+
+
+def dormant_customers(policy: Policy, now: datetime) -> Select:
+    """Dormant customers still holding an owner or outside the public pool."""
+    coverage = customer_coverage(policy, now).subquery("coverage")
+    return (
+        select(coverage.c.customer_id, coverage.c.owner_rep_id, coverage.c.last_company_contact)
+        .where(coverage.c.coverage_class == DORMANT,
+               or_(coverage.c.owner_rep_id.is_not(None), coverage.c.pool.is_(False)))
+        .order_by(coverage.c.customer_id)
+    )

@@ -1,0 +1,168 @@
+"""Runs the coverage policy's queries and shapes their rows for reports, the demo and jobs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from config.policy import Policy
+from policies.coverage import (
+    CLASSES, class_counts, customer_coverage, personal_sighting_evidence, rep_activity, rep_exposure,
+)
+from registry.models import CoverageSnapshot, Rep, utcnow
+
+
+@dataclass(frozen=True)
+class RepActivity:
+    email: str
+    name: str
+    status: str
+    interactions: int
+    last_at: datetime
+
+
+@dataclass(frozen=True)
+class PersonalSighting:
+    rep_email: str
+    source: str
+    name: str
+    entry_ref: str
+
+
+@dataclass
+class CustomerCoverage:
+    customer_id: int
+    key: str
+    name: str
+    kind: str
+    coverage_class: str
+    owner: str
+    pool: bool
+    interactions: int
+    last_company_contact: datetime | None
+    personal_relays: int
+    personal_messages: int
+    personal_requests: int
+    reps: list[RepActivity] = field(default_factory=list)
+    personal_sightings: list[PersonalSighting] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RepExposure:
+    email: str
+    name: str
+    team: str
+    status: str
+    customers: int
+    interactions: int
+    exposed_customers: int
+    exposed_interactions: int
+    personal_only_customers: int
+    personal_relays: int
+
+    @property
+    def exposed_share(self) -> float:
+        """Share of the rep's own company-channel interactions that no other active rep backs up."""
+        return self.exposed_interactions / self.interactions if self.interactions else 0.0
+
+    @property
+    def flagged(self) -> bool:
+        return self.personal_relays > 0
+
+
+def classify(engine: Engine, policy: Policy, now: datetime) -> list[CustomerCoverage]:
+    """Every customer with its class and evidence, as of `now`."""
+    with engine.connect() as db:
+        reps = _reps(db)
+        customers = {
+            row.customer_id: CustomerCoverage(
+                customer_id=row.customer_id, key=row.key, name=row.name, kind=row.kind,
+                coverage_class=row.coverage_class, owner=reps[row.owner_rep_id].email if row.owner_rep_id else "",
+                pool=bool(row.pool), interactions=int(row.interactions),
+                last_company_contact=row.last_company_contact, personal_relays=int(row.personal_relays),
+                personal_messages=int(row.personal_messages), personal_requests=int(row.personal_requests),
+            )
+            for row in db.execute(customer_coverage(policy, now).order_by("customer_id"))
+        }
+        for row in db.execute(rep_activity(policy, now)):
+            rep = reps[row.rep_id]
+            customers[row.customer_id].reps.append(
+                RepActivity(rep.email, rep.name, rep.status, int(row.interactions), row.last_at))
+        for row in db.execute(personal_sighting_evidence()):
+            if row.customer_id in customers:
+                owner = reps[row.rep_id].email if row.rep_id else ""
+                customers[row.customer_id].personal_sightings.append(
+                    PersonalSighting(owner, row.source, row.name, row.entry_ref))
+    for customer in customers.values():
+        customer.reps.sort(key=lambda r: (-r.interactions, r.email))
+    return list(customers.values())
+
+
+def exposure(engine: Engine, policy: Policy, now: datetime) -> list[RepExposure]:
+    with engine.connect() as db:
+        return [
+            RepExposure(row.email, row.name, row.team, row.status, int(row.customers), int(row.interactions),
+                        int(row.exposed_customers), int(row.exposed_interactions),
+                        int(row.personal_only_customers), int(row.personal_relays))
+            for row in db.execute(rep_exposure(policy, now))
+        ]
+
+
+def coverage_summary(engine: Engine, policy: Policy, now: datetime) -> dict[str, int]:
+    """Customers per coverage class, every class present (zero when empty)."""
+    with engine.connect() as db:
+        return _counts(db, policy, now)
+
+
+def _counts(db: Connection, policy: Policy, now: datetime) -> dict[str, int]:
+    counts = dict.fromkeys(CLASSES, 0)
+    counts.update({name: int(n) for name, n in db.execute(class_counts(policy, now))})
+    return counts
+
+
+def record_snapshots(engine: Engine, policy: Policy, now: datetime, days: int = 1) -> int:
+    """Store the class counts as of the end of `now`'s day and of the days before it.
+
+    Re-running for a day replaces that day's figures, so the daily job is safe to run twice.
+    """
+    table = CoverageSnapshot.__table__
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    with engine.begin() as db:
+        for back in range(days):
+            moment = now - timedelta(days=back)
+            rows = [{"day": moment.date(), "coverage_class": name, "customers": n, "taken_at": utcnow()}
+                    for name, n in _counts(db, policy, moment).items()]
+            insert = dialect.insert(table)
+            db.execute(insert.on_conflict_do_update(
+                index_elements=["day", "coverage_class"],
+                set_={"customers": insert.excluded.customers, "taken_at": insert.excluded.taken_at},
+            ), rows)
+    return days
+
+
+def snapshot_history(engine: Engine) -> list[tuple[date, dict[str, int]]]:
+    """Stored daily counts, oldest first."""
+    table = CoverageSnapshot.__table__
+    history: dict[date, dict[str, int]] = defaultdict(lambda: dict.fromkeys(CLASSES, 0))
+    with engine.connect() as db:
+        for day, name, customers in db.execute(
+                select(table.c.day, table.c.coverage_class, table.c.customers).order_by(table.c.day)):
+            history[day][name] = customers
+    return sorted(history.items())
+
+
+def _reps(db: Connection) -> dict[int, RepRow]:
+    table = Rep.__table__
+    return {row.id: RepRow(row.email, row.name, row.status)
+            for row in db.execute(select(table.c.id, table.c.email, table.c.name, table.c.status))}
+
+
+@dataclass(frozen=True)
+class RepRow:
+    email: str
+    name: str
+    status: str
