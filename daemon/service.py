@@ -1,0 +1,74 @@
+"""`custody run`: the long-running service that schedules every job.
+
+Each job is safe to run twice and beside itself in another process (sources are leased in the
+registry), so several daemons can share one PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from datetime import datetime, timezone
+from types import FrameType
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
+
+from config.settings import SourceConfig
+from daemon.metrics import record_sync, serve
+from daemon.runtime import Runtime
+from daemon.sync import sync_source
+
+log = logging.getLogger("custody.service")
+
+
+def sync_job(rt: Runtime, source: SourceConfig) -> None:
+    started = time.monotonic()
+    report = sync_source(rt.engine, rt.settings, rt.policy, source)
+    record_sync(report, time.monotonic() - started, time.time())
+    log.info("synced %s: %d messages, %d entries, %d skipped%s", source.name, report.messages, report.entries,
+             report.skipped, f", error: {report.error}" if report.error else "")
+
+
+def build_scheduler(rt: Runtime) -> BlockingScheduler:
+    scheduler = BlockingScheduler(timezone=timezone.utc)
+    service = rt.settings.service
+    for source in rt.settings.sources:
+        scheduler.add_job(
+            sync_job, IntervalTrigger(minutes=service.sync_interval_minutes, jitter=service.jitter_seconds),
+            args=(rt, source), id=f"sync:{source.name}", name=f"sync {source.name}",
+            max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc),
+        )
+    return scheduler
+
+
+def health(rt: Runtime) -> dict[str, object]:
+    """Healthy when the registry answers; the scheduler thread is this process itself."""
+    try:
+        with rt.engine.connect() as db:
+            db.execute(text("select 1"))
+    except Exception as error:  # any database failure makes the service unhealthy, with the reason
+        return {"ok": False, "registry": type(error).__name__}
+    return {"ok": True, "registry": "ok", "sources": len(rt.settings.sources)}
+
+
+def run_service(rt: Runtime) -> None:
+    """Serve health and metrics, run the scheduler until SIGTERM or SIGINT."""
+    service = rt.settings.service
+    server = serve(service.listen_host, service.listen_port, lambda: health(rt))
+    scheduler = build_scheduler(rt)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping on signal %d", signum)
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    host, port = server.server_address[:2]
+    log.info("custody running: health and metrics on http://%s:%d", host, port)
+    try:
+        scheduler.start()
+    finally:
+        server.shutdown()
