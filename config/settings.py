@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 CONFIG_ENV = "CUSTODY_CONFIG"
 DEFAULT_CONFIG = Path("custody.toml")
-SourceKind = Literal["maildir", "mbox", "vcard", "imap", "graph", "gmail"]
+SourceKind = Literal["maildir", "mbox", "vcard", "csv", "imap", "graph", "gmail"]
 
 
 class ConfigError(Exception):
@@ -55,20 +55,68 @@ class SourceConfig(Strict):
 
     @model_validator(mode="after")
     def _needs_location(self) -> "SourceConfig":
-        if self.kind in ("maildir", "mbox", "vcard") and self.path is None:
+        if self.kind in ("maildir", "mbox", "vcard", "csv") and self.path is None:
             raise ValueError(f"a {self.kind} source needs 'path'")
         if self.kind == "imap" and not self.host:
             raise ValueError("an imap source needs 'host'")
         return self
 
     def secret(self) -> str:
-        """The password from the file or, preferably, from the named environment variable."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"sources.{self.name}.password_env: environment variable {self.password_env} is not set")
-            return value
-        return self.password.get_secret_value() if self.password else ""
+        return read_secret(f"sources.{self.name}", self.password, self.password_env)
+
+
+def read_secret(key: str, password: SecretStr | None, password_env: str) -> str:
+    """The password from the file or, preferably, from the named environment variable."""
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise ConfigError(f"{key}.password_env: environment variable {password_env} is not set")
+        return value
+    return password.get_secret_value() if password else ""
+
+
+class SentFolderConfig(Strict):
+    """The sending mailbox over IMAP: every sent message is filed in `folder`, bounces arrive in `bounce_folder`."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_env: str = ""
+    ca_file: Path | None = None
+    folder: str = "Sent"
+    bounce_folder: str = "INBOX"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    def secret(self) -> str:
+        return read_secret("smtp.sent_folder", self.password, self.password_env)
+
+
+class SmtpConfig(Strict):
+    """The relay the outbox sends through; without `sent_folder` a send left in doubt cannot be checked."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "plain"] = "starttls"
+    username: str = ""
+    password: SecretStr | None = None
+    password_env: str = ""
+    ca_file: Path | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    sent_folder: SentFolderConfig | None = None
+
+    def secret(self) -> str:
+        return read_secret("smtp", self.password, self.password_env)
+
+
+class ServiceConfig(Strict):
+    """How `custody run` schedules work and where it answers health checks and Prometheus."""
+
+    sync_interval_minutes: float = Field(default=15, gt=0)
+    jitter_seconds: int = Field(default=60, ge=0)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=9464, ge=0, le=65535)
 
 
 class Settings(BaseSettings):
@@ -85,6 +133,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, le=50_000)
     reps: list[RepConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    smtp: SmtpConfig | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -164,4 +214,8 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
     for source in settings.sources:
         source.path = anchor(source.path)
         source.ca_file = anchor(source.ca_file)
+    if settings.smtp:
+        settings.smtp.ca_file = anchor(settings.smtp.ca_file)
+        if settings.smtp.sent_folder:
+            settings.smtp.sent_folder.ca_file = anchor(settings.smtp.sent_folder.ca_file)
     return settings

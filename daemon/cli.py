@@ -15,6 +15,7 @@ from config.settings import CONFIG_ENV, ConfigError, SourceConfig
 from daemon.demo import generate_demo
 from daemon.cli_outbox import outbox_app
 from daemon.runtime import Runtime, fail_config, runtime
+from daemon.service import run_service
 from daemon.sync import SyncReport, sync_source
 from registry.status import rep_activity, registry_counts, source_statuses
 
@@ -68,6 +69,12 @@ def sync_with_progress(rt: Runtime, sources: list[SourceConfig]) -> list[SyncRep
             reports.append(sync_source(rt.engine, rt.settings, rt.policy, source,
                                        progress=lambda n, t=task: progress.advance(t, n)))
     return reports
+
+
+@app.command()
+def run(ctx: typer.Context) -> None:
+    """Run as a service: scheduled syncs and jobs, /healthz and /metrics on the configured port."""
+    run_service(runtime(ctx))
 
 
 @app.command()
