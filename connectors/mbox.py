@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from connectors.files import export_files
 from connectors.headers import MalformedMessage, header_block, parse_headers
 from connectors.records import Batch, Channel, Record, Skipped
 
@@ -22,17 +23,9 @@ class MboxConnector:
         self.channel = channel
         self.batch_size = batch_size
 
-    def files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        if not self.path.is_dir():
-            raise FileNotFoundError(f"mbox path {self.path} does not exist")
-        return sorted(p for p in self.path.rglob("*") if p.is_file() and not p.name.startswith("."))
-
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         state: dict[str, dict[str, int]] = {k: dict(v) for k, v in (cursor or {}).get("files", {}).items()}
-        for path in self.files():
-            key = path.name if path == self.path else str(path.relative_to(self.path))
+        for key, path in export_files(self.path, (), "mbox"):
             stat = path.stat()
             known = state.get(key, {})
             start = known.get("offset", 0)

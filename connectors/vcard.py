@@ -15,6 +15,7 @@ from typing import Any
 
 import vobject
 
+from connectors.files import changed_exports
 from connectors.records import AddressBookEntry, Batch, Channel, Record, Skipped
 
 logging.getLogger("vobject.base").setLevel(logging.CRITICAL)
@@ -22,26 +23,14 @@ _CARD = re.compile(rb"^BEGIN:VCARD\s*?$.*?^END:VCARD\s*?$", re.I | re.M | re.S)
 
 
 class VcardConnector:
-    def __init__(self, path: Path, channel: Channel = "company", batch_size: int = 500) -> None:
+    """One batch per changed file: an address book is a snapshot, stored whole or not at all."""
+
+    def __init__(self, path: Path, channel: Channel = "company") -> None:
         self.path = path
         self.channel = channel
-        self.batch_size = batch_size
-
-    def files(self) -> list[Path]:
-        if self.path.is_file():
-            return [self.path]
-        if not self.path.is_dir():
-            raise FileNotFoundError(f"address book path {self.path} does not exist")
-        return sorted(p for p in self.path.rglob("*") if p.suffix.lower() in (".vcf", ".vcard") and p.is_file())
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
-        digests: dict[str, str] = dict((cursor or {}).get("files", {}))
-        for path in self.files():
-            key = path.name if path == self.path else str(path.relative_to(self.path))
-            data = path.read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            if digests.get(key) == digest:
-                continue
+        for key, data, digests in changed_exports(self.path, (".vcf", ".vcard"), "address book", cursor):
             records: list[Record] = []
             skipped: list[Skipped] = []
             for index, block in enumerate(_CARD.findall(data)):
@@ -52,8 +41,7 @@ class VcardConnector:
                     records.append(entry)
             if not records and not skipped and data.strip():
                 skipped.append(Skipped(key, "no vCard found in file"))
-            digests[key] = digest
-            yield Batch(records, {"files": dict(digests)}, skipped)
+            yield Batch(records, {"files": digests}, skipped)
 
     def _entry(self, book: str, index: int, block: bytes) -> AddressBookEntry | Skipped:
         text = _decode(block)
