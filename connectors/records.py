@@ -47,6 +47,7 @@ class AddressBookEntry:
     phones: tuple[str, ...]
     organisation: str = ""
     channel: Channel = "company"
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)

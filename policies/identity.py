@@ -160,7 +160,7 @@ class Identity:
         customer_key, kind = self._entry_customer(emails, phones, entry.organisation)
         contacts = [ContactFact("email", e, entry.name, customer_key, kind) for e in emails]
         contacts += [ContactFact("phone", p, entry.name, customer_key, kind) for p in phones]
-        return SightingFact(entry_ref=f"{entry.book}#{entry.entry_id}", rep_email=owner_email,
+        return SightingFact(entry_ref=f"{entry.book}#{entry.entry_id}", rep_email=self._entry_owner(entry, owner_email),
                             channel=entry.channel, contacts=tuple(contacts))
 
     def interpret(self, batch: Batch, owner_email: str = "") -> FactBatch:
@@ -175,6 +175,11 @@ class Identity:
                 else:
                     facts.sightings.append(sighting)
         return facts
+
+    def _entry_owner(self, entry: AddressBookEntry, source_owner: str) -> str:
+        """An entry's own owner (a CRM's owner column) when it is internal, else the source's owner."""
+        owner = self.normalise_email(entry.owner) if entry.owner else None
+        return owner if owner and self.is_internal(owner) else source_owner
 
     def _people(self, addresses: tuple[Address, ...]) -> list[tuple[str, str]]:
         people: dict[str, str] = {}

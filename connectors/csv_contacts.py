@@ -1,0 +1,146 @@
+"""Contact lists exported as CSV: messaging apps, phones, CRMs. A column mapping names the fields.
+
+The mapping comes from the source's `options.columns` (each field a header name or a list of
+them; emails and phones may hold several values separated by ';' or ','). Without a mapping,
+common header names are tried case-insensitively. A file unchanged since the last sync (same
+SHA-256) is not read again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.base import ConnectorError
+from connectors.records import AddressBookEntry, Batch, Channel, Record, Skipped
+
+FIELDS = ("id", "name", "email", "phone", "organisation", "owner")
+DEFAULT_HEADERS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "contact id", "record id", "uid"),
+    "name": ("name", "full name", "display name", "contact name"),
+    "email": ("email", "e-mail", "email address", "work email", "personal email"),
+    "phone": ("phone", "mobile", "telephone", "phone number", "mobile phone", "whatsapp"),
+    "organisation": ("organisation", "organization", "company", "account", "account name"),
+    "owner": ("owner", "account owner", "contact owner", "owner email"),
+}
+_SPLIT = re.compile(r"[;,\n]+")
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Header names per field; `required` fields were configured and must be in every file."""
+
+    headers: dict[str, tuple[str, ...]]
+    required: frozenset[str]
+
+    @classmethod
+    def from_options(cls, columns: Mapping[str, Any] | None) -> "ColumnMapping":
+        columns = dict(columns or {})
+        unknown = sorted(set(columns) - set(FIELDS))
+        if unknown:
+            raise ConnectorError(f"csv column mapping: unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
+        headers = dict(DEFAULT_HEADERS)
+        for name, value in columns.items():
+            names = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else None
+            if not names or not all(isinstance(n, str) and n.strip() for n in names):
+                raise ConnectorError(f"csv column mapping: {name!r} must be a header name or a list of them")
+            headers[name] = names
+        return cls(headers, frozenset(columns))
+
+    def resolve(self, header: list[str], file: str) -> dict[str, list[int]]:
+        """Column positions per field for one file's header row."""
+        positions = {h.strip().lower(): i for i, h in reversed(list(enumerate(header)))}
+        found: dict[str, list[int]] = {}
+        for name, wanted in self.headers.items():
+            found[name] = [positions[w.strip().lower()] for w in wanted if w.strip().lower() in positions]
+            if name in self.required and len(found[name]) < len(wanted):
+                missing = next(w for w in wanted if w.strip().lower() not in positions)
+                raise ConnectorError(f"csv file {file} has no column {missing!r} (mapped to {name})")
+        if not found["email"] and not found["phone"]:
+            raise ConnectorError(f"csv file {file} has no email or phone column")
+        return found
+
+
+class CsvContactsConnector:
+    def __init__(self, path: Path, channel: Channel = "company", batch_size: int = 500,
+                 options: Mapping[str, Any] | None = None) -> None:
+        options = dict(options or {})
+        self.path = path
+        self.channel = channel
+        self.batch_size = batch_size
+        self.columns = ColumnMapping.from_options(options.get("columns"))
+        self.delimiter = str(options.get("delimiter", ","))
+        self.encoding = str(options.get("encoding", "utf-8-sig"))
+        if len(self.delimiter) != 1:
+            raise ConnectorError("csv delimiter must be one character")
+
+    def files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"contact export path {self.path} does not exist")
+        return sorted(p for p in self.path.rglob("*.csv") if p.is_file())
+
+    def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+        digests: dict[str, str] = dict((cursor or {}).get("files", {}))
+        for path in self.files():
+            key = path.name if path == self.path else str(path.relative_to(self.path))
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digests.get(key) == digest:
+                continue
+            rows = list(self._entries(key, data))
+            digests[key] = digest
+            for start in range(0, max(len(rows), 1), self.batch_size):
+                chunk = rows[start:start + self.batch_size]
+                done = start + self.batch_size >= len(rows)
+                yield Batch([r for r in chunk if not isinstance(r, Skipped)],
+                            {"files": dict(digests) if done else {k: v for k, v in digests.items() if k != key}},
+                            [r for r in chunk if isinstance(r, Skipped)])
+
+    def _entries(self, book: str, data: bytes) -> Iterator[Record | Skipped]:
+        reader = csv.reader(io.StringIO(self._decode(data), newline=""), delimiter=self.delimiter)
+        header = next(reader, None)
+        if header is None:
+            return
+        columns = self.columns.resolve(header, book)
+        for line, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(header):
+                yield Skipped(f"{book}#{line}", f"row has {len(row)} cells, header has {len(header)}")
+                continue
+            values = {name: [row[i].strip() for i in positions if i < len(row) and row[i].strip()]
+                      for name, positions in columns.items()}
+            yield AddressBookEntry(
+                book=book,
+                entry_id=_first(values["id"]) or hashlib.sha1(repr(row).encode()).hexdigest()[:20],
+                name=_first(values["name"]),
+                emails=tuple(_split(values["email"])),
+                phones=tuple(_split(values["phone"])),
+                organisation=_first(values["organisation"]),
+                channel=self.channel,
+                owner=_first(values["owner"]),
+            )
+
+    def _decode(self, data: bytes) -> str:
+        try:
+            return data.decode(self.encoding)
+        except UnicodeDecodeError:
+            return data.decode("cp1252", "replace")
+        except LookupError:
+            raise ConnectorError(f"csv encoding {self.encoding!r} is unknown") from None
+
+
+def _first(values: list[str]) -> str:
+    return values[0] if values else ""
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in _SPLIT.split(value) if part.strip()]

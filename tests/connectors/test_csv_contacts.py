@@ -1,0 +1,104 @@
+"""CSV contact exports: column mappings, several values per cell, unchanged files, broken rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.base import ConnectorError
+from connectors.csv_contacts import CsvContactsConnector
+from connectors.records import AddressBookEntry
+
+WHATSAPP_EXPORT = (
+    "Display Name;Mobile;Notes\n"
+    "Li Wei;+86 138 0013 8000;met at fair\n"
+    ";;\n"
+    "Anna Schmidt;+49 151 23456789, +49 30 1234567;\n"
+)
+CRM_EXPORT = (
+    "Record ID,Full name,Work email,Private email,Company,Account owner\n"
+    "17,Jane Roe,jane@acme.example,jane.roe@gmail.com,Acme Ltd,alice@corp.example\n"
+    "18,Joe Bloggs,joe@globex.example,,Globex,\n"
+    "19,Too,many,cells,here,x,y\n"
+)
+
+
+def entries(connector: CsvContactsConnector) -> list[AddressBookEntry]:
+    return [r for batch in connector.sync(None) for r in batch.records]  # type: ignore[misc]
+
+
+def test_a_messaging_app_export_with_a_mapping_yields_personal_entries(tmp_path: Path) -> None:
+    (tmp_path / "whatsapp.csv").write_text(WHATSAPP_EXPORT, encoding="utf-8")
+    connector = CsvContactsConnector(tmp_path / "whatsapp.csv", "personal", options={
+        "delimiter": ";", "columns": {"name": "Display Name", "phone": "Mobile"}})
+
+    found = entries(connector)
+
+    assert [(e.name, e.phones, e.channel) for e in found] == [
+        ("Li Wei", ("+86 138 0013 8000",), "personal"),
+        ("Anna Schmidt", ("+49 151 23456789", "+49 30 1234567"), "personal"),
+    ]
+    assert found[0].entry_id != found[1].entry_id
+
+
+def test_a_crm_export_carries_ids_organisations_owners_and_every_mapped_email(tmp_path: Path) -> None:
+    (tmp_path / "crm.csv").write_text(CRM_EXPORT, encoding="utf-8")
+    connector = CsvContactsConnector(tmp_path / "crm.csv", options={"columns": {
+        "id": "Record ID", "name": "Full name", "email": ["Work email", "Private email"],
+        "organisation": "Company", "owner": "Account owner"}})
+
+    batches = list(connector.sync(None))
+    found = [r for b in batches for r in b.records]
+
+    assert [(e.entry_id, e.emails, e.organisation, e.owner) for e in found] == [  # type: ignore[union-attr]
+        ("17", ("jane@acme.example", "jane.roe@gmail.com"), "Acme Ltd", "alice@corp.example"),
+        ("18", ("joe@globex.example",), "Globex", ""),
+    ]
+    assert [s.ref for b in batches for s in b.skipped] == ["crm.csv#4"]
+
+
+def test_common_headers_are_found_without_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "phone.csv").write_text("Name,E-mail,Phone\nMia,mia@x.example,+1 415 555 0101\n", encoding="utf-8")
+
+    [mia] = entries(CsvContactsConnector(tmp_path / "phone.csv"))
+
+    assert (mia.name, mia.emails, mia.phones) == ("Mia", ("mia@x.example",), ("+1 415 555 0101",))
+
+
+def test_an_unchanged_file_is_not_read_again(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("email\nx@a.example\n", encoding="utf-8")
+    connector = CsvContactsConnector(tmp_path)
+    [first] = list(connector.sync(None))
+
+    assert list(connector.sync(first.cursor)) == []
+    (tmp_path / "a.csv").write_text("email\nx@a.example\ny@a.example\n", encoding="utf-8")
+    assert [len(b.records) for b in connector.sync(first.cursor)] == [2]
+
+
+def test_large_files_come_in_batches_and_only_the_last_marks_the_file_done(tmp_path: Path) -> None:
+    (tmp_path / "big.csv").write_text("email\n" + "".join(f"u{n}@big.example\n" for n in range(5)), encoding="utf-8")
+
+    batches = list(CsvContactsConnector(tmp_path / "big.csv", batch_size=2).sync(None))
+
+    assert [len(b.records) for b in batches] == [2, 2, 1]
+    assert [bool(b.cursor["files"]) for b in batches] == [False, False, True]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"columns": {"email": "Mail"}}, "has no column 'Mail'"),
+    ({"columns": {"fax": "Fax"}}, "unknown field 'fax'"),
+    ({"columns": {"email": 3}}, "must be a header name"),
+])
+def test_a_wrong_mapping_fails_the_source_with_the_reason(tmp_path: Path, options: dict, message: str) -> None:
+    (tmp_path / "a.csv").write_text("email\nx@a.example\n", encoding="utf-8")
+
+    with pytest.raises(ConnectorError, match=message):
+        entries(CsvContactsConnector(tmp_path / "a.csv", options=options))
+
+
+def test_a_file_without_email_or_phone_column_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("name\nMia\n", encoding="utf-8")
+
+    with pytest.raises(ConnectorError, match="no email or phone column"):
+        entries(CsvContactsConnector(tmp_path / "a.csv"))

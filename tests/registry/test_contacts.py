@@ -1,0 +1,54 @@
+"""One person seen by several reps through different addresses and numbers becomes one Contact."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, func, select
+
+from policies.identity import KnownRep
+from registry.contacts import merge_contacts
+from registry.coverage import classify
+from registry.models import AuditEvent, Contact, ContactPoint, Customer, Interaction
+from tests.support.handbuilt import NOW, HandBuilt, entry, rep
+
+ALICE, BOB = rep("alice"), rep("bob")
+
+
+def contact_of(engine: Engine, value: str) -> int:
+    with engine.connect() as db:
+        return db.execute(select(ContactPoint.contact_id).where(ContactPoint.value == value)).scalar_one()
+
+
+def test_an_address_book_entry_joins_contacts_first_met_apart(engine: Engine) -> None:
+    world = HandBuilt(engine, reps=(KnownRep(ALICE), KnownRep(BOB)))
+    world.mail(ALICE, "jane@acme.example", days_ago=3)
+    world.mail(BOB, "jane.roe@gmail.com", days_ago=2)
+    world.address_book(BOB, "personal", entry("1", "Jane Roe", ("jane.roe@gmail.com", "jane@acme.example"),
+                                                ("+44 20 7946 0000",)))
+    assert contact_of(engine, "jane@acme.example") != contact_of(engine, "janeroe@gmail.com")
+
+    assert merge_contacts(engine, "test") == 1
+
+    jane = contact_of(engine, "jane@acme.example")
+    assert contact_of(engine, "janeroe@gmail.com") == jane == contact_of(engine, "+442079460000")
+    with engine.connect() as db:
+        assert db.execute(select(func.count()).select_from(Contact)).scalar_one() == 1
+        assert set(db.execute(select(Interaction.contact_id, Customer.key)
+                              .join(Customer, Customer.id == Interaction.customer_id)).all()) == {(jane, "acme.example")}
+        assert db.execute(select(Customer.status).where(Customer.key == "janeroe@gmail.com")).scalar_one() == "merged"
+        assert db.execute(select(AuditEvent.action).order_by(AuditEvent.id)).scalars().all() == [
+            "contact.merged", "customer.merged"]
+    acme = {c.key: c for c in classify(engine, world.policy, NOW)}
+    assert "janeroe@gmail.com" not in acme
+    assert acme["acme.example"].coverage_class == "covered"
+    assert merge_contacts(engine, "test") == 0
+
+
+def test_merges_follow_chains_of_entries(engine: Engine) -> None:
+    world = HandBuilt(engine, reps=(KnownRep(ALICE), KnownRep(BOB)))
+    for address in ("a@chain.example", "b@chain.example", "c@chain.example"):
+        world.mail(ALICE, address, days_ago=1)
+    world.address_book(ALICE, "company", entry("1", "A", ("a@chain.example", "b@chain.example"), channel="company"))
+    world.address_book(BOB, "personal", entry("2", "A", ("b@chain.example", "c@chain.example")))
+
+    assert merge_contacts(engine, "test") == 2
+    assert len({contact_of(engine, a) for a in ("a@chain.example", "b@chain.example", "c@chain.example")}) == 1
