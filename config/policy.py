@@ -63,6 +63,30 @@ class CoverageRules(Strict):
     personal_requests: PersonalRequestRule = Field(default_factory=PersonalRequestRule)
 
 
+_CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class QuietHours(Strict):
+    """Local time in the recipient's zone when nothing is sent; written as quoted "HH:MM" (YAML reads 20:00 as a number)."""
+
+    start: str = Field(default="20:00", pattern=_CLOCK_TIME)
+    end: str = Field(default="08:00", pattern=_CLOCK_TIME)
+
+
+class DispatchRules(Strict):
+    """How the outbox sends: pace, quiet hours, retries, and what happens to a send a crash left in doubt."""
+
+    per_mailbox_per_hour: int = Field(default=100, ge=0)
+    per_domain_per_hour: int = Field(default=20, ge=0)
+    quiet_hours: QuietHours | None = Field(default_factory=QuietHours)
+    max_per_run: int = Field(default=500, ge=1)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff_seconds: float = Field(default=300.0, ge=0)
+    retry_backoff_max_seconds: float = Field(default=6 * 3600.0, ge=0)
+    in_doubt: Literal["hold", "resend"] = "hold"
+    lease_seconds: int = Field(default=600, ge=10)
+
+
 class Policy(Strict):
     company_domains: list[str] = Field(default_factory=list)
     freemail_domains: list[str] = Field(default_factory=lambda: list(FREEMAIL_DOMAINS))
@@ -71,6 +95,7 @@ class Policy(Strict):
     lookback_days: int = Field(default=180, ge=1, le=3650)
     dormant_after_days: int = Field(default=365, ge=1, le=3650)
     coverage: CoverageRules = Field(default_factory=CoverageRules)
+    dispatch: DispatchRules = Field(default_factory=DispatchRules)
 
     def all_freemail_domains(self) -> frozenset[str]:
         return frozenset(d.lower() for d in (*self.freemail_domains, *self.extra_freemail_domains))

@@ -1,0 +1,73 @@
+"""`custody outbox`: send the planned notifications, review them as files, see what needs a human."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import ConfigError
+from daemon.bounces import collect_bounces
+from daemon.outbox import Dispatcher, outbox_summary
+from daemon.runtime import fail_config, runtime
+from daemon.transports import build_transport
+from daemon.transports.base import TransportError
+from daemon.transports.file import FileTransport
+from daemon.transports.smtp import SmtpTransport
+
+outbox_app = typer.Typer(help="Send planned change-of-contact notifications, exactly once.", no_args_is_help=True)
+console = Console()
+
+
+@outbox_app.command("run")
+def run(
+    ctx: typer.Context,
+    dry_run: Optional[Path] = typer.Option(None, "--dry-run", metavar="DIR",
+                                           help="Write every pending message as .eml into DIR; sends and changes nothing."),
+    max_messages: Optional[int] = typer.Option(None, "--max", min=1, help="Send at most this many (the policy caps it too)."),
+) -> None:
+    """Send what is due; prints what happened as JSON and exits 1 when sending had to stop."""
+    rt = runtime(ctx)
+    rules = rt.policy.dispatch
+    if dry_run is not None:
+        written = Dispatcher(rt.engine, rules, FileTransport(dry_run)).preview(max_messages or sys.maxsize)
+        typer.echo(json.dumps({"dry_run": str(dry_run), "written": written}))
+        return
+    try:
+        transport = build_transport(rt.settings)
+    except ConfigError as error:
+        fail_config(error)
+    dispatcher = Dispatcher(rt.engine, rules, transport)
+    report = dispatcher.run(max_messages).as_dict()
+    if isinstance(transport, SmtpTransport) and transport.mailbox is not None:
+        try:
+            report["bounces"] = collect_bounces(rt.engine, transport.mailbox, dispatcher.actor)
+        except TransportError as error:
+            report["error"] = report["error"] or f"reading bounces: {error}"
+        finally:
+            transport.mailbox.close()
+    typer.echo(json.dumps(report))
+    if report["error"]:
+        raise typer.Exit(1)
+
+
+@outbox_app.command("status")
+def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """Notifications per state, and every held or failed one with its reason."""
+    summary = outbox_summary(runtime(ctx).engine)
+    if as_json:
+        typer.echo(json.dumps({"states": summary.states, "attention": [asdict(a) for a in summary.attention]}))
+        return
+    console.print(", ".join(f"{state} {count}" for state, count in sorted(summary.states.items())) or "outbox empty")
+    if summary.attention:
+        table = Table("id", "handover", "state", "to", "Message-ID", "reason")
+        for item in summary.attention:
+            table.add_row(str(item.notification_id), str(item.handover_id), item.state, item.to_email,
+                          item.message_id, item.reason, style="red" if item.state == "failed" else "yellow")
+        console.print(table)

@@ -1,0 +1,14 @@
+"""Ways out for the outbox: each hands a finished message to one delivery system."""
+
+from __future__ import annotations
+
+from config.settings import ConfigError, Settings
+from daemon.transports.base import Transport
+from daemon.transports.smtp import SmtpTransport
+
+
+def build_transport(settings: Settings) -> Transport:
+    """The configured transport; the only place that maps settings to a delivery protocol."""
+    if settings.smtp is None:
+        raise ConfigError("smtp: no [smtp] section, so nothing can be sent (use --dry-run DIR to review)")
+    return SmtpTransport(settings.smtp)

@@ -1,0 +1,33 @@
+"""What the outbox needs from a way of sending mail; SMTP, file, Graph and Gmail all provide it."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from typing import Protocol
+
+
+class TransportError(Exception):
+    """A send that did not complete.
+
+    `permanent`: retrying cannot help (a 5xx refusal). `unreachable`: nothing can be sent right now
+    (no connection, login refused), so the run should stop. `in_doubt`: the connection broke after
+    the message was handed over, so it may have gone out and must be checked before any retry.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, unreachable: bool = False,
+                 in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.unreachable = unreachable
+        self.in_doubt = in_doubt
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> None:
+        """Deliver, or raise TransportError; returning means the system accepted the message."""
+
+    def find_sent(self, message_id: str) -> bool | None:
+        """Whether the sending mailbox holds the message: True sent, False never sent, None cannot tell."""
+
+    def close(self) -> None:
+        """Release connections; the transport may be used again afterwards."""

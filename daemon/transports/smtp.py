@@ -1,0 +1,168 @@
+"""SMTP through smtplib: STARTTLS or implicit TLS with certificate verification, optional login.
+
+With a sent folder configured, each message is filed there first (flagged pending) so that a send
+a crash left in doubt can be looked up afterwards; see daemon/transports/mailbox.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+
+from config.settings import SmtpConfig
+from daemon.transports.base import TransportError
+from daemon.transports.mailbox import SendingMailbox
+
+log = logging.getLogger("custody.smtp")
+_DEFAULT_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
+
+
+class _TracksData:
+    """Remembers whether DATA began, which separates 'not sent' from 'maybe sent' when a link breaks."""
+
+    data_started = False
+
+    def data(self, msg):  # type: ignore[no-untyped-def]
+        self.data_started = True
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _SMTP(_TracksData, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_TracksData, smtplib.SMTP_SSL):
+    pass
+
+
+class SmtpTransport:
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+        self.mailbox = SendingMailbox(config.sent_folder) if config.sent_folder else None
+        self._smtp: _SMTP | _SMTPS | None = None
+
+    def send(self, message: EmailMessage) -> None:
+        message_id = str(message["Message-ID"])
+        if self.mailbox:
+            self.mailbox.file_pending(message)
+        try:
+            self._deliver(message)
+        except TransportError as error:
+            if self.mailbox and not error.in_doubt:
+                self._discard_copy(message_id)
+            raise
+        if self.mailbox:
+            self._confirm_copy(message_id)
+
+    def find_sent(self, message_id: str) -> bool | None:
+        return self.mailbox.lookup(message_id) if self.mailbox else None
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+        if self.mailbox:
+            self.mailbox.close()
+
+    def _deliver(self, message: EmailMessage) -> None:
+        smtp = self._connected()
+        smtp.data_started = False
+        try:
+            refused = smtp.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            self._reset()
+            codes = [code for code, _ in error.recipients.values()]
+            raise TransportError(f"recipients refused: {_describe_refusals(error.recipients)}",
+                                 permanent=all(code >= 500 for code in codes)) from None
+        except smtplib.SMTPResponseException as error:
+            self._reset()
+            raise TransportError(f"SMTP {error.smtp_code}: {_text(error.smtp_error)}",
+                                 permanent=error.smtp_code >= 500) from None
+        except (smtplib.SMTPException, OSError) as error:
+            in_doubt = smtp.data_started
+            self._drop()
+            raise TransportError(f"SMTP connection to {self.config.host} broke: {type(error).__name__}",
+                                 in_doubt=in_doubt) from None
+        addressee = str(message["To"]).lower()
+        if addressee in {address.lower() for address in refused}:
+            code = next(code for address, (code, _) in refused.items() if address.lower() == addressee)
+            raise TransportError(f"recipient refused (copies went out): {_describe_refusals(refused)}",
+                                 permanent=code >= 500)
+        if refused:
+            log.warning("relay accepted the message for some recipients only: %s", _describe_refusals(refused))
+
+    def _connected(self) -> _SMTP | _SMTPS:
+        if self._smtp is None:
+            self._smtp = self._open()
+        return self._smtp
+
+    def _open(self) -> _SMTP | _SMTPS:
+        config = self.config
+        port = config.port or _DEFAULT_PORTS[config.security]
+        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        smtp: _SMTP | _SMTPS | None = None
+        try:
+            if config.security == "tls":
+                smtp = _SMTPS(config.host, port, timeout=config.timeout_seconds, context=context)
+            else:
+                smtp = _SMTP(config.host, port, timeout=config.timeout_seconds)
+                if config.security == "starttls":
+                    smtp.starttls(context=context)
+            if config.username:
+                smtp.login(config.username, config.secret())
+        except smtplib.SMTPAuthenticationError as error:
+            _close_quietly(smtp)
+            raise TransportError(f"SMTP login as {config.username} refused: {error.smtp_code}",
+                                 unreachable=True) from None
+        except ssl.SSLCertVerificationError as error:
+            _close_quietly(smtp)
+            raise TransportError(f"SMTP server {config.host}: TLS certificate not trusted ({error.verify_message})",
+                                 unreachable=True) from None
+        except (smtplib.SMTPException, OSError) as error:
+            _close_quietly(smtp)
+            raise TransportError(f"cannot reach SMTP server {config.host}:{port}: {type(error).__name__}: {error}",
+                                 unreachable=True) from None
+        return smtp
+
+    def _reset(self) -> None:
+        """After a refusal the session is still good; RSET it, or drop it when even that fails."""
+        try:
+            if self._smtp is not None:
+                self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        _close_quietly(smtp)
+
+    def _discard_copy(self, message_id: str) -> None:
+        try:
+            self.mailbox.discard_pending(message_id)  # type: ignore[union-attr]
+        except TransportError as error:
+            log.warning("could not remove the unsent copy of %s from the sent folder: %s", message_id, error)
+
+    def _confirm_copy(self, message_id: str) -> None:
+        """The relay has the message: a failure here must not turn into a retry, only a warning."""
+        try:
+            self.mailbox.confirm(message_id)  # type: ignore[union-attr]
+        except TransportError as error:
+            log.warning("sent %s but could not clear its pending flag in the sent folder: %s", message_id, error)
+
+
+def _close_quietly(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        smtp.close()
+
+
+def _describe_refusals(refusals: dict[str, tuple[int, bytes]]) -> str:
+    return "; ".join(f"{address}: {code} {_text(reply)}" for address, (code, reply) in refusals.items())
+
+
+def _text(reply: bytes | str) -> str:
+    return (reply.decode(errors="replace") if isinstance(reply, bytes) else reply)[:300]
