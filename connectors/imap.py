@@ -5,8 +5,8 @@ fetched (never bodies), from folders opened with EXAMINE so a sync never sets \\
 keeps, per folder, UIDVALIDITY and the highest UID handed out, plus UIDNEXT and HIGHESTMODSEQ
 once the folder was read to the end, so a resync with nothing new costs one STATUS per folder.
 
-Source options: `batch_size` (messages per batch, default 500), `retry_attempts` (connection
-attempts per operation, default 5) and `retry_wait_seconds` (first backoff, default 1).
+Source options: `retry_attempts` (connection attempts per network step, default 5) and
+`retry_wait_seconds` (first backoff, doubling up to 30 s; default 1).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
@@ -70,10 +71,12 @@ class _UidValidityChanged(Exception):
 class ImapConnector:
     """Yields MessageHeaders batches from INBOX, Sent and Archive folders of one IMAP account."""
 
-    def __init__(self, source: SourceConfig, token_provider: TokenProvider | None = None) -> None:
+    def __init__(
+        self, source: SourceConfig, token_provider: TokenProvider | None = None, batch_size: int = 500
+    ) -> None:
         self.source = source
         self.token_provider = token_provider
-        self.batch_size = int(source.options.get("batch_size", 500))
+        self.batch_size = batch_size
         self.retry_attempts = int(source.options.get("retry_attempts", 5))
         self.retry_wait = float(source.options.get("retry_wait_seconds", 1.0))
         self._client: IMAPClient | None = None
@@ -211,14 +214,8 @@ class ImapConnector:
 
     def _open(self) -> IMAPClient:
         source = self.source
-        if source.security == "plain" and not _is_loopback(source.host):
-            raise ConnectorError(f"{self._where}: security = \"plain\" is allowed only for a loopback host")
-        context = ssl.create_default_context(cafile=str(source.ca_file) if source.ca_file else None)
-        client = IMAPClient(source.host, port=self._port(), ssl=source.security == "tls", ssl_context=context,
-                            timeout=source.timeout_seconds)
+        client = open_connection(source.host, self._port(), source.security, source.ca_file, source.timeout_seconds)
         try:
-            if source.security == "starttls":
-                client.starttls(context)
             self._login(client)
             client.normalise_times = False
             self._condstore = b"CONDSTORE" in client.capabilities()
@@ -265,6 +262,22 @@ class ImapConnector:
 
     def _port(self) -> int:
         return self.source.port or (993 if self.source.security == "tls" else 143)
+
+
+def open_connection(host: str, port: int, security: str, ca_file: Path | None, timeout: float) -> IMAPClient:
+    """A connected client, not yet logged in: implicit TLS or STARTTLS with the certificate verified
+    (against `ca_file` when given), plain text only to a loopback host."""
+    if security == "plain" and not _is_loopback(host):
+        raise ConnectorError(f"{host}:{port}: security = \"plain\" is allowed only for a loopback host")
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    client = IMAPClient(host, port=port, ssl=security == "tls", ssl_context=context, timeout=timeout)
+    if security == "starttls":
+        try:
+            client.starttls(context)
+        except BaseException:
+            client.shutdown()
+            raise
+    return client
 
 
 def uid_chunks(uids: list[int], size: int, budget: int = _UID_SET_BUDGET) -> Iterator[list[int]]:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select, update
 from config.policy import Policy
 from config.settings import ConfigError, Settings, SourceConfig
 from connectors.base import Connector, ConnectorError
+from connectors.imap import ImapConnector
 from connectors.csv_contacts import CsvContactsConnector
 from connectors.maildir import MaildirConnector
 from connectors.mbox import MboxConnector
@@ -53,6 +54,8 @@ def build_connector(source: SourceConfig, settings: Settings) -> Connector:
         return VcardConnector(source.path, source.channel, size)  # type: ignore[arg-type]
     if source.kind == "csv":
         return CsvContactsConnector(source.path, source.channel, size, source.options)  # type: ignore[arg-type]
+    if source.kind == "imap":
+        return ImapConnector(source, batch_size=size)
     raise ConfigError(f"sources.{source.name}.kind: {source.kind} connector is not available in this build")
 
 

@@ -13,6 +13,7 @@ import ipaddress
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -40,6 +41,7 @@ ssl = {ssl}
 {ssl_files}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 first_valid_uid = 1
 default_internal_user = {internal_user}
 default_internal_group = {internal_group}
@@ -48,7 +50,7 @@ mail_location = maildir:{root}/mail/%u
 rawlog_dir = {root}/rawlog/%u
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
+  args = scheme=PLAIN username_format=%u {root}/users/%u
 }}
 userdb {{
   driver = static
@@ -90,7 +92,7 @@ class DovecotServer:
         self.users: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
-        for name in ("run", "state", "mail", "home", "rawlog"):
+        for name in ("run", "state", "mail", "home", "rawlog", "users"):
             (root / name).mkdir(parents=True, exist_ok=True)
         if tls:
             write_self_signed_certificate(root / "cert.pem", root / "key.pem")
@@ -102,20 +104,20 @@ class DovecotServer:
         return self._process is not None and self._process.poll() is None
 
     def add_user(self, name: str, password: str) -> None:
-        """Users live in a passwd-file that Dovecot rereads on each login, so this works while running."""
+        """One passwd-file per user: Dovecot opens a new file on the first login, so this works while running
+        (it rechecks a changed file at most once a second, too late for a test adding users quickly)."""
         self.users[name] = password
         for folder in (self.root / "mail" / name, self.root / "home" / name, self.root / "rawlog" / name):
             folder.mkdir(parents=True, exist_ok=True)
             os.chown(folder, self._owner.pw_uid, self._owner.pw_gid)
-        lines = "".join(f"{user}:{{PLAIN}}{secret}::::::\n" for user, secret in self.users.items())
-        (self.root / "passwd").write_text(lines)
+        (self.root / "users" / name).write_text(f"{name}:{{PLAIN}}{password}::::::\n")
 
     def start(self) -> None:
         if self.running:
             return
         self._process = subprocess.Popen(
             [str(DOVECOT), "-F", "-c", str(self.root / "dovecot.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
         deadline = time.monotonic() + 15
         while not _accepts(self.port):
@@ -127,12 +129,14 @@ class DovecotServer:
         if not self.running:
             return
         assert self._process is not None
+        group = os.getpgid(self._process.pid)
         self._process.terminate()
         try:
             self._process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        _end_group(group)
         while _accepts(self.port):
             time.sleep(0.05)
 
@@ -235,6 +239,15 @@ def _group_name(gid: int) -> str:
     return grp.getgrgid(gid).gr_name
 
 
+def _end_group(group: int) -> None:
+    """Dovecot's imap processes outlive a stopped master and would keep serving open sessions;
+    they share the master's own process group, so end that group."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -265,10 +278,16 @@ def dovecot_tls() -> Iterator[DovecotServer]:
     yield from _serve(tls=True)
 
 
-def _serve(tls: bool) -> Iterator[DovecotServer]:
+@pytest.fixture
+def dovecot_without_special_use() -> Iterator[DovecotServer]:
+    """A running plain-text Dovecot that marks no folder \\Sent, \\Junk..., like many older servers."""
+    yield from _serve(tls=False, special_use=False)
+
+
+def _serve(tls: bool, special_use: bool = True) -> Iterator[DovecotServer]:
     require_dovecot()
     root = server_root()
-    server = DovecotServer(root, tls=tls)
+    server = DovecotServer(root, tls=tls, special_use=special_use)
     server.start()
     try:
         yield server
