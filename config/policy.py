@@ -42,7 +42,8 @@ class NoiseRules(Strict):
 
 
 class ContestedRules(Strict):
-    """Several reps each working a customer this much, with no agreed owner, is a contest."""
+    """Reps of several teams (or without a team) each working a customer this much, with no agreed
+    owner, is a contest; colleagues of one team sharing a customer cover it."""
 
     min_reps: int = Field(default=2, ge=2, le=100)
     min_interactions_each: int = Field(default=3, ge=1)

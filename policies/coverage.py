@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, or_, select
 
 from config.policy import Policy
 from registry.models import Customer, Interaction, Message, PersonalRelay, Rep, Sighting, Source
@@ -49,26 +49,29 @@ def rep_activity(policy: Policy, now: datetime) -> Select:
     """Per customer and rep: company-channel interactions in the window, first and last of them."""
     return (
         select(
-            _interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status.label("rep_status"),
+            _interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status.label("rep_status"), _rep.c.team,
             func.count().label("interactions"),
             func.min(_interaction.c.occurred_at).label("first_at"),
             func.max(_interaction.c.occurred_at).label("last_at"),
         )
         .join(_rep, _rep.c.id == _interaction.c.rep_id)
         .where(_interaction.c.channel == "company", _in_window(_interaction.c.occurred_at, policy, now))
-        .group_by(_interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status)
+        .group_by(_interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status, _rep.c.team)
     )
 
 
 def _per_customer(policy: Policy, now: datetime) -> Subquery:
+    """Reps per customer; a team counts as one camp in a contest, a rep without a team as their own."""
     activity = rep_activity(policy, now).subquery("activity")
     active = activity.c.rep_status == "active"
     qualifying = and_(active, activity.c.interactions >= policy.coverage.contested.min_interactions_each)
+    camp = case((activity.c.team != "", "team:" + activity.c.team),
+                else_="rep:" + cast(activity.c.rep_id, String))
     return (
         select(
             activity.c.customer_id,
             func.sum(case((active, 1), else_=0)).label("active_reps"),
-            func.sum(case((qualifying, 1), else_=0)).label("qualifying_reps"),
+            func.count(func.distinct(case((qualifying, camp), else_=None))).label("rival_camps"),
             func.count().label("reps"),
             func.sum(activity.c.interactions).label("interactions"),
         )
@@ -147,11 +150,12 @@ def _requests(policy: Policy, now: datetime) -> Subquery:
 def customer_coverage(policy: Policy, now: datetime) -> Select:
     """One row per customer: its class and the figures that decided it.
 
-    Order of the rules: contested, covered, single-threaded (active reps with company-channel
-    interactions in the window); then, without such coverage, personal-channel-only when any
-    personal evidence exists, dormant when the last company-channel contact is older than the
-    policy allows (or never happened), and unattended for the rest (a lapsing customer, or one
-    whose only reps in the window have left).
+    Order of the rules: contested (reps of several teams, or unteamed reps, each working the
+    customer enough, and no owner recorded), covered, single-threaded (active reps with
+    company-channel interactions in the window); then, without such coverage, dormant when the
+    last company-channel contact is older than the policy allows, personal-channel-only when any
+    personal evidence exists, dormant when there never was company-channel contact, and
+    unattended for the rest (a lapsing customer, or one whose only reps in the window have left).
     """
     per = _per_customer(policy, now)
     last = _last_company_contact(now)
@@ -162,12 +166,12 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
                 + func.coalesce(relays.c.n, 0) + func.coalesce(requests.c.n, 0))
     contested = policy.coverage.contested
     coverage_class = case(
-        (and_(active_reps >= contested.min_reps, per.c.qualifying_reps >= contested.min_reps,
-              _customer.c.owner_rep_id.is_(None)), CONTESTED),
+        (and_(per.c.rival_camps >= contested.min_reps, _customer.c.owner_rep_id.is_(None)), CONTESTED),
         (active_reps >= 2, COVERED),
         (active_reps == 1, SINGLE_THREADED),
+        (last.c.last_at < dormant_before(policy, now), DORMANT),
         (personal > 0, PERSONAL_ONLY),
-        (or_(last.c.last_at.is_(None), last.c.last_at < dormant_before(policy, now)), DORMANT),
+        (last.c.last_at.is_(None), DORMANT),
         else_=UNATTENDED,
     )
     return (

@@ -56,6 +56,19 @@ def test_several_reps_working_a_customer_without_owner_is_contested_until_one_is
     assert by_key(world)["initech.example"].coverage_class == "covered"
 
 
+def test_colleagues_of_one_team_cover_a_customer_reps_of_two_teams_contest_it(world: HandBuilt) -> None:
+    world.conversation(ALICE, "a@initech.example", 2, days_ago=30)
+    world.conversation(BOB, "b@initech.example", 2, days_ago=40)
+    world.conversation(CAROL, "c@other.example", 1, days_ago=40)
+    world.update_rep(ALICE, team="emea")
+    world.update_rep(BOB, team="emea")
+    world.update_rep(CAROL, team="apac")
+
+    assert by_key(world)["initech.example"].coverage_class == "covered"
+    world.conversation(CAROL, "c@initech.example", 2, days_ago=20)
+    assert by_key(world)["initech.example"].coverage_class == "contested"
+
+
 def test_a_second_rep_below_the_contest_threshold_only_covers(world: HandBuilt) -> None:
     world.conversation(ALICE, "a@hooli.example", 4, days_ago=30)
     world.mail(BOB, "b@hooli.example", days_ago=3)
@@ -87,6 +100,16 @@ def test_personal_evidence_wins_once_company_mail_left_the_window(world: HandBui
 
     assert stark.coverage_class == "personal-channel-only"
     assert stark.interactions == 0 and stark.last_company_contact == NOW - timedelta(days=120)
+
+
+def test_a_customer_whose_company_mail_is_older_than_the_dormancy_horizon_is_dormant_even_in_a_phone_book(
+        world: HandBuilt) -> None:
+    world.mail(ALICE, "joe@stark.example", days_ago=400)
+    world.address_book(ALICE, "personal", entry("7", "Joe", ("joe@stark.example",)))
+
+    stark = by_key(world)["stark.example"]
+
+    assert (stark.coverage_class, len(stark.personal_sightings)) == ("dormant", 1)
 
 
 def test_mail_synced_from_a_personal_mailbox_is_personal_evidence(world: HandBuilt) -> None:
@@ -124,8 +147,8 @@ def test_reps_who_left_do_not_cover(world: HandBuilt) -> None:
     world.mail(ALICE, "x@shared.example", days_ago=3)
     world.mail(BOB, "y@shared.example", days_ago=3)
     world.mail(CAROL, "z@orphan.example", days_ago=3)
-    world.set_rep_status(BOB, "deactivated")
-    world.set_rep_status(CAROL, "departed")
+    world.update_rep(BOB, status="deactivated")
+    world.update_rep(CAROL, status="departed")
 
     classes = by_key(world)
 

@@ -59,9 +59,10 @@ class HandBuilt:
     def address_book(self, owner: str, channel: str, *entries: AddressBookEntry, kind: str = "vcard") -> None:
         self._store(f"{owner}-{channel}-{kind}", Batch(list(entries), {}), owner, kind)
 
-    def set_rep_status(self, email: str, status: str) -> None:
+    def update_rep(self, email: str, **values: str) -> None:
+        """Status or team as the directory or the config would set them."""
         with self.engine.begin() as db:
-            db.execute(update(Rep.__table__).where(Rep.__table__.c.email == email).values(status=status))
+            db.execute(update(Rep.__table__).where(Rep.__table__.c.email == email).values(**values))
 
     def set_owner(self, customer_key: str, rep_email: str | None) -> None:
         with self.engine.begin() as db:
