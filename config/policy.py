@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.settings import ConfigError, describe_validation_error
 
@@ -39,6 +39,60 @@ class NoiseRules(Strict):
     skip_list_mail: bool = True
     skip_auto_submitted: bool = True
     skip_delivery_reports: bool = True
+
+
+SuccessorStrategy = Literal["explicit", "co_covering", "manager", "team_round_robin", "team_least_loaded", "pool"]
+
+
+class OwnershipRules(Strict):
+    """Who succeeds a departing rep, tried in order, and what must happen before customers hear of it."""
+
+    strategies: list[SuccessorStrategy] = Field(
+        default_factory=lambda: ["explicit", "co_covering", "manager", "team_least_loaded", "pool"], min_length=1)
+    requires_approval: bool = True
+    grace_period_hours: int = Field(default=24, ge=0, le=24 * 90)
+
+    @field_validator("strategies")
+    @classmethod
+    def _pool_last(cls, strategies: list[str]) -> list[str]:
+        if len(set(strategies)) != len(strategies):
+            raise ValueError("each strategy may appear once")
+        if "pool" in strategies and strategies[-1] != "pool":
+            raise ValueError("'pool' always finds a successor, so it must come last")
+        return strategies
+
+
+class NotificationStep(Strict):
+    """One message of the change-of-contact sequence, timed relative to the effective date."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    template: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    days_from_effective: int = Field(ge=-60, le=60)
+    sender: Literal["successor", "shared"] = "shared"
+    cc_successor: bool = True
+
+
+class NotificationRules(Strict):
+    company_name: str = "Our company"
+    shared_mailbox: str = ""
+    default_locale: str = "en"
+    locale_by_domain_suffix: dict[str, str] = Field(default_factory=lambda: {
+        ".cn": "zh", ".hk": "zh", ".mo": "zh", ".tw": "zh", "qq.com": "zh", "foxmail.com": "zh", "163.com": "zh",
+        "126.com": "zh", "yeah.net": "zh", "sina.com": "zh", "sohu.com": "zh", "aliyun.com": "zh"})
+    contact_window_days: int = Field(default=730, ge=1, le=3650)
+    template_dir: Path | None = None
+    steps: list[NotificationStep] = Field(default_factory=lambda: [
+        NotificationStep(name="farewell", template="farewell", days_from_effective=-2, sender="shared"),
+        NotificationStep(name="introduction", template="introduction", days_from_effective=2,
+                         sender="successor", cc_successor=False),
+    ])
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_steps(cls, steps: list[NotificationStep]) -> list[NotificationStep]:
+        if len({s.name for s in steps}) != len(steps):
+            raise ValueError("step names must be unique")
+        return steps
 
 
 class ContestedRules(Strict):
@@ -96,6 +150,8 @@ class Policy(Strict):
     lookback_days: int = Field(default=180, ge=1, le=3650)
     dormant_after_days: int = Field(default=365, ge=1, le=3650)
     coverage: CoverageRules = Field(default_factory=CoverageRules)
+    ownership: OwnershipRules = Field(default_factory=OwnershipRules)
+    notifications: NotificationRules = Field(default_factory=NotificationRules)
     dispatch: DispatchRules = Field(default_factory=DispatchRules)
 
     def all_freemail_domains(self) -> frozenset[str]:

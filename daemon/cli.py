@@ -13,7 +13,10 @@ from rich.table import Table
 
 from config.settings import CONFIG_ENV, ConfigError, SourceConfig
 from daemon.demo import generate_demo
+from daemon.cli_handover import depart_command, handover_app
 from daemon.cli_outbox import outbox_app
+from daemon.cli_pool import pool_app
+from daemon.cli_reports import report_app
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service import run_service
 from daemon.sync import SyncReport, sync_source
@@ -21,6 +24,10 @@ from registry.status import rep_activity, registry_counts, source_statuses
 
 app = typer.Typer(help="Keep customer relationships with the company when salespeople leave.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(report_app, name="report")
+app.add_typer(pool_app, name="pool")
+app.add_typer(handover_app, name="handover")
+app.command("depart")(depart_command)
 console = Console()
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "custody.example.toml"
 

@@ -740,7 +740,8 @@ def write_config(root: Path, books: dict[str, list[str]]) -> tuple[str, ...]:
     for name, kind, path, owner, channel in sources:
         lines += ["[[sources]]", *_toml_pairs(name=name, kind=kind, path=path, owner=owner, channel=channel), ""]
     (root / "custody.toml").write_text("\n".join(lines), encoding="utf-8")
-    policy = {"company_domains": [COMPANY_DOMAIN], "lookback_days": LOOKBACK_DAYS, "dormant_after_days": DORMANT_AFTER_DAYS}
+    policy = {"company_domains": [COMPANY_DOMAIN], "lookback_days": LOOKBACK_DAYS, "dormant_after_days": DORMANT_AFTER_DAYS,
+              "notifications": {"company_name": "Northwind", "shared_mailbox": f"customers@{COMPANY_DOMAIN}"}}
     (root / "policy.yaml").write_text(
         "# custody demo policy; see config/policy.default.yaml for every key.\n" + yaml.safe_dump(policy, sort_keys=False),
         encoding="utf-8",

@@ -1,0 +1,63 @@
+"""HR CSV files: rows become directory events; a file leaves the folder only after it was acted on."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from connectors.hr_csv import HrCsvConnector
+from connectors.records import DirectoryEvent
+
+LEAVERS = """\ufeffEmail,Action,Effective Date
+alice@corp.example,leaver,2026-07-10
+Bob@Corp.example,rehire,
+carol@corp.example,promoted,2026-07-01
+,deactivate,2026-07-01
+dave@corp.example,deactivate,10/07/2026
+erin@corp.example,deactivate,2026-07-10T17:30:00+02:00
+"""
+
+
+def test_rows_become_events_and_bad_rows_are_skipped_with_reasons(tmp_path: Path) -> None:
+    (tmp_path / "leavers.csv").write_text(LEAVERS, encoding="utf-8")
+    [batch] = list(HrCsvConnector(tmp_path).sync(None))
+    events = [r for r in batch.records if isinstance(r, DirectoryEvent)]
+    assert [(e.kind, e.email, e.effective) for e in events] == [
+        ("deactivated", "alice@corp.example", datetime(2026, 7, 10, tzinfo=timezone.utc)),
+        ("reactivated", "bob@corp.example", None),
+        ("deactivated", "erin@corp.example", datetime(2026, 7, 10, 15, 30, tzinfo=timezone.utc)),
+    ]
+    assert len({e.event_id for e in events}) == 3
+    assert [s.reason for s in batch.skipped] == [
+        "unknown action 'promoted'", "no email address", "effective date '10/07/2026' is not an ISO date"]
+
+
+def test_a_file_moves_to_processed_only_after_the_consumer_moves_on(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("email,action\nalice@corp.example,deactivate\n", encoding="utf-8")
+    batches = HrCsvConnector(tmp_path).sync(None)
+    first = next(batches)
+    assert (tmp_path / "a.csv").exists()
+    assert list(batches) == []
+    assert not (tmp_path / "a.csv").exists() and (tmp_path / "processed" / "a.csv").exists()
+    (tmp_path / "a.csv").write_text("email,action\nalice@corp.example,deactivate\n", encoding="utf-8")
+    again = list(HrCsvConnector(tmp_path).sync(None))
+    assert again[0].records[0].event_id == first.records[0].event_id  # type: ignore[union-attr]
+    assert len(list((tmp_path / "processed").iterdir())) == 2
+
+
+def test_a_file_already_in_the_cursor_is_only_archived(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("email,action\nalice@corp.example,deactivate\n", encoding="utf-8")
+    [batch] = list(HrCsvConnector(tmp_path).sync(None))
+    (tmp_path / "a.csv").write_bytes((tmp_path / "processed" / "a.csv").read_bytes())
+    assert list(HrCsvConnector(tmp_path).sync(batch.cursor)) == []
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_missing_columns_and_missing_folder(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text("mail,what\nalice@corp.example,deactivate\n", encoding="utf-8")
+    [batch] = list(HrCsvConnector(tmp_path).sync(None))
+    assert batch.records == [] and "needs the columns email and action" in batch.skipped[0].reason
+    with pytest.raises(FileNotFoundError):
+        list(HrCsvConnector(tmp_path / "absent").sync(None))
