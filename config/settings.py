@@ -117,6 +117,8 @@ class ServiceConfig(Strict):
     jitter_seconds: int = Field(default=60, ge=0)
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=9464, ge=0, le=65535)
+    handover_interval_minutes: float = Field(default=5, gt=0)
+    hr_folder: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -211,6 +213,7 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
 
     settings.data_dir = anchor(settings.data_dir) or settings.data_dir
     settings.policy_file = anchor(settings.policy_file)
+    settings.service.hr_folder = anchor(settings.service.hr_folder)
     for source in settings.sources:
         source.path = anchor(source.path)
         source.ca_file = anchor(source.ca_file)

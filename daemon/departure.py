@@ -214,6 +214,12 @@ def settle_due_handovers(engine: Engine, now: datetime | None = None, actor: str
         return [h for h in due_handover_ids(db, now or utcnow()) if settle_handover(db, h, actor)]
 
 
+def departure_round(engine: Engine, policy: Policy, hr_folder: Path | None, now: datetime | None = None) -> list[str]:
+    """The service's periodic job: act on new HR files, then let due handovers take effect."""
+    lines = process_hr_folder(engine, policy, hr_folder, now) if hr_folder else []
+    return lines + [f"handover {h}: ownership moved" for h in settle_due_handovers(engine, now)]
+
+
 def _known_rep(db: Connection, email: str) -> int:
     rep_id = rep_id_by_email(db, email)
     if rep_id is None:

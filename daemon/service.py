@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
 from config.settings import SourceConfig
+from daemon.departure import departure_round
 from daemon.metrics import record_sync, serve
 from daemon.runtime import Runtime
 from daemon.sync import sync_source
@@ -32,6 +33,11 @@ def sync_job(rt: Runtime, source: SourceConfig) -> None:
              report.skipped, f", error: {report.error}" if report.error else "")
 
 
+def departure_job(rt: Runtime) -> None:
+    for line in departure_round(rt.engine, rt.policy, rt.settings.service.hr_folder):
+        log.info("departure: %s", line)
+
+
 def build_scheduler(rt: Runtime) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone=timezone.utc)
     service = rt.settings.service
@@ -41,6 +47,10 @@ def build_scheduler(rt: Runtime) -> BlockingScheduler:
             args=(rt, source), id=f"sync:{source.name}", name=f"sync {source.name}",
             max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc),
         )
+    scheduler.add_job(
+        departure_job, IntervalTrigger(minutes=service.handover_interval_minutes), args=(rt,), id="departures",
+        name="HR files and due handovers", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc),
+    )
     return scheduler
 
 

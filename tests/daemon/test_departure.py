@@ -13,7 +13,7 @@ from config.policy import Policy
 from config.settings import RepConfig, Settings
 from connectors.records import DirectoryEvent
 from daemon.departure import (
-    DepartureError, depart, handle_directory_events, plan_notifications, process_hr_folder, reactivate,
+    DepartureError, depart, departure_round, handle_directory_events, plan_notifications, process_hr_folder, reactivate,
     settle_due_handovers,
 )
 from daemon.sync import identity_for, register_reps
@@ -267,3 +267,13 @@ def test_hostile_names_and_addresses_from_mail_cannot_inject_headers(company: Co
     assert john.subject == "Corp: your contact Alice Archer is changing to Bob Subject: free money"
     assert "Dear John Bcc: everyone@corp.example," in john.body_text
     assert "Acme &lt;b&gt;Corp&lt;/b&gt;" in john.body_html
+
+
+def test_the_service_round_reads_hr_files_then_lets_due_handovers_take_effect(company: Company, tmp_path: Path) -> None:
+    policy = POLICY.model_copy(update={"ownership": POLICY.ownership.model_copy(update={"requires_approval": False})})
+    (tmp_path / "hr.csv").write_text(f"email,action,effective_date\n{rep('alice')},leaver,{NOW:%Y-%m-%d}\n",
+                                     encoding="utf-8")
+    lines = departure_round(company.engine, policy, tmp_path, now=NOW)
+    assert lines[0].endswith("planned") and lines[1] == "handover 1: ownership moved"
+    assert departure_round(company.engine, policy, None, now=NOW) == []
+    assert company.rep_status("alice") == "departed"
