@@ -20,6 +20,8 @@ from daemon.cli_reports import report_app
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service import run_service
 from daemon.sync import SyncReport, sync_source
+from registry.coverage import coverage_summary
+from registry.models import utcnow
 from registry.status import rep_activity, registry_counts, source_statuses
 
 app = typer.Typer(help="Keep customer relationships with the company when salespeople leave.", no_args_is_help=True)
@@ -132,6 +134,10 @@ def print_demo_summary(rt: Runtime) -> None:
     console.print(f"customers {counts.customers}, contacts {counts.contacts}, messages {counts.messages} "
                   f"({counts.noise_messages} noise), interactions {counts.interactions}, "
                   f"address-book sightings {counts.sightings}")
+    classes = Table("coverage class", "customers", title=f"Coverage (last {rt.policy.lookback_days} days)")
+    for name, customers in coverage_summary(rt.engine, rt.policy, utcnow()).items():
+        classes.add_row(name, str(customers))
+    console.print(classes)
 
 
 if __name__ == "__main__":
