@@ -106,7 +106,7 @@ def test_plan_assigns_every_customer_and_plans_one_message_per_contact_and_step(
     assert li_farewell.subject == "Corp：您的联系人Alice Archer将由Mary Major接替"
     assert li_farewell.body_text.startswith("尊敬的李雷：") and "2026年7月7日" in li_farewell.body_text
     assert li_farewell.send_after == EFFECTIVE - timedelta(days=2)
-    assert "Bob Baker looks after you" in rows[2].body_text and "<p>" in rows[2].body_html
+    assert "Bob Baker looks after you from now on" in rows[2].body_text and "<p>" in rows[2].body_html
     assert company.rep_status("alice") == "deactivated"
 
 

@@ -22,7 +22,7 @@ def test_english_farewell_names_successor_and_date() -> None:
     message = NotificationTemplates().render("farewell", "en", CONTEXT)
     assert message.subject == "Corp: your contact Alice is changing to Bob"
     assert "Alice will leave Corp on 10 July 2026" in message.body_text
-    assert "Bob looks after you and can be reached at bob@corp.example" in message.body_text
+    assert "Bob looks after you from now on and can be reached at bob@corp.example" in message.body_text
     assert '<a href="mailto:bob@corp.example">bob@corp.example</a>' in message.body_html
 
 
