@@ -62,6 +62,7 @@ def test_depart_show_approve_report_cancel(synced: tuple[DemoCompany, Engine]) -
     assert (report["status"], report["planned"], report["by_state"]) == ("notifying", len(rows), {"pending": len(rows)})
     assert f"{len(rows)} unsent messages held" in custody(company, "handover", "cancel", "1", "--reason", "test over")
     assert "held: farewell to" in custody(company, "handover", "report", "1")
+    assert custody(company, "report", "handover", "1") == custody(company, "handover", "report", "1")
     listed = custody(company, "handover", "list")
     assert DEPARTING in listed and "cancelled" in listed
 
