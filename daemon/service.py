@@ -17,10 +17,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
 from config.settings import SourceConfig
+from daemon.coverage_jobs import coverage_round
 from daemon.departure import departure_round
 from daemon.metrics import record_sync, serve
 from daemon.runtime import Runtime
 from daemon.sync import sync_source
+from registry.models import utcnow
 
 log = logging.getLogger("custody.service")
 
@@ -38,6 +40,10 @@ def departure_job(rt: Runtime) -> None:
         log.info("departure: %s", line)
 
 
+def coverage_job(rt: Runtime) -> None:
+    log.info("coverage: %s", coverage_round(rt.engine, rt.policy, utcnow()))
+
+
 def build_scheduler(rt: Runtime) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone=timezone.utc)
     service = rt.settings.service
@@ -50,6 +56,10 @@ def build_scheduler(rt: Runtime) -> BlockingScheduler:
     scheduler.add_job(
         departure_job, IntervalTrigger(minutes=service.handover_interval_minutes), args=(rt,), id="departures",
         name="HR files and due handovers", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc),
+    )
+    scheduler.add_job(
+        coverage_job, IntervalTrigger(hours=6), args=(rt,), id="coverage",
+        name="contact merges, dormant recycling, owners, daily coverage snapshot", max_instances=1, coalesce=True,
     )
     return scheduler
 
