@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, select
 from config.policy import Policy
 from connectors.hr_csv import HrCsvConnector
 from connectors.records import DirectoryEvent
-from daemon.notification_templates import NotificationTemplates
+from daemon.notification_templates import NotificationTemplates, RenderedMessage
 from policies.notification_plan import PlannedMessage, Rejected, plan_messages
 from policies.ownership import Departure, RepProfile, choose_successors
 from registry.audit import audit
@@ -117,8 +117,7 @@ def plan_notifications(db: Connection, policy: Policy, handover_id: int, actor: 
             "successor_email": item.successor_email, "shared_mailbox": rules.shared_mailbox,
             "effective_date": handover.effective_at.date(),
         })
-        rows.append(_outbox_row(handover_id, message, state, held_reason) | {
-            "subject": rendered.subject, "body_text": rendered.body_text, "body_html": rendered.body_html})
+        rows.append(_outbox_row(handover_id, message, state, held_reason, rendered))
     added = insert_notifications(db, rows)
     if added or rejected:
         audit(db, actor, "notifications_planned", "handover", handover_id, {
@@ -126,13 +125,15 @@ def plan_notifications(db: Connection, policy: Policy, handover_id: int, actor: 
     return added, rejected
 
 
-def _outbox_row(handover_id: int, message: PlannedMessage, state: str, held_reason: str) -> dict[str, object]:
+def _outbox_row(handover_id: int, message: PlannedMessage, state: str, held_reason: str,
+                rendered: RenderedMessage) -> dict[str, object]:
     return {
         "idempotency_key": message.idempotency_key, "message_id_header": message.message_id_header,
         "handover_id": handover_id, "customer_id": message.customer_id, "contact_id": message.contact_id,
         "contact_point_id": message.contact_point_id, "step": message.step, "state": state,
         "sender_email": message.sender_email, "to_email": message.to_email, "cc_emails": list(message.cc_emails),
-        "locale": message.locale, "send_after": message.send_after, "attempts": 0, "last_error": "",
+        "locale": message.locale, "subject": rendered.subject, "body_text": rendered.body_text,
+        "body_html": rendered.body_html, "send_after": message.send_after, "attempts": 0, "last_error": "",
         "held_reason": held_reason, "lease_owner": "",
     }
 
