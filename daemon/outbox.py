@@ -108,7 +108,7 @@ class Dispatcher:
                 report.rate_limited += 1
                 continue
             try:
-                message = compose(_letter(row), now)
+                message = compose(letter_for(row), now)
             except UnsafeMessage as error:
                 self._refuse(row.id, str(error), report)
                 continue
@@ -135,7 +135,7 @@ class Dispatcher:
             if written >= limit:
                 break
             try:
-                self.transport.send(compose(_letter(row), now))
+                self.transport.send(compose(letter_for(row), now))
             except UnsafeMessage as error:
                 log.warning("notification %s would be refused: %s", row.id, error)
                 continue
@@ -275,7 +275,7 @@ def _cleared_to_send(handover: Any) -> Any:
                and_(handover.c.status == "planned", handover.c.requires_approval.is_(False)))
 
 
-def _letter(row: Row[Any]) -> Letter:
+def letter_for(row: Row[Any]) -> Letter:
     return Letter(message_id=row.message_id_header, sender=row.sender_email, to=row.to_email,
                   cc=tuple(row.cc_emails or ()), subject=row.subject, text=row.body_text, html=row.body_html)
 

@@ -1,0 +1,141 @@
+"""Exactly once under crashes: `custody outbox run` is killed with SIGKILL again and again.
+
+Each round starts the dispatcher as its own process, waits until the SMTP server has taken one to
+eight more messages, lets it run a few random milliseconds longer and kills it. When a round finally
+ends by itself, every Message-ID must have reached the server once, except the sends the policy
+held because a kill hit them mid-transaction: those are reported, and reached it at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from registry.store import open_registry
+from tests.servers.dovecot import DovecotServer
+from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from tests.support.outbox import Planned, plan_notifications
+
+PROJECT = Path(__file__).resolve().parents[2]
+MESSAGES = 300
+MIN_KILLS = 50
+POLICY = """\
+dispatch:
+  per_mailbox_per_hour: 0
+  per_domain_per_hour: 0
+  quiet_hours: null
+  max_per_run: 100000
+  in_doubt: hold
+"""
+
+
+def write_config(folder: Path, registry: tuple[str, str | None], smtp: SmtpServer, sent_folder: str = "") -> Path:
+    url, schema = registry
+    (folder / "policy.yaml").write_text(POLICY)
+    config = folder / "custody.toml"
+    config.write_text(f"""\
+data_dir = "{folder / 'data'}"
+database_url = "{url}"
+database_schema = "{schema or ''}"
+policy_file = "policy.yaml"
+log_level = "WARNING"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp.port}
+security = "plain"
+{sent_folder}""")
+    return config
+
+
+def custody(config: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), *args], cwd=PROJECT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def run_with_kills(config: Path, smtp: SmtpServer, rng: random.Random) -> int:
+    """Kill rounds until one finishes on its own; returns the number of kills."""
+    kills = 0
+    for _ in range(MESSAGES * 2):
+        seen = len(smtp.received)
+        kill_after = seen + rng.randint(1, 8)
+        process = custody(config, "outbox", "run")
+        while process.poll() is None and len(smtp.received) < kill_after:
+            time.sleep(0.001)
+        if process.poll() is None:
+            time.sleep(rng.uniform(0, 0.006))
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate()
+            kills += 1
+            continue
+        out, err = process.communicate()
+        assert process.returncode == 0, err.decode()
+        if len(smtp.received) == seen:
+            return kills
+    raise AssertionError("the dispatcher never finished")
+
+
+def check_exactly_once(config: Path, smtp: SmtpServer, planned: list[Planned]) -> dict[str, int]:
+    status = custody(config, "outbox", "status", "--json")
+    out, err = status.communicate()
+    assert status.returncode == 0, err.decode()
+    summary = json.loads(out)
+    held = {item["message_id"] for item in summary["attention"] if item["state"] == "held"}
+    assert all("cannot tell whether it went out" in item["reason"] for item in summary["attention"])
+    received = Counter(smtp.message_ids())
+    assert [mid for mid, n in received.items() if n > 1] == []
+    assert set(received) <= {p.message_id for p in planned}
+    missing = {p.message_id for p in planned} - set(received)
+    assert missing <= held, f"{len(missing - held)} messages neither sent nor reported"
+    assert summary["states"].get("sent", 0) + len(held) == len(planned)
+    assert summary["states"].get("sent", 0) == len(set(received) - held)
+    return summary["states"]
+
+
+def crash_repeatedly(engine: Engine, config: Path, smtp: SmtpServer, seed: int) -> tuple[int, dict[str, int]]:
+    planned = plan_notifications(engine, MESSAGES, domains=("acme.example", "globex.example", "initech.example"))
+    kills = run_with_kills(config, smtp, random.Random(seed))
+    assert kills >= MIN_KILLS
+    return kills, check_exactly_once(config, smtp, planned)
+
+
+def test_sigkill_at_many_points_without_a_sent_folder_holds_only_what_it_cannot_know(
+        registry_target: tuple[str, str | None], smtp_server: SmtpServer, tmp_path: Path) -> None:
+    engine = open_registry(*registry_target)
+    config = write_config(tmp_path, registry_target, smtp_server)
+
+    kills, states = crash_repeatedly(engine, config, smtp_server, seed=5)
+
+    assert states.get("held", 0) <= kills
+    engine.dispose()
+
+
+def test_sigkill_at_many_points_with_a_sent_folder_settles_most_sends_by_lookup(
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
+    registry = (f"sqlite:///{tmp_path / 'registry.db'}", None)
+    engine = open_registry(*registry)
+    dovecot.add_user("outbox", "outbox-secret")
+    sent_folder = f"""
+[smtp.sent_folder]
+host = "127.0.0.1"
+port = {dovecot.port}
+security = "plain"
+username = "outbox"
+password = "outbox-secret"
+"""
+    config = write_config(tmp_path, registry, smtp_server, sent_folder)
+
+    kills, states = crash_repeatedly(engine, config, smtp_server, seed=7)
+
+    assert states.get("held", 0) <= kills
+    engine.dispose()
