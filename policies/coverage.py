@@ -80,12 +80,18 @@ def _per_customer(policy: Policy, now: datetime) -> Subquery:
     )
 
 
-def _last_company_contact(now: datetime) -> Subquery:
+def _history(policy: Policy, now: datetime) -> Subquery:
+    """One pass over every customer's mail up to now: last company-channel contact, and the
+    interactions synced from a rep's personal mailbox (a source marked personal) in the window."""
+    company = _interaction.c.channel == "company"
+    personal_in_window = and_(~company, _interaction.c.occurred_at >= window_start(policy, now))
     return (
-        select(_interaction.c.customer_id, func.max(_interaction.c.occurred_at).label("last_at"))
-        .where(_interaction.c.channel == "company", _interaction.c.occurred_at <= now)
+        select(_interaction.c.customer_id,
+               func.max(case((company, _interaction.c.occurred_at), else_=None)).label("last_at"),
+               func.sum(case((personal_in_window, 1), else_=0)).label("personal_messages"))
+        .where(_interaction.c.occurred_at <= now)
         .group_by(_interaction.c.customer_id)
-        .subquery("last_contact")
+        .subquery("history")
     )
 
 
@@ -100,20 +106,11 @@ def _personal_sightings() -> Subquery:
             .group_by(entries.c.customer_id).subquery("personal_sightings"))
 
 
-def _personal_messages(policy: Policy, now: datetime) -> Subquery:
-    """Interactions synced from a rep's personal mailbox (a source marked personal)."""
-    return (
-        select(_interaction.c.customer_id, func.count().label("n"))
-        .where(_interaction.c.channel != "company", _in_window(_interaction.c.occurred_at, policy, now))
-        .group_by(_interaction.c.customer_id)
-        .subquery("personal_messages")
-    )
-
-
 def _relays(policy: Policy, now: datetime) -> Subquery:
     """Customer threads a rep copied or forwarded to the rep's own personal address."""
     return (
         select(_interaction.c.customer_id, func.count(func.distinct(_relay.c.id)).label("n"))
+        .select_from(_relay)
         .join(_interaction, and_(_interaction.c.message_id == _relay.c.message_id,
                                  _interaction.c.rep_id == _relay.c.rep_id))
         .where(_in_window(_relay.c.occurred_at, policy, now))
@@ -158,20 +155,21 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
     unattended for the rest (a lapsing customer, or one whose only reps in the window have left).
     """
     per = _per_customer(policy, now)
-    last = _last_company_contact(now)
-    sightings, messages = _personal_sightings(), _personal_messages(policy, now)
+    history = _history(policy, now)
+    last_contact = history.c.last_at
+    sightings = _personal_sightings()
     relays, requests = _relays(policy, now), _requests(policy, now)
     active_reps = func.coalesce(per.c.active_reps, 0)
-    personal = (func.coalesce(sightings.c.n, 0) + func.coalesce(messages.c.n, 0)
+    personal = (func.coalesce(sightings.c.n, 0) + func.coalesce(history.c.personal_messages, 0)
                 + func.coalesce(relays.c.n, 0) + func.coalesce(requests.c.n, 0))
     contested = policy.coverage.contested
     coverage_class = case(
         (and_(per.c.rival_camps >= contested.min_reps, _customer.c.owner_rep_id.is_(None)), CONTESTED),
         (active_reps >= 2, COVERED),
         (active_reps == 1, SINGLE_THREADED),
-        (last.c.last_at < dormant_before(policy, now), DORMANT),
+        (last_contact < dormant_before(policy, now), DORMANT),
         (personal > 0, PERSONAL_ONLY),
-        (last.c.last_at.is_(None), DORMANT),
+        (last_contact.is_(None), DORMANT),
         else_=UNATTENDED,
     )
     return (
@@ -180,18 +178,17 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
             _customer.c.owner_rep_id, _customer.c.pool,
             active_reps.label("active_reps"),
             func.coalesce(per.c.interactions, 0).label("interactions"),
-            last.c.last_at.label("last_company_contact"),
+            last_contact.label("last_company_contact"),
             func.coalesce(sightings.c.n, 0).label("personal_sightings"),
-            func.coalesce(messages.c.n, 0).label("personal_messages"),
+            func.coalesce(history.c.personal_messages, 0).label("personal_messages"),
             func.coalesce(relays.c.n, 0).label("personal_relays"),
             func.coalesce(requests.c.n, 0).label("personal_requests"),
             coverage_class.label("coverage_class"),
         )
         .select_from(_customer)
         .outerjoin(per, per.c.customer_id == _customer.c.id)
-        .outerjoin(last, last.c.customer_id == _customer.c.id)
+        .outerjoin(history, history.c.customer_id == _customer.c.id)
         .outerjoin(sightings, sightings.c.customer_id == _customer.c.id)
-        .outerjoin(messages, messages.c.customer_id == _customer.c.id)
         .outerjoin(relays, relays.c.customer_id == _customer.c.id)
         .outerjoin(requests, requests.c.customer_id == _customer.c.id)
         .where(_customer.c.status != MERGED)
@@ -219,8 +216,8 @@ def personal_sighting_evidence() -> Select:
 def rep_exposure(policy: Policy, now: datetime) -> Select:
     """Per rep: what leaves with them (single-threaded customers and their interactions), what
     they hold only on personal channels, and how often they relayed company mail to themselves."""
-    coverage = customer_coverage(policy, now).subquery("coverage")
-    activity = rep_activity(policy, now).subquery("activity")
+    coverage = customer_coverage(policy, now).cte("coverage")
+    activity = rep_activity(policy, now).cte("activity")
     single = (
         select(activity.c.rep_id, func.count().label("customers"),
                func.sum(activity.c.interactions).label("interactions"))

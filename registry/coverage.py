@@ -89,9 +89,10 @@ def classify(engine: Engine, policy: Policy, now: datetime) -> list[CustomerCove
             for row in db.execute(customer_coverage(policy, now).order_by("customer_id"))
         }
         for row in db.execute(rep_activity(policy, now)):
-            rep = reps[row.rep_id]
-            customers[row.customer_id].reps.append(
-                RepActivity(rep.email, rep.name, rep.status, int(row.interactions), row.last_at))
+            if row.customer_id in customers:
+                rep = reps[row.rep_id]
+                customers[row.customer_id].reps.append(
+                    RepActivity(rep.email, rep.name, rep.status, int(row.interactions), row.last_at))
         for row in db.execute(personal_sighting_evidence()):
             if row.customer_id in customers:
                 owner = reps[row.rep_id].email if row.rep_id else ""

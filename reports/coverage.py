@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -20,7 +21,8 @@ from sqlalchemy import Engine
 from config.policy import Policy
 from reports import charts
 from registry.audit import audit
-from registry.coverage import CustomerCoverage, RepExposure, classify, coverage_summary, exposure, snapshot_history
+from policies.coverage import CLASSES
+from registry.coverage import CustomerCoverage, RepExposure, classify, exposure, snapshot_history
 
 Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (
@@ -42,8 +44,10 @@ class CoverageReport:
 
 
 def build_report(engine: Engine, policy: Policy, now: datetime) -> CoverageReport:
-    return CoverageReport(now, policy, coverage_summary(engine, policy, now), classify(engine, policy, now),
-                          exposure(engine, policy, now), snapshot_history(engine))
+    customers = classify(engine, policy, now)
+    summary = dict.fromkeys(CLASSES, 0)
+    summary.update(Counter(c.coverage_class for c in customers))
+    return CoverageReport(now, policy, summary, customers, exposure(engine, policy, now), snapshot_history(engine))
 
 
 def customer_row(customer: CustomerCoverage) -> dict[str, Any]:

@@ -1,0 +1,261 @@
+"""Coverage at scale: 50,000 customers and 2,000,000 interactions on SQLite and on PostgreSQL.
+
+Prints one JSON object: per backend, seconds and peak RSS for generating the registry, for the
+set-based classification (class counts only, and with every customer's evidence), for the
+departure exposure, and for each report format written to a file. Each phase runs in its own
+child process so its peak RSS is its own. PostgreSQL runs in a private schema dropped afterwards.
+Usage: python bench/coverage.py [--customers N] [--interactions N] [--postgres URL | --no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+NOW = datetime(2026, 6, 30, 12, 0, tzinfo=timezone.utc)
+REPS, TEAM_SIZE = 300, 10
+CHUNK = 50_000
+
+# (share of customers in twentieths, reps working it, age range of its mail in days, personal sighting)
+MIX: tuple[tuple[int, str, tuple[int, int], bool], ...] = (
+    (8, "team", (0, 170), False),       # covered: two reps of one team
+    (6, "one", (0, 170), False),        # single-threaded
+    (1, "rivals", (0, 170), False),     # contested: two reps of different teams
+    (2, "one", (200, 300), True),       # personal-channel-only: company mail left the window
+    (2, "one", (400, 700), False),      # dormant
+    (1, "one", (200, 300), False),      # unattended
+)
+
+
+def policy() -> Any:
+    from config.policy import Policy
+    return Policy(company_domains=["corp.example"], lookback_days=180, dormant_after_days=365)
+
+
+def open_target(url: str, schema: str | None) -> Any:
+    from registry.store import open_registry
+    return open_registry(url, schema)
+
+
+def customer_plan(customers: int, seed: int = 7) -> Iterator[tuple[int, list[int], tuple[int, int], bool]]:
+    """(customer number, reps, mail age range, personal sighting) for every customer, deterministic."""
+    rng = random.Random(seed)
+    pattern = [entry for entry in MIX for _ in range(entry[0])]
+    for n in range(customers):
+        _, reps, ages, personal = pattern[n % len(pattern)]
+        first = rng.randrange(REPS)
+        if reps == "team":
+            chosen = [first, (first // TEAM_SIZE) * TEAM_SIZE + (first + 1) % TEAM_SIZE]
+        elif reps == "rivals":
+            chosen = [first, (first + TEAM_SIZE) % REPS]
+        else:
+            chosen = [first]
+        yield n, chosen, ages, personal
+
+
+def generate(engine: Any, customers: int, interactions: int) -> dict[str, Any]:
+    """Bulk-load the registry: executemany on SQLite, COPY on PostgreSQL."""
+    from registry.models import (
+        Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, Sighting, Source,
+    )
+
+    rng = random.Random(11)
+    per_customer = interactions // customers
+    created = NOW - timedelta(days=800)
+    tables: dict[Any, list[tuple]] = {
+        Rep: [(r + 1, f"rep{r}@corp.example", f"Rep {r}", f"team-{r // TEAM_SIZE}", "active", False, "en",
+               created, created) for r in range(REPS)],
+        Source: [(1, "phones", "vcard", "personal", {}, "ok", "", "")],
+        Customer: [], Contact: [], ContactPoint: [], Sighting: [],
+    }
+    messages: list[tuple] = []
+    links: list[tuple] = []
+    relays: list[tuple] = []
+    for n, reps, (young, old), personal in customer_plan(customers):
+        cid = n + 1
+        tables[Customer].append((cid, f"c{n}.example", f"Customer {n}", "organisation", "", False, "active", "", "",
+                                 created))
+        tables[Contact].append((cid, cid, f"Buyer {n}", "", "", created))
+        tables[ContactPoint].append((cid, cid, "email", f"buyer@c{n}.example", ""))
+        if personal:
+            tables[Sighting].append((len(tables[Sighting]) + 1, 1, f"phone#{n}", reps[0] + 1, cid, cid, cid,
+                                     "personal", f"Buyer {n}", created))
+        for i in range(per_customer):
+            message_id = len(messages) + 1
+            moment = NOW - timedelta(days=rng.uniform(young, old))
+            rep = reps[i % len(reps)] + 1
+            messages.append((message_id, f"<m{message_id}@bench>", moment, "Order", "", "", 1))
+            links.append((message_id, message_id, rep, cid, cid, cid, "outbound" if i % 2 else "inbound",
+                          "company", moment))
+            if i == 0 and n % 50 == 0:
+                relays.append((len(relays) + 1, message_id, rep, f"rep{rep - 1}.home@gmail.com", moment))
+    tables[Message] = messages
+    tables[Interaction] = links
+    tables[PersonalRelay] = relays
+    columns = {
+        Rep: "id email name team status discovered locale created_at updated_at",
+        Source: "id name kind channel settings status last_error lease_owner",
+        Customer: "id key name kind owner_reason pool status locale timezone created_at",
+        Contact: "id customer_id name locale timezone created_at",
+        ContactPoint: "id contact_id kind value bounce_reason",
+        Sighting: "id source_id entry_ref rep_id contact_id contact_point_id customer_id channel name seen_at",
+        Message: "id message_key occurred_at subject sender_email noise_reason first_source_id",
+        Interaction: "id message_id rep_id contact_id contact_point_id customer_id direction channel occurred_at",
+        PersonalRelay: "id message_id rep_id personal_email occurred_at",
+    }
+    started = time.perf_counter()
+    for model in (Rep, Source, Customer, Contact, ContactPoint, Sighting, Message, Interaction, PersonalRelay):
+        _load(engine, model.__table__, columns[model].split(), tables[model])
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as db:
+            db.exec_driver_sql("ANALYZE")
+    return {"customers": customers, "interactions": len(links), "messages": len(messages),
+            "load_seconds": round(time.perf_counter() - started, 2)}
+
+
+def _load(engine: Any, table: Any, names: list[str], rows: list[tuple]) -> None:
+    if engine.dialect.name == "postgresql":
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                    for start in range(0, len(rows), CHUNK):
+                        copy.write("".join("\t".join(map(_copy_text, row)) + "\n" for row in rows[start:start + CHUNK]))
+            raw.commit()
+        finally:
+            raw.close()
+        with engine.begin() as db:
+            db.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                               f"(SELECT max(id) FROM {table.name}))")
+        return
+    for start in range(0, len(rows), CHUNK):
+        with engine.begin() as db:
+            db.execute(table.insert(), [dict(zip(names, row)) for row in rows[start:start + CHUNK]])
+
+
+def _copy_text(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        value = json.dumps(value)
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def summary(engine: Any) -> dict[str, Any]:
+    from registry.coverage import coverage_summary
+    return {"classes": coverage_summary(engine, policy(), NOW)}
+
+
+def classify_all(engine: Any) -> dict[str, Any]:
+    from registry.coverage import classify
+    found = classify(engine, policy(), NOW)
+    return {"customers": len(found), "rep_evidence_rows": sum(len(c.reps) for c in found)}
+
+
+def exposure_all(engine: Any) -> dict[str, Any]:
+    from registry.coverage import exposure
+    return {"reps": len(exposure(engine, policy(), NOW))}
+
+
+def report(fmt: str) -> Callable[[Any], dict[str, Any]]:
+    def run(engine: Any) -> dict[str, Any]:
+        from reports.coverage import build_report, export_report
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / f"coverage.{fmt}"
+            export_report(engine, build_report(engine, policy(), NOW), fmt, out, "bench")  # type: ignore[arg-type]
+            return {"bytes": out.stat().st_size}
+    return run
+
+
+PHASES: dict[str, Callable[..., dict[str, Any]]] = {
+    "classification_counts": summary,
+    "classification_with_evidence": classify_all,
+    "exposure": exposure_all,
+    "report_html": report("html"),
+    "report_csv": report("csv"),
+    "report_json": report("json"),
+}
+
+
+def _child(name: str, url: str, schema: str | None, args: tuple, queue: Any) -> None:
+    """One phase in a fresh interpreter; the clock starts once the registry is open and warm."""
+    import reports.coverage  # noqa: F401  (imports are not what is measured)
+    engine = open_target(url, schema)
+    started = time.perf_counter()
+    result = (PHASES.get(name) or generate)(engine, *args)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    queue.put(result)
+
+
+def in_child(name: str, url: str, schema: str | None, *args: Any) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(name, url, schema, args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def bench_backend(url: str, schema: str | None, customers: int, interactions: int) -> dict[str, Any]:
+    results = {"generate": in_child("generate", url, schema, customers, interactions)}
+    for name in PHASES:
+        results[name] = in_child(name, url, schema)
+    return results
+
+
+def postgres_schema(url: str, action: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as db:
+        db.execute(text(f'{action} SCHEMA "{schema}"' + (" CASCADE" if action == "DROP" else "")))
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--interactions", type=int, default=2_000_000)
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    output: dict[str, Any] = {"customers": args.customers, "interactions": args.interactions,
+                              "policy": {"lookback_days": 180, "dormant_after_days": 365}}
+    with tempfile.TemporaryDirectory() as tmp:
+        output["sqlite"] = bench_backend(f"sqlite:///{tmp}/bench.db", None, args.customers, args.interactions)
+    if not args.no_postgres:
+        schema = f"bench_coverage_{uuid.uuid4().hex[:10]}"
+        try:
+            postgres_schema(args.postgres, "CREATE", schema)
+        except Exception as error:  # an absent server is reported, not fatal
+            output["postgresql"] = {"skipped": f"{type(error).__name__}: PostgreSQL not reachable"}
+        else:
+            try:
+                output["postgresql"] = bench_backend(args.postgres, schema, args.customers, args.interactions)
+            finally:
+                postgres_schema(args.postgres, "DROP", schema)
+    print(json.dumps(output, indent=1))
+
+
+if __name__ == "__main__":
+    main()
