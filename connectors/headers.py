@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
 
 from connectors.records import Address, Channel, MessageHeaders
 
@@ -103,14 +104,19 @@ def _decoded(value: object) -> str:
 def _addresses(values: list[object] | None) -> tuple[Address, ...]:
     if not values:
         return ()
-    texts = [_text(v) for v in values]
+    return _parsed_addresses(tuple(_text(v) for v in values))
+
+
+@lru_cache(maxsize=65536)
+def _parsed_addresses(texts: tuple[str, ...]) -> tuple[Address, ...]:
+    """A mailbox repeats the same From/To lines thousands of times, and getaddresses is the slowest step."""
     found: list[Address] = []
     for name, email in getaddresses(texts):
         email = email.strip().strip("'\"")
         if "@" not in email or len(email) > 254:
             continue
         found.append(Address(name=_decoded(name)[:256], email=email))
-    return tuple(found) or _bracketed_addresses(texts)
+    return tuple(found) or _bracketed_addresses(list(texts))
 
 
 def _bracketed_addresses(texts: list[str]) -> tuple[Address, ...]:

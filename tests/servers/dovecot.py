@@ -80,10 +80,14 @@ service anvil {{
 
 
 class DovecotServer:
-    """One Dovecot instance rooted in `root`; start, stop and restart keep its ports and mail."""
+    """One Dovecot instance rooted in `root`; start, stop and restart keep its ports and mail.
 
-    def __init__(self, root: Path, tls: bool = False, special_use: bool = True) -> None:
+    With `rawlog`, Dovecot records each user's sessions (it does so only when that user's rawlog
+    directory exists), so tests can check the commands a client sent; benchmarks turn it off."""
+
+    def __init__(self, root: Path, tls: bool = False, special_use: bool = True, rawlog: bool = True) -> None:
         self.root = root
+        self.rawlog = rawlog
         self.tls = tls
         self.special_use = special_use
         self.port = free_port()
@@ -107,7 +111,8 @@ class DovecotServer:
         """One passwd-file per user: Dovecot opens a new file on the first login, so this works while running
         (it rechecks a changed file at most once a second, too late for a test adding users quickly)."""
         self.users[name] = password
-        for folder in (self.root / "mail" / name, self.root / "home" / name, self.root / "rawlog" / name):
+        folders = [self.root / "mail" / name, self.root / "home" / name]
+        for folder in folders + ([self.root / "rawlog" / name] if self.rawlog else []):
             folder.mkdir(parents=True, exist_ok=True)
             os.chown(folder, self._owner.pw_uid, self._owner.pw_gid)
         (self.root / "users" / name).write_text(f"{name}:{{PLAIN}}{password}::::::\n")

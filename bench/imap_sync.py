@@ -1,0 +1,201 @@
+"""IMAP sync speed on the Enron mailboxes in a private Dovecot; prints one JSON object.
+
+Compares custody's full sync into SQLite with a bare imapclient loop fetching the same header
+fields of the same folders (what the server allows), with mbsync mirroring the same folders to a
+local Maildir (what an admin would do by hand), and times a resync with nothing new.
+Each measurement runs in its own process so its peak RSS is its own.
+
+    python bench/imap_sync.py [--workdir DIR]   # DIR keeps the loaded Dovecot between runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from imapclient import IMAPClient  # noqa: E402
+
+from config.policy import Policy  # noqa: E402
+from config.settings import Settings, SourceConfig  # noqa: E402
+from connectors.imap import FETCH_ITEMS, uid_chunks  # noqa: E402
+from daemon.sync import sync_source  # noqa: E402
+from registry.store import open_registry  # noqa: E402
+from tests.servers.dovecot import DovecotServer, require_dovecot  # noqa: E402
+
+ENRON = PROJECT.parent / "shared" / "corpus" / "enron" / "maildir"
+FOLDERS = {"inbox": "INBOX", "sent": "Sent", "_sent_mail": "_sent_mail", "sent_items": "sent_items"}
+EXTRA_FOLDERS = ["_sent_mail", "sent_items"]
+BATCH = 500
+POLICY = Policy(company_domains=["enron.com"])
+
+
+def password(user: str) -> str:
+    return f"bench-{user}"
+
+
+def load_corpus(server: DovecotServer) -> int:
+    """APPEND every Enron message once; a marker file makes later runs reuse the loaded server."""
+    marker = server.root / "loaded.json"
+    users = sorted(p.name for p in ENRON.iterdir() if p.is_dir())
+    for user in users:
+        server.add_user(user, password(user))
+    if marker.exists():
+        return int(json.loads(marker.read_text())["messages"])
+    total = 0
+    for user in users:
+        for name, folder in FOLDERS.items():
+            files = sorted((ENRON / user / name).iterdir()) if (ENRON / user / name).is_dir() else []
+            server.append(user, folder, (path.read_bytes() for path in files))
+            total += len(files)
+    marker.write_text(json.dumps({"messages": total}))
+    return total
+
+
+def sources(port: int) -> list[SourceConfig]:
+    return [
+        SourceConfig(name=user, kind="imap", host="127.0.0.1", port=port, security="plain", username=user,
+                     password=password(user), folders=EXTRA_FOLDERS)
+        for user in sorted(p.name for p in ENRON.iterdir() if p.is_dir())
+    ]
+
+
+def measure_custody(port: int, database: Path) -> dict[str, Any]:
+    """Full sync, then a resync with nothing new, into one SQLite registry."""
+    engine = open_registry(f"sqlite:///{database}")
+    chosen = sources(port)
+    settings = Settings(sources=chosen, batch_size=BATCH)
+    started = time.perf_counter()
+    messages = sum(sync_source(engine, settings, POLICY, s).messages for s in chosen)
+    full = time.perf_counter() - started
+    started = time.perf_counter()
+    again = sum(sync_source(engine, settings, POLICY, s).messages for s in chosen)
+    resync = time.perf_counter() - started
+    return {"messages": messages, "seconds": full, "resync_messages": again, "resync_seconds": resync}
+
+
+def measure_bare(port: int) -> dict[str, Any]:
+    """The same folders and header fields, fetched in the same batch size, parsed by imapclient, kept nowhere."""
+    started = time.perf_counter()
+    messages = 0
+    for source in sources(port):
+        with IMAPClient("127.0.0.1", port=port, ssl=False) as client:
+            client.login(source.username, source.secret())
+            for folder in ["INBOX", "Sent", *EXTRA_FOLDERS]:
+                if not client.folder_exists(folder):
+                    continue
+                client.select_folder(folder, readonly=True)
+                for chunk in uid_chunks(client.search(["ALL"]), BATCH):
+                    messages += len(client.fetch(chunk, FETCH_ITEMS))
+    return {"messages": messages, "seconds": time.perf_counter() - started}
+
+
+def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
+    """mbsync pulls whole messages of the same folders into a fresh local Maildir."""
+    lines = []
+    for source in sources(port):
+        (target / source.name).mkdir(parents=True)
+        lines += [
+            f"IMAPAccount {source.name}", "Host 127.0.0.1", f"Port {port}", f"User {source.username}",
+            f"Pass {source.secret()}", "SSLType None", "AuthMechs LOGIN", "",
+            f"IMAPStore {source.name}-far", f"Account {source.name}", "",
+            f"MaildirStore {source.name}-near", f"Path {target / source.name}/", f"Inbox {target / source.name}/INBOX",
+            "SubFolders Verbatim", "",
+            f"Channel {source.name}", f"Far :{source.name}-far:", f"Near :{source.name}-near:",
+            "Patterns INBOX Sent " + " ".join(EXTRA_FOLDERS), "Create Near", "Sync Pull", "SyncState *", "",
+        ]
+    config = target / "mbsyncrc"
+    config.write_text("\n".join(lines))
+    started = time.perf_counter()
+    subprocess.run(["mbsync", "-q", "-c", str(config), "-a"], check=True)
+    seconds = time.perf_counter() - started
+    messages = sum(1 for path in target.rglob("*") if path.parent.name in ("cur", "new") and path.is_file())
+    return {"messages": messages, "seconds": seconds}
+
+
+def run_measurement(name: str, port: int, scratch: Path) -> dict[str, Any]:
+    if name == "custody":
+        result = measure_custody(port, scratch / "registry.db")
+    elif name == "bare":
+        result = measure_bare(port)
+    else:
+        result = measure_mbsync(port, scratch / "mbsync")
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.update(peak_rss_mb=round(own.ru_maxrss / 1024, 1), cpu_seconds=own.ru_utime + own.ru_stime,
+                  children_peak_rss_mb=round(children.ru_maxrss / 1024, 1),
+                  children_cpu_seconds=children.ru_utime + children.ru_stime)
+    return result
+
+
+def in_own_process(name: str, port: int, scratch: Path) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--measure", name, "--port", str(port), "--scratch", str(scratch)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(output)
+
+
+def summary(result: dict[str, Any], peak_rss_mb: float, cpu_seconds: float) -> dict[str, Any]:
+    """Wall time can be swamped by other work on a shared machine; client CPU seconds cannot."""
+    return {"messages": result["messages"], "seconds": round(result["seconds"], 2),
+            "messages_per_second": round(result["messages"] / result["seconds"]),
+            "client_cpu_seconds": round(cpu_seconds, 2), "peak_rss_mb": peak_rss_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "custody-bench-imap")
+    parser.add_argument("--measure", choices=["custody", "bare", "mbsync"])
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--scratch", type=Path)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(run_measurement(args.measure, args.port, args.scratch)))
+        return
+    if not ENRON.is_dir():
+        print(json.dumps({"skipped": f"Enron corpus not found at {ENRON}"}))
+        return
+    require_dovecot()
+    server = DovecotServer(args.workdir / "dovecot", rawlog=False)
+    server.start()
+    scratch = Path(tempfile.mkdtemp(prefix="custody-bench-imap-"))
+    try:
+        started = time.perf_counter()
+        loaded = load_corpus(server)
+        load_seconds = time.perf_counter() - started
+        bare = in_own_process("bare", server.port, scratch)
+        custody = in_own_process("custody", server.port, scratch)
+        mbsync = in_own_process("mbsync", server.port, scratch)
+    finally:
+        server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps({
+        "corpus_messages": loaded,
+        "load_seconds": round(load_seconds, 2),
+        "custody_full_sync": summary(custody, custody["peak_rss_mb"], custody["cpu_seconds"]),
+        "bare_imapclient": summary(bare, bare["peak_rss_mb"], bare["cpu_seconds"]),
+        "mbsync": summary(mbsync, mbsync["children_peak_rss_mb"], mbsync["children_cpu_seconds"]),
+        "resync_nothing_new": {"seconds": round(custody["resync_seconds"], 3),
+                               "messages": custody["resync_messages"]},
+        "ratios": {
+            "custody_over_bare": round(custody["seconds"] / bare["seconds"], 2),
+            "custody_over_mbsync": round(custody["seconds"] / mbsync["seconds"], 2),
+            "custody_over_bare_cpu": round(custody["cpu_seconds"] / bare["cpu_seconds"], 2),
+        },
+        "load_average": os.getloadavg()[0],
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
