@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -31,3 +32,15 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections; the transport may be used again afterwards."""
+
+
+def refuse_plain_text_off_loopback(host: str, security: str, what: str) -> None:
+    """A password sent without TLS is only acceptable to a server on this machine."""
+    if security != "plain":
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise TransportError(f"{what}: security = \"plain\" is allowed only for a loopback host", unreachable=True)

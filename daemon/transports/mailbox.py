@@ -15,7 +15,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from config.settings import SentFolderConfig
-from daemon.transports.base import TransportError
+from daemon.transports.base import TransportError, refuse_plain_text_off_loopback
 
 PENDING = "$CustodyPending"
 REPORT_READ = "$CustodyReportRead"
@@ -104,6 +104,7 @@ class SendingMailbox:
 
     def _open(self) -> IMAPClient:
         config = self.config
+        refuse_plain_text_off_loopback(config.host, config.security, "smtp.sent_folder")
         context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
         port = config.port or (993 if config.security == "tls" else 143)
         client = IMAPClient(config.host, port=port, ssl=config.security == "tls", ssl_context=context,

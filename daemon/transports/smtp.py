@@ -12,7 +12,7 @@ import ssl
 from email.message import EmailMessage
 
 from config.settings import SmtpConfig
-from daemon.transports.base import TransportError
+from daemon.transports.base import TransportError, refuse_plain_text_off_loopback
 from daemon.transports.mailbox import SendingMailbox
 
 log = logging.getLogger("custody.smtp")
@@ -103,6 +103,7 @@ class SmtpTransport:
 
     def _open(self) -> _SMTP | _SMTPS:
         config = self.config
+        refuse_plain_text_off_loopback(config.host, config.security, "smtp")
         port = config.port or _DEFAULT_PORTS[config.security]
         context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
         smtp: _SMTP | _SMTPS | None = None

@@ -232,3 +232,13 @@ def test_dry_run_writes_each_pending_message_as_eml_and_changes_nothing(engine: 
     assert set(parsed) == {p.message_id for p in planned}
     assert all(parsed[p.message_id]["To"] == p.to_email for p in planned)
     assert states(engine) == {"pending": 3}
+
+
+def test_plain_text_smtp_is_refused_for_a_server_off_this_machine(engine: Engine) -> None:
+    plan_notifications(engine, 1)
+    remote = SmtpTransport(SmtpConfig(host="smtp.example.com", security="plain", username="u", password="p"))
+
+    report = Dispatcher(engine, UNPACED, remote, clock=Clock(PLANNED_AT)).run()
+
+    assert "allowed only for a loopback host" in report.error
+    assert states(engine) == {"pending": 1}

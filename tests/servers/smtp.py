@@ -6,6 +6,7 @@ Plain, or STARTTLS with a self-signed certificate and required login. Recipients
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import tempfile
@@ -22,6 +23,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.servers.dovecot import free_port, write_self_signed_certificate
+
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
