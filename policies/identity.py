@@ -136,6 +136,8 @@ class Identity:
                     if self.is_internal(address) or address in self.personal_owner:
                         continue
                     interactions.append(InteractionFact(sender, self._contact(address, name), "outbound", message.channel))
+                relays += [RelayFact(sender, address) for address, name in self._people(message.reply_to)
+                           if self.personal_address_of(sender, address, name)]
             elif sender not in self.personal_owner and _EMAIL.match(sender):
                 contact = self._contact(sender, sender_address.name)
                 for address, _ in recipients:

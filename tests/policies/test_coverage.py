@@ -177,6 +177,15 @@ def test_a_rep_copying_customer_mail_to_a_personal_address_is_flagged(world: Han
     assert "gmail.com" not in by_key(world) and "bob.jones@gmail.com" not in by_key(world)
 
 
+def test_a_rep_asking_customers_to_reply_to_a_personal_address_is_flagged(world: HandBuilt) -> None:
+    world.mail(CAROL, "buyer@acme.example", days_ago=4, reply_to="carol.white@gmail.com")
+
+    flagged = [r.email for r in exposure(world.engine, POLICY, NOW) if r.flagged]
+
+    assert by_key(world)["acme.example"].personal_relays == 1
+    assert flagged == [CAROL]
+
+
 def test_relays_outside_the_window_no_longer_flag(world: HandBuilt) -> None:
     world.mail(BOB, "buyer@acme.example", days_ago=200, cc="bob.jones@gmail.com")
 

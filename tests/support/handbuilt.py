@@ -40,13 +40,14 @@ class HandBuilt:
     def identity(self) -> Identity:
         return Identity(self.policy, self.reps)
 
-    def mail(self, sender: str, to: str, days_ago: float, *, subject: str = "Order", cc: str = "",
+    def mail(self, sender: str, to: str, days_ago: float, *, subject: str = "Order", cc: str = "", reply_to: str = "",
              source: str = "company-mail", channel: str = "company") -> None:
         """One message exchanged `days_ago` before NOW."""
         headers = MessageHeaders(
             message_id=f"<m{next(self._ids)}@test>", folder="INBOX", date=NOW - timedelta(days=days_ago),
             sender=(Address("", sender),), to=(Address("", to),),
-            cc=(Address("", cc),) if cc else (), subject=subject, channel=channel,  # type: ignore[arg-type]
+            cc=(Address("", cc),) if cc else (), reply_to=(Address("", reply_to),) if reply_to else (),
+            subject=subject, channel=channel,  # type: ignore[arg-type]
         )
         self._store(source, Batch([headers], {}))
 
