@@ -139,3 +139,17 @@ password = "outbox-secret"
 
     assert states.get("held", 0) <= kills
     engine.dispose()
+
+
+def test_several_dispatchers_on_one_registry_share_the_work_without_duplicates(
+        registry_target: tuple[str, str | None], smtp_server: SmtpServer, tmp_path: Path) -> None:
+    engine = open_registry(*registry_target)
+    planned = plan_notifications(engine, 200)
+    config = write_config(tmp_path, registry_target, smtp_server)
+
+    processes = [custody(config, "outbox", "run") for _ in range(3)]
+    reports = [json.loads(p.communicate()[0]) for p in processes]
+
+    assert sum(r["sent"] for r in reports) == 200
+    assert sorted(smtp_server.message_ids()) == sorted(p.message_id for p in planned)
+    engine.dispose()
