@@ -91,10 +91,10 @@ class Dispatcher:
             self._settle_in_doubt(row.id, found, report)
 
     def send_due(self, report: RunReport, limit: int) -> None:
-        now = self.clock()
-        limits = RateLimits(self.rules, self._sent_since(now - WINDOW))
+        limits = RateLimits(self.rules, self._sent_since(self.clock() - WINDOW))
         attempts = 0
-        for row in self._due(now):
+        for row in self._due(self.clock()):
+            now = self.clock()
             if attempts >= limit:
                 report.capped = True
                 return
@@ -190,8 +190,9 @@ class Dispatcher:
         return bool(claimed)
 
     def _mark_sent(self, notification_id: int, detail: dict[str, Any]) -> None:
-        self._change(notification_id, "sending", "notification.sent", detail,
-                     state="sent", sent_at=self.clock(), last_error="", held_reason="")
+        if not self._change(notification_id, "sending", "notification.sent", detail,
+                            state="sent", sent_at=self.clock(), last_error="", held_reason=""):
+            log.warning("notification %s was sent after its lease ran out; another process settles it", notification_id)
 
     def _after_failure(self, row: Row[Any], error: TransportError, report: RunReport) -> None:
         detail = {"error": str(error)}
