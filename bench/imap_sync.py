@@ -2,7 +2,8 @@
 
 Compares custody's full sync into SQLite with a bare imapclient loop fetching the same header
 fields of the same folders (what the server allows), with mbsync mirroring the same folders to a
-local Maildir (what an admin would do by hand), and times a resync with nothing new.
+local Maildir (what an admin would do by hand), and times a resync with nothing new. The IMAP
+connector alone (no registry) is measured too, to show where custody's time goes.
 Each measurement runs in its own process so its peak RSS is its own.
 
     python bench/imap_sync.py [--workdir DIR]   # DIR keeps the loaded Dovecot between runs
@@ -29,7 +30,7 @@ from imapclient import IMAPClient  # noqa: E402
 
 from config.policy import Policy  # noqa: E402
 from config.settings import Settings, SourceConfig  # noqa: E402
-from connectors.imap import FETCH_ITEMS, uid_chunks  # noqa: E402
+from connectors.imap import FETCH_ITEMS, ImapConnector, uid_chunks  # noqa: E402
 from daemon.sync import sync_source  # noqa: E402
 from registry.store import open_registry  # noqa: E402
 from tests.servers.dovecot import DovecotServer, require_dovecot  # noqa: E402
@@ -76,18 +77,26 @@ def measure_custody(port: int, database: Path) -> dict[str, Any]:
     engine = open_registry(f"sqlite:///{database}")
     chosen = sources(port)
     settings = Settings(sources=chosen, batch_size=BATCH)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     messages = sum(sync_source(engine, settings, POLICY, s).messages for s in chosen)
-    full = time.perf_counter() - started
+    full, full_cpu = time.perf_counter() - started, time.process_time() - cpu
     started = time.perf_counter()
     again = sum(sync_source(engine, settings, POLICY, s).messages for s in chosen)
     resync = time.perf_counter() - started
-    return {"messages": messages, "seconds": full, "resync_messages": again, "resync_seconds": resync}
+    return {"messages": messages, "seconds": full, "cpu_seconds": full_cpu, "resync_messages": again,
+            "resync_seconds": resync}
+
+
+def measure_connector(port: int) -> dict[str, Any]:
+    """The IMAP connector alone (fetch and header parsing, no registry), to split custody's time."""
+    started, cpu = time.perf_counter(), time.process_time()
+    messages = sum(len(batch.records) for source in sources(port) for batch in ImapConnector(source).sync(None))
+    return {"messages": messages, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
 
 
 def measure_bare(port: int) -> dict[str, Any]:
     """The same folders and header fields, fetched in the same batch size, parsed by imapclient, kept nowhere."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     messages = 0
     for source in sources(port):
         with IMAPClient("127.0.0.1", port=port, ssl=False) as client:
@@ -98,7 +107,7 @@ def measure_bare(port: int) -> dict[str, Any]:
                 client.select_folder(folder, readonly=True)
                 for chunk in uid_chunks(client.search(["ALL"]), BATCH):
                     messages += len(client.fetch(chunk, FETCH_ITEMS))
-    return {"messages": messages, "seconds": time.perf_counter() - started}
+    return {"messages": messages, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
 
 
 def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
@@ -127,13 +136,14 @@ def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
 def run_measurement(name: str, port: int, scratch: Path) -> dict[str, Any]:
     if name == "custody":
         result = measure_custody(port, scratch / "registry.db")
+    elif name == "connector":
+        result = measure_connector(port)
     elif name == "bare":
         result = measure_bare(port)
     else:
         result = measure_mbsync(port, scratch / "mbsync")
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    result.update(peak_rss_mb=round(own.ru_maxrss / 1024, 1), cpu_seconds=own.ru_utime + own.ru_stime,
-                  children_peak_rss_mb=round(children.ru_maxrss / 1024, 1),
+    result.update(peak_rss_mb=round(own.ru_maxrss / 1024, 1), children_peak_rss_mb=round(children.ru_maxrss / 1024, 1),
                   children_cpu_seconds=children.ru_utime + children.ru_stime)
     return result
 
@@ -156,7 +166,7 @@ def summary(result: dict[str, Any], peak_rss_mb: float, cpu_seconds: float) -> d
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "custody-bench-imap")
-    parser.add_argument("--measure", choices=["custody", "bare", "mbsync"])
+    parser.add_argument("--measure", choices=["custody", "connector", "bare", "mbsync"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--scratch", type=Path)
     args = parser.parse_args()
@@ -176,6 +186,7 @@ def main() -> None:
         load_seconds = time.perf_counter() - started
         bare = in_own_process("bare", server.port, scratch)
         custody = in_own_process("custody", server.port, scratch)
+        connector = in_own_process("connector", server.port, scratch)
         mbsync = in_own_process("mbsync", server.port, scratch)
     finally:
         server.stop()
@@ -184,6 +195,7 @@ def main() -> None:
         "corpus_messages": loaded,
         "load_seconds": round(load_seconds, 2),
         "custody_full_sync": summary(custody, custody["peak_rss_mb"], custody["cpu_seconds"]),
+        "connector_only": summary(connector, connector["peak_rss_mb"], connector["cpu_seconds"]),
         "bare_imapclient": summary(bare, bare["peak_rss_mb"], bare["cpu_seconds"]),
         "mbsync": summary(mbsync, mbsync["children_peak_rss_mb"], mbsync["children_cpu_seconds"]),
         "resync_nothing_new": {"seconds": round(custody["resync_seconds"], 3),
@@ -192,6 +204,8 @@ def main() -> None:
             "custody_over_bare": round(custody["seconds"] / bare["seconds"], 2),
             "custody_over_mbsync": round(custody["seconds"] / mbsync["seconds"], 2),
             "custody_over_bare_cpu": round(custody["cpu_seconds"] / bare["cpu_seconds"], 2),
+            "connector_over_bare": round(connector["seconds"] / bare["seconds"], 2),
+            "connector_over_bare_cpu": round(connector["cpu_seconds"] / bare["cpu_seconds"], 2),
         },
         "load_average": os.getloadavg()[0],
     }, indent=2))

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from config.policy import Policy
 from config.settings import Settings, SourceConfig
 from connectors.base import ConnectorError
-from connectors.imap import MAX_COMMAND_BYTES, ImapConnector, uid_chunks
+from connectors.imap import MAX_COMMAND_BYTES, ImapConnector, fetched_headers, uid_chunks
 from connectors.records import Batch, MessageHeaders
 from daemon.sync import SyncReport, sync_source
 from registry.models import ContactPoint, Interaction, Message, Rep, Source, SyncIssue
@@ -168,6 +168,22 @@ def test_uid_chunks_respect_count_and_command_budget() -> None:
     assert [uid for chunk in chunks for uid in chunk] == uids
     assert all(len(",".join(map(str, chunk))) <= 7000 for chunk in chunks)
     assert [len(chunk) for chunk in uid_chunks(uids[:5], size=2)] == [2, 2, 1]
+
+
+def test_fetch_responses_are_read_whatever_the_item_order() -> None:
+    """imaplib hands a (prefix, literal) pair per message; servers may put UID after the literal,
+    and unsolicited FETCH responses for other messages may come in between."""
+    data = [
+        (b'1 (INTERNALDATE "02-Mar-2026 09:00:00 +0100" BODY[HEADER.FIELDS (FROM)] {26}', b"From: ann@client.test\r\n\r\n"),
+        b" UID 41)",
+        b"2 (FLAGS (\\Seen) UID 42)",
+        (b"3 (UID 43 BODY[HEADER.FIELDS (FROM)] {2}", b"\r\n"),
+        b")",
+    ]
+    rows = fetched_headers(data, {41, 43})
+    assert [(row.uid, row.header) for row in rows] == [(41, b"From: ann@client.test\r\n\r\n"), (43, b"\r\n")]
+    assert rows[0].received == datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+    assert rows[1].received is None
 
 
 def test_folders_by_special_use_config_extras_and_exclusions(dovecot: DovecotServer) -> None:
