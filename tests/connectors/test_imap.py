@@ -25,6 +25,7 @@ from daemon.sync import SyncReport, sync_source
 from registry.models import ContactPoint, Interaction, Message, Rep, Source, SyncIssue
 from registry.store import open_registry
 from tests.servers.dovecot import DovecotServer
+from tests.servers.tokeninfo import TokenInfoServer
 from tests.support.mail import conversation, message, write_maildir
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -225,6 +226,21 @@ def test_recreated_folder_is_rescanned_without_duplicates(dovecot: DovecotServer
     assert [line.split(" ", 1)[1] for line in dovecot.commands("alice")].count('EXAMINE "Sent"') == 2
 
 
+def test_messages_expunged_on_the_server_stay_in_the_registry(dovecot: DovecotServer, engine: Engine) -> None:
+    fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 5, "kept")})
+    source = imap_source(dovecot, "alice")
+    assert sync(engine, source).ok
+    with dovecot.client("alice") as client:
+        client.select_folder("INBOX")
+        client.delete_messages([1, 2])
+        client.expunge()
+    dovecot.append("alice", "INBOX", conversation("alice@acme.test", CUSTOMERS, 1, "later"))
+
+    assert sync(engine, source).messages == 1
+    keys = [row[0] for row in contents(engine)[0]]
+    assert keys == sorted([f"kept{n}@mail.test" for n in range(5)] + ["later0@mail.test"])
+
+
 def test_server_stopped_mid_sync_then_next_sync_completes(dovecot: DovecotServer, engine: Engine, tmp_path: Path) -> None:
     fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 200, "in")})
     source = imap_source(dovecot, "alice")
@@ -358,6 +374,19 @@ def test_implicit_tls_and_starttls_verify_the_server_certificate(dovecot_tls: Do
     untrusted = imap_source(dovecot_tls, "alice", security="tls", port=dovecot_tls.tls_port)
     with pytest.raises(ConnectorError, match="TLS certificate not trusted"):
         read(ImapConnector(untrusted))
+
+
+def test_xoauth2_logs_in_with_the_token_provider_and_a_rejected_token_is_a_clear_error(
+    dovecot_oauth2: tuple[DovecotServer, TokenInfoServer],
+) -> None:
+    server, tokeninfo = dovecot_oauth2
+    fill(server, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 3, "oauth")})
+    tokeninfo.tokens["fresh-access-token"] = "alice"
+    source = imap_source(server, "alice", auth="xoauth2", password=None)
+    assert len(read(ImapConnector(source, token_provider=lambda: "fresh-access-token"))[0]) == 3
+    with pytest.raises(ConnectorError, match="login as alice failed: .*AUTHENTICATIONFAILED") as failure:
+        read(ImapConnector(source, token_provider=lambda: "expired-access-token"))
+    assert "expired-access-token" not in str(failure.value)
 
 
 def test_plain_text_is_refused_beyond_loopback_and_xoauth2_needs_a_token_provider(dovecot: DovecotServer) -> None:

@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from imapclient import IMAPClient
 
+from tests.servers.tokeninfo import TokenInfoServer
+
 DOVECOT = Path("/usr/sbin/dovecot")
 SPECIAL_USE = {"Sent": "\\Sent", "Archive": "\\Archive", "Drafts": "\\Drafts", "Junk": "\\Junk", "Trash": "\\Trash"}
 
@@ -40,7 +42,7 @@ listen = 127.0.0.1
 ssl = {ssl}
 {ssl_files}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 auth_failure_delay = 0
 first_valid_uid = 1
 default_internal_user = {internal_user}
@@ -50,9 +52,10 @@ mail_location = maildir:{root}/mail/%u
 rawlog_dir = {root}/rawlog/%u
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {root}/users/%u
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/home/%u
 }}
@@ -85,8 +88,12 @@ class DovecotServer:
     With `rawlog`, Dovecot records each user's sessions (it does so only when that user's rawlog
     directory exists), so tests can check the commands a client sent; benchmarks turn it off."""
 
-    def __init__(self, root: Path, tls: bool = False, special_use: bool = True, rawlog: bool = True) -> None:
+    def __init__(
+        self, root: Path, tls: bool = False, special_use: bool = True, rawlog: bool = True,
+        oauth2_tokeninfo_url: str = "",
+    ) -> None:
         self.root = root
+        self.oauth2_tokeninfo_url = oauth2_tokeninfo_url
         self.rawlog = rawlog
         self.tls = tls
         self.special_use = special_use
@@ -208,10 +215,21 @@ class DovecotServer:
             root=self.root, ssl="required" if self.tls else "no", ssl_files=ssl_files,
             internal_user=internal.pw_name, internal_group=_group_name(internal.pw_gid),
             login_user=login.pw_name, uid=self._owner.pw_uid, gid=self._owner.pw_gid,
-            port=self.port, tls_port=self.tls_port, mailboxes=mailboxes,
+            port=self.port, tls_port=self.tls_port, mailboxes=mailboxes, **self._oauth2_settings(),
         ))
         for path in (self.root, self.root / "mail", self.root / "home", self.root / "rawlog"):
             path.chmod(0o755)
+
+
+    def _oauth2_settings(self) -> dict[str, str]:
+        """XOAUTH2 checks each bearer token at `oauth2_tokeninfo_url` + token, which answers
+        {"username": ...} for a valid one, as Google's tokeninfo and OIDC userinfo endpoints do."""
+        if not self.oauth2_tokeninfo_url:
+            return {"oauth2_mechanisms": "", "oauth2_passdb": ""}
+        settings = self.root / "oauth2.conf.ext"
+        settings.write_text(f"tokeninfo_url = {self.oauth2_tokeninfo_url}\nusername_attribute = username\n")
+        passdb = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n"
+        return {"oauth2_mechanisms": " xoauth2 oauthbearer", "oauth2_passdb": passdb}
 
 
 def free_port() -> int:
@@ -289,10 +307,22 @@ def dovecot_without_special_use() -> Iterator[DovecotServer]:
     yield from _serve(tls=False, special_use=False)
 
 
-def _serve(tls: bool, special_use: bool = True) -> Iterator[DovecotServer]:
+@pytest.fixture
+def dovecot_oauth2() -> Iterator[tuple[DovecotServer, TokenInfoServer]]:
+    """A running plain-text Dovecot that also accepts XOAUTH2 tokens listed in the TokenInfoServer."""
+    tokeninfo = TokenInfoServer()
+    tokeninfo.start()
+    try:
+        for server in _serve(tls=False, oauth2_tokeninfo_url=tokeninfo.url):
+            yield server, tokeninfo
+    finally:
+        tokeninfo.stop()
+
+
+def _serve(tls: bool, special_use: bool = True, oauth2_tokeninfo_url: str = "") -> Iterator[DovecotServer]:
     require_dovecot()
     root = server_root()
-    server = DovecotServer(root, tls=tls, special_use=special_use)
+    server = DovecotServer(root, tls=tls, special_use=special_use, oauth2_tokeninfo_url=oauth2_tokeninfo_url)
     server.start()
     try:
         yield server
