@@ -12,6 +12,7 @@ Source options: `retry_attempts` (connection attempts per network step, default 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import ssl
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple, TypeVar
 from imapclient import IMAPClient
 from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from config.settings import SourceConfig
 from connectors.base import ConnectorError
@@ -31,6 +32,7 @@ from connectors.headers import HEADER_FIELDS, MalformedMessage, parse_headers
 from connectors.prefetch import prefetched
 from connectors.records import Batch, Channel, Record, Skipped
 
+log = logging.getLogger("custody.imap")
 TokenProvider = Callable[[], str]
 T = TypeVar("T")
 
@@ -204,7 +206,7 @@ class ImapConnector:
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(self.retry_attempts),
             wait=wait_exponential(multiplier=self.retry_wait, max=30),
-            before_sleep=lambda _: self._drop(),
+            before_sleep=self._reconnecting,
             reraise=True,
         )
         try:
@@ -216,6 +218,15 @@ class ImapConnector:
             raise ConnectorError(
                 f"{self._where}: connection failed after {self.retry_attempts} attempts ({_describe(error)})"
             ) from None
+        except IMAPClientError as error:
+            self._drop()
+            raise ConnectorError(f"{self._where}: the server refused: {_server_text(error)}") from None
+
+    def _reconnecting(self, attempt: RetryCallState) -> None:
+        error = attempt.outcome.exception() if attempt.outcome else None
+        log.warning("%s: connection lost (%s); reconnecting in %.1f s", self._where,
+                    _describe(error) if error else "unknown", attempt.upcoming_sleep)
+        self._drop()
 
     def _connected(self) -> IMAPClient:
         if self._client is None:
