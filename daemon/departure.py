@@ -118,7 +118,7 @@ def plan_notifications(db: Connection, policy: Policy, handover_id: int, actor: 
             "effective_date": handover.effective_at.date(),
         })
         rows.append(_outbox_row(handover_id, message, state, held_reason, rendered))
-    added = insert_notifications(db, rows)
+    added = insert_notifications(db, handover_id, rows)
     if added or rejected:
         audit(db, actor, "notifications_planned", "handover", handover_id, {
             "added": added, "rejected": [{"contact_id": r.contact_id, "reason": r.reason} for r in rejected]})

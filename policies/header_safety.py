@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -21,11 +22,12 @@ class UnsafeHeaderError(ValueError):
 
 def safe_header_text(text: str, max_length: int = 200) -> str:
     """One line of display text: controls and line or paragraph separators become single spaces."""
-    visible = "".join(" " if _is_control(ch) else ch for ch in text)
+    visible = text if text.isprintable() else "".join(" " if _is_control(ch) else ch for ch in text)
     line = _SPACES.sub(" ", visible).strip()
     return line if len(line) <= max_length else line[: max_length - 1].rstrip() + "…"
 
 
+@lru_cache(maxsize=4096)
 def safe_address(address: str) -> str:
     """The address itself, checked: one syntactically valid addr-spec without controls or separators."""
     if any(_is_control(ch) for ch in address) or any(ch in address for ch in ' ,;<>()"'):

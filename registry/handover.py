@@ -100,14 +100,14 @@ def handover_items(db: Connection, handover_id: int) -> list[Any]:
         .where(_ITEM.c.handover_id == handover_id).order_by(_ITEM.c.customer_id)))
 
 
-def insert_notifications(db: Connection, rows: Sequence[dict[str, Any]]) -> int:
+def insert_notifications(db: Connection, handover_id: int, rows: Sequence[dict[str, Any]]) -> int:
     """Add outbox rows; a row whose idempotency key exists already is left as it is. Returns how many were new."""
     dialect = postgresql if db.dialect.name == "postgresql" else sqlite
-    added = 0
-    for row in rows:
-        statement = dialect.insert(_NOTE).values(**row).on_conflict_do_nothing().returning(_NOTE.c.id)
-        added += db.execute(statement).first() is not None
-    return added
+    count = select(func.count()).select_from(_NOTE).where(_NOTE.c.handover_id == handover_id)
+    before = db.execute(count).scalar_one()
+    for start in range(0, len(rows), 500):
+        db.execute(dialect.insert(_NOTE).on_conflict_do_nothing(), list(rows[start:start + 500]))
+    return db.execute(count).scalar_one() - before
 
 
 def approve_handover(db: Connection, handover_id: int, actor: str) -> int:
