@@ -7,7 +7,6 @@ from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select, update
 
 from config.policy import DispatchRules, QuietHours
