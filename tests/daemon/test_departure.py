@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -277,3 +278,12 @@ def test_the_service_round_reads_hr_files_then_lets_due_handovers_take_effect(co
     assert lines[0].endswith("planned") and lines[1] == "handover 1: ownership moved"
     assert departure_round(company.engine, policy, None, now=NOW) == []
     assert company.rep_status("alice") == "departed"
+
+
+def test_concurrent_departures_of_one_rep_make_one_handover(company: Company) -> None:
+    """Two daemons (threads here) handling the same deactivation at once: the rep's row lock serialises them."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(lambda _: company.depart(), range(4)))
+    assert len({o.handover_id for o in outcomes}) == 1
+    assert sorted(o.created for o in outcomes) == [False, False, False, True]
+    assert len(company.notifications(outcomes[0].handover_id)) == 6
