@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from config.settings import ConfigError
 from daemon.departure import DepartureError, depart, process_hr_folder, settle_due_handovers
-from daemon.runtime import runtime
+from daemon.runtime import fail_config, runtime
+from daemon.sync import identity_for, register_reps
 from registry.audit import cli_actor
 from registry.departure_facts import human_evidence
 from registry.handover import (
@@ -36,11 +38,13 @@ def depart_command(
     """Deactivate a rep and plan the handover of their customers."""
     rt = runtime(ctx)
     moment = effective.replace(tzinfo=timezone.utc) if effective else None
+    register_reps(rt.engine, rt.settings, identity_for(rt.settings, rt.policy))
     try:
         outcome = depart(rt.engine, rt.policy, rep, successor_email=successor, effective=moment, actor=cli_actor())
     except DepartureError as error:
-        typer.echo(f"custody: {error}", err=True)
-        raise typer.Exit(1) from None
+        _fail(error)
+    except ConfigError as error:
+        fail_config(error)
     if not outcome.created:
         console.print(f"{rep} already has open handover {outcome.handover_id}; {outcome.planned} new messages planned")
         return
@@ -155,6 +159,8 @@ def import_hr(ctx: typer.Context, folder: Path = typer.Argument(..., help="Folde
         lines = process_hr_folder(rt.engine, rt.policy, folder)
     except (OSError, DepartureError) as error:
         _fail(error)
+    except ConfigError as error:
+        fail_config(error)
     for line in lines:
         console.print(line)
 

@@ -81,3 +81,15 @@ def test_hr_folder_import(synced: tuple[DemoCompany, Engine], tmp_path: Path) ->
     output = custody(company, "handover", "import-hr", str(tmp_path))
     assert "handover" in output and "planned" in output
     assert (tmp_path / "processed" / "hr.csv").exists()
+
+
+def test_a_configured_rep_can_depart_before_any_sync_and_policy_gaps_are_config_errors(tmp_path: Path) -> None:
+    config = tmp_path / "custody.toml"
+    config.write_text('data_dir = "data"\n[[reps]]\nemail = "alice@corp.example"\nname = "Alice"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(config), "depart", "alice@corp.example"])
+    assert result.exit_code == 2
+    assert "policy.notifications.shared_mailbox: required by steps with sender 'shared'" in result.output
+    (tmp_path / "policy.yaml").write_text("notifications: {shared_mailbox: customers@corp.example}\n", encoding="utf-8")
+    config.write_text('policy_file = "policy.yaml"\n' + config.read_text(encoding="utf-8"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(config), "depart", "alice@corp.example"])
+    assert result.exit_code == 0 and "handover 1: 0 customers, 0 messages planned" in result.output
