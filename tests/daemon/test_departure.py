@@ -287,3 +287,17 @@ def test_concurrent_departures_of_one_rep_make_one_handover(company: Company) ->
     assert len({o.handover_id for o in outcomes}) == 1
     assert sorted(o.created for o in outcomes) == [False, False, False, True]
     assert len(company.notifications(outcomes[0].handover_id)) == 6
+
+
+def test_report_counts_sent_messages_whose_address_bounced(company: Company) -> None:
+    handover_id = company.depart().handover_id
+    with company.engine.begin() as db:
+        approve_handover(db, handover_id, "cli:compliance")
+        db.execute(update(Notification.__table__).where(Notification.__table__.c.step == "farewell")
+                   .values(state="sent", sent_at=NOW))
+        db.execute(update(ContactPoint.__table__).where(ContactPoint.__table__.c.value == "li@globex.com.cn")
+                   .values(bounced_at=NOW, bounce_reason="550 5.1.1 no such user"))
+    with company.engine.connect() as db:
+        report = handover_report(db, handover_id)
+    assert (report.planned, report.by_state, report.bounced) == (6, {"sent": 3, "pending": 3}, 1)
+    assert (report.customers, report.needs_human, report.status) == (3, 1, "notifying")
