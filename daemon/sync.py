@@ -15,8 +15,8 @@ from sqlalchemy import Engine, select, update
 from config.policy import Policy
 from config.settings import ConfigError, Settings, SourceConfig
 from connectors.base import Connector, ConnectorError
-from connectors.imap import ImapConnector
 from connectors.csv_contacts import CsvContactsConnector
+from connectors.imap import ImapConnector
 from connectors.maildir import MaildirConnector
 from connectors.mbox import MboxConnector
 from connectors.vcard import VcardConnector
@@ -51,7 +51,7 @@ def build_connector(source: SourceConfig, settings: Settings) -> Connector:
     if source.kind == "mbox":
         return MboxConnector(source.path, source.channel, size)  # type: ignore[arg-type]
     if source.kind == "vcard":
-        return VcardConnector(source.path, source.channel, size)  # type: ignore[arg-type]
+        return VcardConnector(source.path, source.channel)  # type: ignore[arg-type]
     if source.kind == "csv":
         return CsvContactsConnector(source.path, source.channel, size, source.options)  # type: ignore[arg-type]
     if source.kind == "imap":
