@@ -14,8 +14,9 @@ from rich.table import Table
 
 from config.settings import ConfigError
 from daemon.bounces import collect_bounces
-from daemon.outbox import Dispatcher, outbox_summary
+from daemon.outbox import Dispatcher, outbox_summary, release_held
 from daemon.runtime import fail_config, runtime
+from registry.audit import cli_actor
 from daemon.transports import build_transport
 from daemon.transports.base import TransportError
 from daemon.transports.file import FileTransport
@@ -71,3 +72,20 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
             table.add_row(str(item.notification_id), str(item.handover_id), item.state, item.to_email,
                           item.message_id, item.reason, style="red" if item.state == "failed" else "yellow")
         console.print(table)
+
+
+@outbox_app.command("release")
+def release(
+    ctx: typer.Context,
+    notification_id: int = typer.Argument(..., metavar="ID"),
+    went_out: bool = typer.Option(False, "--went-out", help="It reached the recipient: record it as sent."),
+    resend: bool = typer.Option(False, "--resend", help="It did not go out: send it on the next run."),
+) -> None:
+    """Decide a held message after checking the recipient or the sending mailbox."""
+    if went_out == resend:
+        typer.echo("custody: say either --went-out or --resend", err=True)
+        raise typer.Exit(2)
+    if not release_held(runtime(ctx).engine, notification_id, went_out, cli_actor()):
+        typer.echo(f"custody: notification {notification_id} is not held", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"notification {notification_id}: {'recorded as sent' if went_out else 'will be sent on the next run'}")

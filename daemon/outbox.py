@@ -240,7 +240,7 @@ class Dispatcher:
             report.held += 1
             self._change(notification_id, "sending", "notification.held", {}, state="held", held_reason=(
                 "interrupted while being sent and the transport cannot tell whether it went out; "
-                "check the recipient or the sending mailbox, then release or cancel it"))
+                "check the recipient or the sending mailbox, then `custody outbox release ID --went-out` or --resend"))
 
     def _hold(self, notification_id: int, reason: str, report: RunReport) -> None:
         if self._change(notification_id, "pending", "notification.held", {"reason": reason},
@@ -314,3 +314,15 @@ def outbox_summary(engine: Engine) -> OutboxSummary:
             .where(outbox.c.state.in_(("held", "failed"))).order_by(outbox.c.id)).all()
     return OutboxSummary(states, [Attention(r.id, r.handover_id, r.state, r.message_id_header, r.to_email,
                                             r.held_reason if r.state == "held" else r.last_error) for r in rows])
+
+
+def release_held(engine: Engine, notification_id: int, went_out: bool, actor: str) -> bool:
+    """A human's verdict on a held message: it did go out (mark sent), or send it (back to pending)."""
+    values: dict[str, Any] = {"state": "sent", "sent_at": utcnow()} if went_out else {"state": "pending"}
+    with engine.begin() as db:
+        changed = db.execute(outbox.update().where(outbox.c.id == notification_id, outbox.c.state == "held")
+                             .values(held_reason="", **values)).rowcount
+        if changed:
+            audit(db, actor, "notification.sent" if went_out else "notification.released", "notification",
+                  notification_id, {"decided_by": actor, "went_out": went_out})
+    return bool(changed)

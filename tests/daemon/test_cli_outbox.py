@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from daemon.cli import app
+from registry.models import AuditEvent, Notification
 from registry.store import open_registry
 from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from tests.support.outbox import plan_notifications
@@ -60,3 +62,25 @@ def test_run_with_a_cap_then_status_lists_counts_per_state(tmp_path: Path, smtp_
     assert code == 0 and json.loads(output)["sent"] == 2 and json.loads(output)["capped"] is True
     assert len(smtp_server.received) == 2
     assert "pending 1, sent 2" in status
+
+
+def test_a_held_message_is_released_by_a_human_decision(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    config = configure(tmp_path, smtp_server)
+    engine = open_registry(f"sqlite:///{tmp_path / 'data' / 'custody.db'}")
+    resend, went_out = plan_notifications(engine, 2)
+    with engine.begin() as db:
+        db.execute(update(Notification).where(Notification.id.in_([resend.id, went_out.id]))  # type: ignore[attr-defined]
+                   .values(state="held", held_reason="interrupted while being sent"))
+
+    undecided, _ = custody(config, "outbox", "release", str(resend.id))
+    assert custody(config, "outbox", "release", str(resend.id), "--resend")[0] == 0
+    assert custody(config, "outbox", "release", str(went_out.id), "--went-out")[0] == 0
+    again, message = custody(config, "outbox", "release", str(went_out.id), "--resend")
+    code, output = custody(config, "outbox", "run")
+
+    assert undecided == 2 and again == 1 and "is not held" in message
+    assert code == 0 and json.loads(output)["sent"] == 1
+    assert smtp_server.message_ids() == [resend.message_id]
+    with engine.connect() as db:
+        decided = db.execute(select(AuditEvent.action, AuditEvent.actor).where(AuditEvent.entity_id == str(went_out.id))).one()
+    assert decided.action == "notification.sent" and decided.actor.startswith("cli:")
