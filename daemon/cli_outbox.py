@@ -13,14 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import ConfigError
-from daemon.bounces import collect_bounces
 from daemon.outbox import Dispatcher, outbox_summary, release_held
+from daemon.outbox_round import outbox_round
 from daemon.runtime import fail_config, runtime
-from registry.audit import cli_actor
-from daemon.transports import build_transport
-from daemon.transports.base import TransportError
 from daemon.transports.file import FileTransport
-from daemon.transports.smtp import SmtpTransport
+from registry.audit import cli_actor
 
 outbox_app = typer.Typer(help="Send planned change-of-contact notifications, exactly once.", no_args_is_help=True)
 console = Console()
@@ -41,18 +38,9 @@ def run(
         typer.echo(json.dumps({"dry_run": str(dry_run), "written": written}))
         return
     try:
-        transport = build_transport(rt.settings)
+        report = outbox_round(rt.engine, rt.settings, rules, max_messages)
     except ConfigError as error:
         fail_config(error)
-    dispatcher = Dispatcher(rt.engine, rules, transport)
-    report = dispatcher.run(max_messages).as_dict()
-    if isinstance(transport, SmtpTransport) and transport.mailbox is not None:
-        try:
-            report["bounces"] = collect_bounces(rt.engine, transport.mailbox, dispatcher.actor)
-        except TransportError as error:
-            report["error"] = report["error"] or f"reading bounces: {error}"
-        finally:
-            transport.mailbox.close()
     typer.echo(json.dumps(report))
     if report["error"]:
         raise typer.Exit(1)

@@ -20,6 +20,7 @@ from config.settings import SourceConfig
 from daemon.coverage_jobs import coverage_round
 from daemon.departure import departure_round
 from daemon.metrics import record_sync, serve
+from daemon.outbox_round import outbox_round
 from daemon.runtime import Runtime
 from daemon.sync import sync_source
 from registry.models import utcnow
@@ -40,6 +41,10 @@ def departure_job(rt: Runtime) -> None:
         log.info("departure: %s", line)
 
 
+def outbox_job(rt: Runtime) -> None:
+    log.info("outbox: %s", outbox_round(rt.engine, rt.settings, rt.policy.dispatch))
+
+
 def coverage_job(rt: Runtime) -> None:
     log.info("coverage: %s", coverage_round(rt.engine, rt.policy, utcnow()))
 
@@ -57,6 +62,11 @@ def build_scheduler(rt: Runtime) -> BlockingScheduler:
         departure_job, IntervalTrigger(minutes=service.handover_interval_minutes), args=(rt,), id="departures",
         name="HR files and due handovers", max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc),
     )
+    if rt.settings.smtp is not None:
+        scheduler.add_job(
+            outbox_job, IntervalTrigger(minutes=service.handover_interval_minutes), args=(rt,), id="outbox",
+            name="send due notifications, read bounces", max_instances=1, coalesce=True,
+        )
     scheduler.add_job(
         coverage_job, IntervalTrigger(hours=6), args=(rt,), id="coverage",
         name="contact merges, dormant recycling, owners, daily coverage snapshot", max_instances=1, coalesce=True,

@@ -9,6 +9,8 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from daemon.cli import app
+from daemon.runtime import Runtime
+from daemon.service import build_scheduler
 from registry.models import AuditEvent, Notification
 from registry.store import open_registry
 from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
@@ -84,3 +86,16 @@ def test_a_held_message_is_released_by_a_human_decision(tmp_path: Path, smtp_ser
     with engine.connect() as db:
         decided = db.execute(select(AuditEvent.action, AuditEvent.actor).where(AuditEvent.entity_id == str(went_out.id))).one()
     assert decided.action == "notification.sent" and decided.actor.startswith("cli:")
+
+
+def test_the_service_schedules_an_outbox_round_when_smtp_is_configured(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    with_smtp = Runtime(configure(tmp_path, smtp_server))
+    planned = plan_notifications(with_smtp.engine, 2)
+    (tmp_path / "no-smtp").mkdir()
+    without_smtp = Runtime(configure(tmp_path / "no-smtp", None))
+
+    outbox_job = build_scheduler(with_smtp).get_job("outbox")
+    outbox_job.func(*outbox_job.args)
+
+    assert build_scheduler(without_smtp).get_job("outbox") is None
+    assert sorted(smtp_server.message_ids()) == sorted(p.message_id for p in planned)
