@@ -7,6 +7,7 @@ from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select, update
 
 from config.policy import DispatchRules, QuietHours
@@ -15,7 +16,7 @@ from daemon.outbox import Dispatcher, RunReport, outbox_summary
 from daemon.transports.file import FileTransport
 from daemon.transports.smtp import SmtpTransport
 from registry.models import AuditEvent, Notification
-from tests.servers.smtp import SmtpServer, smtp_server, smtp_tls_server  # noqa: F401  (fixtures)
+from tests.servers.smtp import SmtpServer, smtp_implicit_tls_server, smtp_server, smtp_tls_server  # noqa: F401  (fixtures)
 from tests.support.outbox import COPY, PLANNED_AT, plan_notifications
 
 UNPACED = DispatchRules(per_mailbox_per_hour=0, per_domain_per_hour=0, quiet_hours=None)
@@ -91,6 +92,18 @@ def test_starttls_with_login_verifies_the_certificate(engine: Engine, smtp_tls_s
 
     assert report.sent == 2 and not report.error
     assert sorted(smtp_tls_server.message_ids()) == sorted(p.message_id for p in planned)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # the whole session is TLS
+def test_implicit_tls_with_login(engine: Engine, smtp_implicit_tls_server: SmtpServer) -> None:
+    planned = plan_notifications(engine, 2)
+    transport = SmtpTransport(smtp_config(smtp_implicit_tls_server, security="tls", username="sender",
+                                          password="s3cret", ca_file=smtp_implicit_tls_server.ca_file))
+
+    report = Dispatcher(engine, UNPACED, transport, clock=Clock(PLANNED_AT)).run()
+
+    assert report.sent == 2 and not report.error
+    assert sorted(smtp_implicit_tls_server.message_ids()) == sorted(p.message_id for p in planned)
 
 
 def test_wrong_password_stops_the_run_without_using_up_attempts(engine: Engine, smtp_tls_server: SmtpServer) -> None:

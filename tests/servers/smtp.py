@@ -61,7 +61,7 @@ class _Recorder:
 
 
 class SmtpServer:
-    def __init__(self, tls_dir: Path | None = None, users: dict[str, str] | None = None) -> None:
+    def __init__(self, tls_dir: Path | None = None, users: dict[str, str] | None = None, implicit_tls: bool = False) -> None:
         self.port = free_port()
         self.received: list[Received] = []
         self.refuse: set[str] = set()
@@ -75,7 +75,10 @@ class SmtpServer:
             write_self_signed_certificate(self.ca_file, tls_dir / "key.pem")
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.ca_file, tls_dir / "key.pem")
-            options.update(tls_context=context, require_starttls=True)
+            if implicit_tls:  # aiosmtpd counts only STARTTLS as TLS when offering AUTH
+                options.update(ssl_context=context, auth_require_tls=False)
+            else:
+                options.update(tls_context=context, require_starttls=True)
         if self.users:
             options.update(authenticator=self._authenticate, auth_required=True)
         self._controller = Controller(_Recorder(self), hostname="127.0.0.1", port=self.port, **options)
@@ -109,6 +112,17 @@ def smtp_tls_server() -> Iterator[SmtpServer]:
     """STARTTLS required (self-signed certificate in `ca_file`) and login as sender / s3cret."""
     folder = Path(tempfile.mkdtemp(prefix="custody-smtp-"))
     server = SmtpServer(tls_dir=folder, users={"sender": "s3cret"})
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def smtp_implicit_tls_server() -> Iterator[SmtpServer]:
+    """TLS from the first byte (port 465 style), self-signed certificate in `ca_file`, login as sender / s3cret."""
+    folder = Path(tempfile.mkdtemp(prefix="custody-smtps-"))
+    server = SmtpServer(tls_dir=folder, users={"sender": "s3cret"}, implicit_tls=True)
     server.start()
     yield server
     server.stop()
