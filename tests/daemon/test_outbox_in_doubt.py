@@ -103,3 +103,16 @@ def test_the_sent_folder_tells_sent_from_unsent_and_holds_only_what_was_mid_tran
                                                               AuditEvent.entity_id == str(after_send.id))).scalars().all()
     assert {"resolved": "found in the sending mailbox"} in resolved
 
+
+
+def test_a_line_dropped_after_the_message_data_leaves_the_send_in_doubt_not_retried(
+        engine: Engine, smtp_server: SmtpServer) -> None:
+    dropped, other = plan_notifications(engine, 2)
+    smtp_server.hang_up_after_data.add(dropped.to_email)
+
+    first = dispatch(engine, smtp_server)
+    second = dispatch(engine, smtp_server)
+
+    assert (first.in_doubt, first.sent, first.retrying) == (1, 1, 0)
+    assert (second.in_doubt, second.held) == (1, 1)
+    assert sorted(smtp_server.message_ids()) == sorted([dropped.message_id, other.message_id])

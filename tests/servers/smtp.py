@@ -2,6 +2,7 @@
 
 Plain, or STARTTLS with a self-signed certificate and required login. Recipients listed in
 `refuse` get a 550, as a relay answers for a mailbox that does not exist; those in `defer` a 451.
+For those in `hang_up_after_data` the server keeps the message but drops the line before its 250.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class _Recorder:
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         with self.server.lock:
             self.server.received.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content))
+        if self.server.hang_up_after_data & set(envelope.rcpt_tos):
+            server.transport.close()
         return "250 Message accepted for delivery"
 
 
@@ -66,6 +69,7 @@ class SmtpServer:
         self.received: list[Received] = []
         self.refuse: set[str] = set()
         self.defer: set[str] = set()
+        self.hang_up_after_data: set[str] = set()
         self.users = users or {}
         self.lock = threading.Lock()
         self.ca_file: Path | None = None
