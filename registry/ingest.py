@@ -77,27 +77,51 @@ def _rep_ids(db: Connection, emails: Iterable[str]) -> dict[str, int]:
 def _ensure_contacts(
     db: Connection, singles: Sequence[ContactFact], groups: Sequence[list[ContactFact]]
 ) -> dict[tuple[str, str], int]:
-    """ContactPoint ids; points of one address-book entry share one Contact."""
+    """ContactPoint ids, creating what is new in a few set-based statements.
+
+    Points of one address-book entry share one Contact: an existing one when any of its
+    points is known, else one created for the entry.
+    """
     all_groups = [[c] for c in singles] + list(groups)
     facts = {(c.kind, c.value): c for group in all_groups for c in group}
     customer_ids = _ensure_customers(db, facts.values())
     known = _point_contacts(db, facts)
+    owners: dict[tuple[str, str], int] = {key: contact_id for key, (_, contact_id) in known.items()}
+    planned: dict[tuple[str, str], int] = {}
+    new_contacts: list[ContactFact] = []
     for group in all_groups:
-        new = [c for c in group if (c.kind, c.value) not in known]
-        if not new:
+        keys = [(c.kind, c.value) for c in group]
+        if all(k in owners or k in planned for k in keys):
             continue
-        contact_id = next((known[(c.kind, c.value)][1] for c in group if (c.kind, c.value) in known), None)
-        if contact_id is None:
-            first = new[0]
-            contact_id = db.execute(Contact.__table__.insert().values(
-                customer_id=customer_ids[first.customer_key], name=first.name, locale="", timezone="",
-                created_at=utcnow(),
-            ).returning(Contact.__table__.c.id)).scalar_one()
-        _insert_ignoring(db, ContactPoint.__table__, [
-            {"contact_id": contact_id, "kind": c.kind, "value": c.value, "bounce_reason": ""} for c in new
-        ])
-        known.update(_point_contacts(db, {(c.kind, c.value): c for c in new}))
+        existing = next((owners[k] for k in keys if k in owners), None)
+        slot = next((planned[k] for k in keys if k in planned), None)
+        if existing is None and slot is None:
+            slot = len(new_contacts)
+            new_contacts.append(group[0])
+        for key in keys:
+            if key not in owners and key not in planned:
+                if existing is not None:
+                    owners[key] = existing
+                else:
+                    planned[key] = slot  # type: ignore[assignment]
+    created = _insert_contacts(db, new_contacts, customer_ids)
+    owners.update({key: created[slot] for key, slot in planned.items()})
+    _insert_ignoring(db, ContactPoint.__table__, [
+        {"contact_id": owners[key], "kind": key[0], "value": key[1], "bounce_reason": ""}
+        for key in facts if key not in known
+    ])
+    known.update(_point_contacts(db, [key for key in facts if key not in known]))
     return {key: point_id for key, (point_id, _) in known.items()}
+
+
+def _insert_contacts(db: Connection, firsts: list[ContactFact], customer_ids: dict[str, int]) -> list[int]:
+    if not firsts:
+        return []
+    table = Contact.__table__
+    now = utcnow()
+    rows = [{"customer_id": customer_ids[c.customer_key], "name": c.name[:256], "locale": "", "timezone": "",
+             "created_at": now} for c in firsts]
+    return list(db.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
 
 
 def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
