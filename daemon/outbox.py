@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Row, and_, func, or_, select
 from config.policy import DispatchRules
 from daemon.compose import Letter, UnsafeMessage, compose
 from daemon.pacing import WINDOW, RateLimits, in_quiet_hours
-from daemon.sync import _lease_alive, _lease_owner
+from daemon.leases import lease_alive, lease_owner
 from daemon.transports.base import Transport, TransportError
 from registry.audit import audit
 from registry.models import Contact, ContactPoint, Customer, Handover, Notification, utcnow
@@ -57,7 +57,7 @@ class Dispatcher:
         self.rules = rules
         self.transport = transport
         self.clock = clock
-        self.owner = owner or _lease_owner()
+        self.owner = owner or lease_owner()
         self.actor = f"outbox:{self.owner}"
 
     def run(self, limit: int | None = None) -> RunReport:
@@ -77,7 +77,7 @@ class Dispatcher:
                                      outbox.c.lease_until).where(outbox.c.state == "sending")).all()
         now = self.clock()
         for row in rows:
-            if _lease_alive(row.lease_owner) and row.lease_until is not None and _utc(row.lease_until) > now:
+            if lease_alive(row.lease_owner) and row.lease_until is not None and _utc(row.lease_until) > now:
                 continue
             if not self._take_over(row.id, row.lease_owner):
                 continue

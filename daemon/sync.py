@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +18,7 @@ from connectors.imap import ImapConnector
 from connectors.maildir import MaildirConnector
 from connectors.mbox import MboxConnector
 from connectors.vcard import VcardConnector
+from daemon.leases import lease_alive, lease_owner
 from policies.identity import Identity, KnownRep
 from registry.facts import PersonFact
 from registry.ingest import ensure_reps, store_batch
@@ -121,10 +120,6 @@ def _address(identity: Identity, email: str) -> str:
     return identity.normalise_email(email) or email.strip().lower()
 
 
-def _lease_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def _claim(engine: Engine, source: SourceConfig, owner: str) -> tuple[int | None, dict[str, Any] | None]:
     """Create or update the Source row and take its lease by compare-and-swap.
 
@@ -141,30 +136,17 @@ def _claim(engine: Engine, source: SourceConfig, owner: str) -> tuple[int | None
                                              channel=source.channel, settings=settings, status="new",
                                              last_error="", lease_owner=""))
         observed = row.lease_owner if row else ""
-        if observed and observed != _lease_owner() and _lease_alive(observed) and row.lease_until > now:
+        if observed and observed != lease_owner() and lease_alive(observed) and row.lease_until > now:
             return None, None
         claimed = db.execute(
             table.update().where(table.c.name == source.name, table.c.lease_owner == observed)
-            .values(lease_owner=_lease_owner(), lease_until=now + LEASE, last_attempt=now, kind=source.kind,
+            .values(lease_owner=lease_owner(), lease_until=now + LEASE, last_attempt=now, kind=source.kind,
                     owner_rep_id=owner_id, channel=source.channel, settings=settings)
         ).rowcount
         if not claimed:
             return None, None
         found = db.execute(select(table.c.id, table.c.cursor).where(table.c.name == source.name)).one()
         return found.id, found.cursor
-
-
-def _lease_alive(lease_owner: str) -> bool:
-    host, _, pid = lease_owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _renew(engine: Engine, source_id: int) -> None:
