@@ -8,13 +8,13 @@ pending means the crash hit the SMTP transaction itself, which no client can see
 
 from __future__ import annotations
 
-import ssl
 from email.message import EmailMessage
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from config.settings import SentFolderConfig
+from connectors.imap import open_connection
 from daemon.transports.base import TransportError, refuse_plain_text_off_loopback
 
 PENDING = "$CustodyPending"
@@ -105,13 +105,9 @@ class SendingMailbox:
     def _open(self) -> IMAPClient:
         config = self.config
         refuse_plain_text_off_loopback(config.host, config.security, "smtp.sent_folder")
-        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
         port = config.port or (993 if config.security == "tls" else 143)
-        client = IMAPClient(config.host, port=port, ssl=config.security == "tls", ssl_context=context,
-                            timeout=config.timeout_seconds)
+        client = open_connection(config.host, port, config.security, config.ca_file, config.timeout_seconds)
         try:
-            if config.security == "starttls":
-                client.starttls(context)
             client.login(config.username, config.secret())
             if not client.folder_exists(config.folder):
                 client.create_folder(config.folder)
