@@ -122,7 +122,7 @@ def demo(
     skipped = sum(r.skipped for r in reports)
     console.print(f"synced {len(reports)} sources; {skipped} unreadable items skipped and counted")
     print_demo_summary(rt)
-    console.print(f"explore: custody --config {company.config_path} status")
+    console.print(f"explore: custody --config {company.config_path} status   (from a checkout: ./run custody ...)")
 
 
 def print_demo_summary(rt: Runtime) -> None:
