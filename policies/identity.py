@@ -48,6 +48,8 @@ class Identity:
     rep_names: dict[str, str] = field(init=False)
     noise_senders: tuple[re.Pattern[str], ...] = field(init=False)
     plus_safe: frozenset[str] = field(init=False)
+    _normalised: dict[str, str | None] = field(init=False, default_factory=dict)
+    _internal_domains: dict[str, bool] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.company_domains = frozenset(d.lower().strip(".") for d in self.policy.company_domains)
@@ -65,6 +67,12 @@ class Identity:
                     self.personal_owner[address] = primary
 
     def normalise_email(self, email: str) -> str | None:
+        """Memoised: a mailbox repeats the same few thousand addresses many times."""
+        if email not in self._normalised:
+            self._normalised[email] = self._normalise(email)
+        return self._normalised[email]
+
+    def _normalise(self, email: str) -> str | None:
         """Lower-case, IDNA domain, plus-tags and Gmail dots removed where the provider ignores them."""
         local, _, domain = email.strip().rpartition("@")
         if not local:
@@ -83,9 +91,9 @@ class Identity:
 
     def is_internal(self, address: str) -> bool:
         domain = address.rpartition("@")[2]
-        return address in self.rep_by_address or any(
-            domain == d or domain.endswith("." + d) for d in self.company_domains
-        )
+        if domain not in self._internal_domains:
+            self._internal_domains[domain] = any(domain == d or domain.endswith("." + d) for d in self.company_domains)
+        return address in self.rep_by_address or self._internal_domains[domain]
 
     def customer_of(self, address: str) -> tuple[str, str]:
         """(customer key, kind): the registrable domain, or the address itself at free-mail domains."""
