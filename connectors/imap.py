@@ -11,7 +11,6 @@ Source options: `retry_attempts` (connection attempts per network step, default 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import ssl
@@ -29,6 +28,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from config.settings import SourceConfig
 from connectors.base import ConnectorError
 from connectors.headers import HEADER_FIELDS, MalformedMessage, parse_headers
+from connectors.network import is_loopback
 from connectors.prefetch import prefetched
 from connectors.records import Batch, Channel, Record, Skipped
 
@@ -319,7 +319,7 @@ def parse_fetched(
 def open_connection(host: str, port: int, security: str, ca_file: Path | None, timeout: float) -> IMAPClient:
     """A connected client, not yet logged in: implicit TLS or STARTTLS with the certificate verified
     (against `ca_file` when given), plain text only to a loopback host."""
-    if security == "plain" and not _is_loopback(host):
+    if security == "plain" and not is_loopback(host):
         raise ConnectorError(f"{host}:{port}: security = \"plain\" is allowed only for a loopback host")
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     client = IMAPClient(host, port=port, ssl=security == "tls", ssl_context=context, timeout=timeout)
@@ -377,12 +377,3 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

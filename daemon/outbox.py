@@ -23,7 +23,7 @@ from daemon.pacing import WINDOW, RateLimits, in_quiet_hours
 from daemon.leases import lease_alive, lease_owner
 from daemon.transports.base import Transport, TransportError
 from registry.audit import audit
-from registry.models import Contact, ContactPoint, Customer, Handover, Notification, utcnow
+from registry.models import Contact, ContactPoint, Customer, Handover, Notification, as_utc, utcnow
 
 log = logging.getLogger("custody.outbox")
 PAGE = 500
@@ -77,7 +77,7 @@ class Dispatcher:
                                      outbox.c.lease_until).where(outbox.c.state == "sending")).all()
         now = self.clock()
         for row in rows:
-            if lease_alive(row.lease_owner) and row.lease_until is not None and _utc(row.lease_until) > now:
+            if lease_alive(row.lease_owner) and row.lease_until is not None and as_utc(row.lease_until) > now:
                 continue
             if not self._take_over(row.id, row.lease_owner):
                 continue
@@ -280,10 +280,6 @@ def letter_for(row: Row[Any]) -> Letter:
     return Letter(message_id=row.message_id_header, sender=row.sender_email, to=row.to_email,
                   cc=tuple(row.cc_emails or ()), subject=row.subject, text=row.body_text, html=row.body_html)
 
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the registry stores UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
 from policies.notification_plan import Recipient
 from policies.ownership import CoveringRep, CustomerHistory, RepProfile
+from registry.batching import chunked
 from registry.models import Contact, ContactPoint, Customer, Interaction, Rep, RepAddress, Sighting, Source
 
-_CHUNK = 500
 
 
 def rep_id_by_email(db: Connection, email: str) -> int | None:
@@ -40,7 +39,7 @@ def departing_customers(db: Connection, rep_id: int, covering_since: datetime) -
     names = dict(db.execute(select(Customer.id, Customer.name)
                             .where(or_(Customer.owner_rep_id == rep_id, and_(unowned, touched)))).all())
     covering: dict[int, list[CoveringRep]] = {}
-    for chunk in _chunks(sorted(names)):
+    for chunk in chunked(sorted(names)):
         rows = db.execute(
             select(Interaction.customer_id, Interaction.rep_id, func.max(Interaction.occurred_at), func.count())
             .where(Interaction.customer_id.in_(chunk), Interaction.rep_id != rep_id,  # type: ignore[attr-defined]
@@ -54,7 +53,7 @@ def departing_customers(db: Connection, rep_id: int, covering_since: datetime) -
 def mailable_recipients(db: Connection, rep_id: int, customer_ids: Sequence[int], since: datetime) -> list[Recipient]:
     """Per contact, the unbounced email address last used in company-channel mail with the rep."""
     latest: dict[int, tuple[datetime, Recipient]] = {}
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunked(sorted(customer_ids)):
         rows = db.execute(
             select(Interaction.customer_id, Interaction.contact_id, Interaction.contact_point_id, ContactPoint.value,
                    Contact.locale, Customer.locale, func.max(Interaction.occurred_at))
@@ -75,7 +74,7 @@ def mailable_recipients(db: Connection, rep_id: int, customer_ids: Sequence[int]
 
 def contact_names(db: Connection, contact_ids: Iterable[int]) -> dict[int, str]:
     names: dict[int, str] = {}
-    for chunk in _chunks(sorted(set(contact_ids))):
+    for chunk in chunked(sorted(set(contact_ids))):
         names.update(db.execute(select(Contact.id, Contact.name).where(Contact.id.in_(chunk))).all())  # type: ignore[union-attr]
     return names
 
@@ -83,7 +82,7 @@ def contact_names(db: Connection, contact_ids: Iterable[int]) -> dict[int, str]:
 def human_evidence(db: Connection, rep_id: int, customer_ids: Sequence[int]) -> dict[int, list[str]]:
     """Why each customer is known although nobody can be mailed: sightings and mail outside the company channel."""
     evidence: dict[int, list[str]] = {cid: [] for cid in customer_ids}
-    for chunk in _chunks(sorted(customer_ids)):
+    for chunk in chunked(sorted(customer_ids)):
         sightings = db.execute(
             select(Sighting.customer_id, Sighting.channel, Source.name, Sighting.name, ContactPoint.value)
             .join(Source, Source.id == Sighting.source_id).join(ContactPoint, ContactPoint.id == Sighting.contact_point_id)
@@ -98,8 +97,3 @@ def human_evidence(db: Connection, rep_id: int, customer_ids: Sequence[int]) -> 
         for customer_id, channel, count, last_at in mail:
             evidence[customer_id].append(f"{count} {channel}-channel messages, the latest on {last_at:%Y-%m-%d}")
     return evidence
-
-
-def _chunks(items: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start:start + _CHUNK]

@@ -7,19 +7,18 @@ daemon processes sharing one PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from registry.batching import chunked
 from registry.facts import ContactFact, FactBatch, PersonFact
 from registry.models import (
     Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, RepAddress, Sighting,
-    Source, SyncIssue, utcnow,
+    Source, SyncIssue, as_utc, utcnow,
 )
 
-_CHUNK = 500
 
 
 def store_batch(engine: Engine, source_id: int, facts: FactBatch, cursor: dict[str, Any]) -> None:
@@ -69,7 +68,7 @@ def ensure_reps(db: Connection, people: Iterable[PersonFact]) -> dict[str, int]:
 
 def _rep_ids(db: Connection, emails: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for chunk in _chunks(list(emails)):
+    for chunk in chunked(list(emails)):
         found.update(db.execute(select(RepAddress.email, RepAddress.rep_id).where(RepAddress.email.in_(chunk))).all())
     return found
 
@@ -127,7 +126,7 @@ def _insert_contacts(db: Connection, firsts: list[ContactFact], customer_ids: di
 def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
     table = ContactPoint.__table__
     found: dict[tuple[str, str], tuple[int, int]] = {}
-    for chunk in _chunks(list(keys)):
+    for chunk in chunked(list(keys)):
         rows = db.execute(select(table.c.kind, table.c.value, table.c.id, table.c.contact_id)
                           .where(tuple_(table.c.kind, table.c.value).in_(chunk)))
         found.update({(kind, value): (pid, cid) for kind, value, pid, cid in rows})
@@ -142,7 +141,7 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
          "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
     ])
     found: dict[str, int] = {}
-    for chunk in _chunks(list(kinds)):
+    for chunk in chunked(list(kinds)):
         found.update(db.execute(select(table.c.key, table.c.id).where(table.c.key.in_(chunk))).all())
     return found
 
@@ -150,12 +149,12 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
 def _ensure_messages(db: Connection, source_id: int, facts: FactBatch) -> dict[str, int]:
     table = Message.__table__
     _insert_ignoring(db, table, [
-        {"message_key": m.message_key, "occurred_at": _utc(m.occurred_at), "subject": m.subject,
+        {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
          "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "first_source_id": source_id}
         for m in facts.messages
     ])
     found: dict[str, int] = {}
-    for chunk in _chunks([m.message_key for m in facts.messages]):
+    for chunk in chunked([m.message_key for m in facts.messages]):
         found.update(db.execute(select(table.c.message_key, table.c.id).where(table.c.message_key.in_(chunk))).all())
     return found
 
@@ -174,10 +173,10 @@ def _insert_interactions(
             rows.append({
                 "message_id": message_id, "rep_id": rep_ids[item.rep_email], "contact_id": contact_of[point_id],
                 "contact_point_id": point_id, "customer_id": customer_of[point_id], "direction": item.direction,
-                "channel": item.channel, "occurred_at": _utc(message.occurred_at),
+                "channel": item.channel, "occurred_at": as_utc(message.occurred_at),
             })
         relays += [{"message_id": message_id, "rep_id": rep_ids[r.rep_email], "personal_email": r.personal_email,
-                    "occurred_at": _utc(message.occurred_at)} for r in message.relays]
+                    "occurred_at": as_utc(message.occurred_at)} for r in message.relays]
     _insert_ignoring(db, Interaction.__table__, rows)
     _insert_ignoring(db, PersonalRelay.__table__, relays)
 
@@ -201,7 +200,7 @@ def _point_owners(db: Connection, point_ids: Iterable[int]) -> tuple[dict[int, i
     points, contacts = ContactPoint.__table__, Contact.__table__
     contact_of: dict[int, int] = {}
     customer_of: dict[int, int] = {}
-    for chunk in _chunks(sorted(set(point_ids))):
+    for chunk in chunked(sorted(set(point_ids))):
         rows = db.execute(select(points.c.id, points.c.contact_id, contacts.c.customer_id)
                           .join(contacts, contacts.c.id == points.c.contact_id).where(points.c.id.in_(chunk)))
         for point_id, contact_id, customer_id in rows:
@@ -214,14 +213,5 @@ def _insert_ignoring(db: Connection, table: Table, rows: list[dict[str, Any]]) -
     if not rows:
         return
     dialect = postgresql if db.dialect.name == "postgresql" else sqlite
-    for chunk in _chunks(rows, 200):
+    for chunk in chunked(rows, 200):
         db.execute(dialect.insert(table).on_conflict_do_nothing(), chunk)
-
-
-def _chunks(items: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -13,6 +13,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """Registry datetimes are UTC; a naive one (from a caller or a raw SQL row) is read as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 class Rep(SQLModel, table=True):
     """An internal person; `discovered` reps were seen in mail but not configured."""
 

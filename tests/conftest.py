@@ -15,7 +15,7 @@ from registry.store import open_registry
 POSTGRES_URL = os.environ.get("CUSTODY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 ENRON = CORPUS / "enron" / "maildir"
-pytest_plugins = ["tests.servers.dovecot"]
+pytest_plugins = ["tests.servers.dovecot", "tests.servers.smtp"]
 
 
 def postgres_unavailable() -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from email.message import EmailMessage
 from typing import Protocol
+
+from connectors.network import is_loopback
 
 
 class TransportError(Exception):
@@ -36,11 +37,5 @@ class Transport(Protocol):
 
 def refuse_plain_text_off_loopback(host: str, security: str, what: str) -> None:
     """A password sent without TLS is only acceptable to a server on this machine."""
-    if security != "plain":
-        return
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if security == "plain" and not is_loopback(host):
         raise TransportError(f"{what}: security = \"plain\" is allowed only for a loopback host", unreachable=True)

@@ -12,7 +12,7 @@ from registry.models import ContactPoint, Notification
 from tests.daemon.test_outbox import UNPACED, Clock
 from tests.daemon.test_outbox_in_doubt import transport_with_sent_folder
 from tests.servers.dovecot import DovecotServer
-from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from tests.servers.smtp import SmtpServer
 from tests.support.outbox import COPY, PLANNED_AT, plan_notifications
 
 

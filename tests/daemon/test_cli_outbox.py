@@ -13,7 +13,7 @@ from daemon.runtime import Runtime
 from daemon.service import build_scheduler
 from registry.models import AuditEvent, Notification
 from registry.store import open_registry
-from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from tests.servers.smtp import SmtpServer
 from tests.support.outbox import plan_notifications
 
 POLICY = "dispatch: {per_mailbox_per_hour: 0, per_domain_per_hour: 0, quiet_hours: null}\n"

@@ -18,7 +18,7 @@ from daemon.sync import sync_source
 from daemon.transports.smtp import SmtpTransport
 from registry.handover import approve_handover, handover_report
 from registry.models import Customer, HandoverItem, Interaction, Notification, Rep
-from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from tests.servers.smtp import SmtpServer
 
 TODAY = date(2026, 6, 1)
 NOW = datetime.combine(TODAY, time(9), timezone.utc)

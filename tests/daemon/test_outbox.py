@@ -16,7 +16,7 @@ from daemon.outbox import Dispatcher, RunReport, outbox_summary
 from daemon.transports.file import FileTransport
 from daemon.transports.smtp import SmtpTransport
 from registry.models import AuditEvent, Notification
-from tests.servers.smtp import SmtpServer, smtp_implicit_tls_server, smtp_server, smtp_tls_server  # noqa: F401  (fixtures)
+from tests.servers.smtp import SmtpServer
 from tests.support.outbox import COPY, PLANNED_AT, plan_notifications
 
 UNPACED = DispatchRules(per_mailbox_per_hour=0, per_domain_per_hour=0, quiet_hours=None)

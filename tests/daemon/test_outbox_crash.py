@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from registry.store import open_registry
 from tests.servers.dovecot import DovecotServer
-from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from tests.servers.smtp import SmtpServer
 from tests.support.outbox import Planned, plan_notifications
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from daemon.transports.smtp import SmtpTransport
 from registry.models import AuditEvent, Notification
 from tests.daemon.test_outbox import UNPACED, Clock, dispatch
 from tests.servers.dovecot import DovecotServer
-from tests.servers.smtp import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from tests.servers.smtp import SmtpServer
 from tests.support.outbox import PLANNED_AT, Planned, plan_notifications
 
 
