@@ -19,6 +19,7 @@ from registry.models import (
     Source, SyncIssue, as_utc, utcnow,
 )
 
+PointOwners = tuple[dict[int, int], dict[int, int]]
 
 
 def store_batch(engine: Engine, source_id: int, facts: FactBatch, cursor: dict[str, Any]) -> None:
@@ -36,8 +37,9 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch) -> None:
     contacts = [i.contact for m in facts.messages for i in m.interactions]
     point_ids = _ensure_contacts(db, contacts, [list(s.contacts) for s in facts.sightings])
     message_ids = _ensure_messages(db, source_id, facts)
-    _insert_interactions(db, facts, rep_ids, point_ids, message_ids)
-    _insert_sightings(db, source_id, facts, rep_ids, point_ids)
+    owners = _point_owners(db, point_ids.values())
+    _insert_interactions(db, facts, rep_ids, point_ids, owners, message_ids)
+    _insert_sightings(db, source_id, facts, rep_ids, point_ids, owners)
     _insert_ignoring(db, SyncIssue.__table__, [
         {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
         for s in facts.skipped
@@ -161,9 +163,9 @@ def _ensure_messages(db: Connection, source_id: int, facts: FactBatch) -> dict[s
 
 def _insert_interactions(
     db: Connection, facts: FactBatch, rep_ids: dict[str, int],
-    point_ids: dict[tuple[str, str], int], message_ids: dict[str, int],
+    point_ids: dict[tuple[str, str], int], owners: PointOwners, message_ids: dict[str, int],
 ) -> None:
-    contact_of, customer_of = _point_owners(db, point_ids.values())
+    contact_of, customer_of = owners
     rows = []
     relays = []
     for message in facts.messages:
@@ -182,9 +184,10 @@ def _insert_interactions(
 
 
 def _insert_sightings(
-    db: Connection, source_id: int, facts: FactBatch, rep_ids: dict[str, int], point_ids: dict[tuple[str, str], int]
+    db: Connection, source_id: int, facts: FactBatch, rep_ids: dict[str, int],
+    point_ids: dict[tuple[str, str], int], owners: PointOwners,
 ) -> None:
-    contact_of, customer_of = _point_owners(db, point_ids.values())
+    contact_of, customer_of = owners
     now = utcnow()
     _insert_ignoring(db, Sighting.__table__, [
         {"source_id": source_id, "entry_ref": s.entry_ref[:512], "rep_id": rep_ids.get(s.rep_email),
@@ -195,7 +198,7 @@ def _insert_sightings(
     ])
 
 
-def _point_owners(db: Connection, point_ids: Iterable[int]) -> tuple[dict[int, int], dict[int, int]]:
+def _point_owners(db: Connection, point_ids: Iterable[int]) -> PointOwners:
     """Contact and customer of each contact point, read back so merges by other writers are respected."""
     points, contacts = ContactPoint.__table__, Contact.__table__
     contact_of: dict[int, int] = {}
