@@ -101,12 +101,11 @@ def sync_source(
     try:
         for batch in (connector or build_connector(source, settings)).sync(cursor):
             facts = identity.interpret(batch, owner)
-            store_batch(engine, source_id, facts, batch.cursor)
+            store_batch(engine, source_id, facts, batch.cursor, lease_until=utcnow() + LEASE)
             report.batches += 1
             report.messages += len(facts.messages)
             report.entries += len(facts.sightings)
             report.skipped += len(facts.skipped)
-            _renew(engine, source_id)
             if progress:
                 progress(len(batch.records) + len(batch.skipped))
     except (ConnectorError, OSError, ConfigError) as error:
@@ -147,12 +146,6 @@ def _claim(engine: Engine, source: SourceConfig, owner: str) -> tuple[int | None
             return None, None
         found = db.execute(select(table.c.id, table.c.cursor).where(table.c.name == source.name)).one()
         return found.id, found.cursor
-
-
-def _renew(engine: Engine, source_id: int) -> None:
-    table = Source.__table__
-    with engine.begin() as db:
-        db.execute(table.update().where(table.c.id == source_id).values(lease_until=utcnow() + LEASE))
 
 
 def _finish(engine: Engine, source_id: int, report: SyncReport) -> None:

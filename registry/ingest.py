@@ -7,6 +7,7 @@ daemon processes sharing one PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, select, tuple_, update
@@ -22,10 +23,16 @@ from registry.models import (
 PointOwners = tuple[dict[int, int], dict[int, int]]
 
 
-def store_batch(engine: Engine, source_id: int, facts: FactBatch, cursor: dict[str, Any]) -> None:
+def store_batch(
+    engine: Engine, source_id: int, facts: FactBatch, cursor: dict[str, Any], lease_until: datetime | None = None
+) -> None:
+    """Facts, cursor and (for a leased sync) the renewed lease commit together."""
+    values: dict[str, Any] = {"cursor": cursor}
+    if lease_until is not None:
+        values["lease_until"] = lease_until
     with engine.begin() as db:
         store_facts(db, source_id, facts)
-        db.execute(update(Source.__table__).where(Source.__table__.c.id == source_id).values(cursor=cursor))
+        db.execute(update(Source.__table__).where(Source.__table__.c.id == source_id).values(**values))
 
 
 def store_facts(db: Connection, source_id: int, facts: FactBatch) -> None:
