@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from imapclient import IMAPClient  # noqa: E402
 from config.policy import Policy  # noqa: E402
 from config.settings import Settings, SourceConfig  # noqa: E402
 from connectors.imap import FETCH_ITEMS, ImapConnector, uid_chunks  # noqa: E402
-from daemon.sync import sync_source  # noqa: E402
+from daemon.sync import sync_sources  # noqa: E402
 from registry.store import open_registry  # noqa: E402
 from tests.servers.dovecot import DovecotServer, require_dovecot  # noqa: E402
 
@@ -39,6 +40,7 @@ ENRON = PROJECT.parent / "shared" / "corpus" / "enron" / "maildir"
 FOLDERS = {"inbox": "INBOX", "sent": "Sent", "_sent_mail": "_sent_mail", "sent_items": "sent_items"}
 EXTRA_FOLDERS = ["_sent_mail", "sent_items"]
 BATCH = 500
+WORKERS = Settings().sync_workers
 POLICY = Policy(company_domains=["enron.com"])
 
 
@@ -72,19 +74,29 @@ def sources(port: int) -> list[SourceConfig]:
     ]
 
 
-def measure_custody(port: int, database: Path) -> dict[str, Any]:
-    """Full sync, then a resync with nothing new, into one SQLite registry."""
+def measure_custody(port: int, database: Path, workers: int) -> dict[str, Any]:
+    """Full sync of every mailbox as `custody sync` does it, then a resync with nothing new, into one
+    SQLite registry."""
     engine = open_registry(f"sqlite:///{database}")
     chosen = sources(port)
-    settings = Settings(sources=chosen, batch_size=BATCH)
-    started, cpu = time.perf_counter(), time.process_time()
-    messages = sum(sync_source(engine, settings, POLICY, s).messages for s in chosen)
+    settings = Settings(sources=chosen, batch_size=BATCH, sync_workers=workers)
+    started, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
+    messages = sum(r.messages for r in sync_sources(engine, settings, POLICY, chosen))
     full, full_cpu = time.perf_counter() - started, time.process_time() - cpu
+    full_busy = machine_busy_seconds() - busy
     started = time.perf_counter()
-    again = sum(sync_source(engine, settings, POLICY, s).messages for s in chosen)
+    again = sum(r.messages for r in sync_sources(engine, settings, POLICY, chosen))
     resync = time.perf_counter() - started
-    return {"messages": messages, "seconds": full, "cpu_seconds": full_cpu, "resync_messages": again,
-            "resync_seconds": resync}
+    return {"messages": messages, "seconds": full, "cpu_seconds": full_cpu, "machine_cpu_seconds": full_busy,
+            "resync_messages": again, "resync_seconds": resync, "workers": workers}
+
+
+def machine_busy_seconds() -> float:
+    """CPU time of the whole machine (custody's readers, Dovecot, everything) from /proc/stat, so a
+    run that spreads its work over processes is charged for all of it."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_connector(port: int) -> dict[str, Any]:
@@ -96,7 +108,7 @@ def measure_connector(port: int) -> dict[str, Any]:
 
 def measure_bare(port: int) -> dict[str, Any]:
     """The same folders and header fields, fetched in the same batch size, parsed by imapclient, kept nowhere."""
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
     messages = 0
     for source in sources(port):
         with IMAPClient("127.0.0.1", port=port, ssl=False) as client:
@@ -107,7 +119,8 @@ def measure_bare(port: int) -> dict[str, Any]:
                 client.select_folder(folder, readonly=True)
                 for chunk in uid_chunks(client.search(["ALL"]), BATCH):
                     messages += len(client.fetch(chunk, FETCH_ITEMS))
-    return {"messages": messages, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
+    return {"messages": messages, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
+            "machine_cpu_seconds": machine_busy_seconds() - busy}
 
 
 def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
@@ -133,9 +146,56 @@ def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
     return {"messages": messages, "seconds": seconds}
 
 
+class TreeMemory:
+    """Peak summed RSS of this process and its descendants (custody's reader processes), sampled."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak_mb = max(self.peak_mb, sum(_rss_mb(pid) for pid in _tree(os.getpid())))
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) / 1024
+
+
 def run_measurement(name: str, port: int, scratch: Path) -> dict[str, Any]:
-    if name == "custody":
-        result = measure_custody(port, scratch / "registry.db")
+    if name.startswith("custody"):
+        with TreeMemory() as memory:
+            result = measure_custody(port, scratch / f"{name}.db", 0 if name == "custody_in_process" else WORKERS)
+        result["tree_peak_rss_mb"] = round(memory.peak_mb, 1)
     elif name == "connector":
         result = measure_connector(port)
     elif name == "bare":
@@ -166,7 +226,7 @@ def summary(result: dict[str, Any], peak_rss_mb: float, cpu_seconds: float) -> d
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "custody-bench-imap")
-    parser.add_argument("--measure", choices=["custody", "connector", "bare", "mbsync"])
+    parser.add_argument("--measure", choices=["custody", "custody_in_process", "connector", "bare", "mbsync"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--scratch", type=Path)
     args = parser.parse_args()
@@ -186,6 +246,7 @@ def main() -> None:
         load_seconds = time.perf_counter() - started
         bare = in_own_process("bare", server.port, scratch)
         custody = in_own_process("custody", server.port, scratch)
+        in_process = in_own_process("custody_in_process", server.port, scratch)
         connector = in_own_process("connector", server.port, scratch)
         mbsync = in_own_process("mbsync", server.port, scratch)
     finally:
@@ -194,16 +255,21 @@ def main() -> None:
     print(json.dumps({
         "corpus_messages": loaded,
         "load_seconds": round(load_seconds, 2),
-        "custody_full_sync": summary(custody, custody["peak_rss_mb"], custody["cpu_seconds"]),
+        "custody_full_sync": {**summary(custody, custody["tree_peak_rss_mb"], custody["cpu_seconds"]),
+                              "reader_processes": custody["workers"],
+                              "machine_cpu_seconds": round(custody["machine_cpu_seconds"], 2)},
+        "custody_in_process": summary(in_process, in_process["tree_peak_rss_mb"], in_process["cpu_seconds"]),
         "connector_only": summary(connector, connector["peak_rss_mb"], connector["cpu_seconds"]),
-        "bare_imapclient": summary(bare, bare["peak_rss_mb"], bare["cpu_seconds"]),
+        "bare_imapclient": {**summary(bare, bare["peak_rss_mb"], bare["cpu_seconds"]),
+                            "machine_cpu_seconds": round(bare["machine_cpu_seconds"], 2)},
         "mbsync": summary(mbsync, mbsync["children_peak_rss_mb"], mbsync["children_cpu_seconds"]),
         "resync_nothing_new": {"seconds": round(custody["resync_seconds"], 3),
                                "messages": custody["resync_messages"]},
         "ratios": {
             "custody_over_bare": round(custody["seconds"] / bare["seconds"], 2),
             "custody_over_mbsync": round(custody["seconds"] / mbsync["seconds"], 2),
-            "custody_over_bare_cpu": round(custody["cpu_seconds"] / bare["cpu_seconds"], 2),
+            "custody_in_process_over_bare": round(in_process["seconds"] / bare["seconds"], 2),
+            "custody_over_bare_machine_cpu": round(custody["machine_cpu_seconds"] / bare["machine_cpu_seconds"], 2),
             "connector_over_bare": round(connector["seconds"] / bare["seconds"], 2),
             "connector_over_bare_cpu": round(connector["cpu_seconds"] / bare["cpu_seconds"], 2),
         },

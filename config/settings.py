@@ -133,6 +133,7 @@ class Settings(BaseSettings):
     default_region: str = Field(default="US", min_length=2, max_length=2)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     batch_size: int = Field(default=500, ge=1, le=50_000)
+    sync_workers: int = Field(default=2, ge=0, le=64)
     reps: list[RepConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)
     service: ServiceConfig = Field(default_factory=ServiceConfig)

@@ -10,6 +10,7 @@ import hashlib
 import re
 from datetime import datetime, timezone
 from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
@@ -25,6 +26,7 @@ _PARSER = BytesHeaderParser()
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _BRACKETED = re.compile(r"<([^<>@\s]+@[^<>@\s]+)>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_UNSPLITTABLE = re.compile(r'["(\\:;\[]')
 
 
 class MalformedMessage(ValueError):
@@ -47,36 +49,49 @@ def parse_headers(
     fallback_date: datetime | None = None,
 ) -> MessageHeaders:
     """Parse a header block; raise MalformedMessage when it cannot become a registry record."""
-    headers = _PARSER.parsebytes(header_block(raw))
-    if not headers.keys():
+    fields = _fields(_PARSER.parsebytes(header_block(raw)))
+    if not fields:
         raise MalformedMessage("no headers")
-    sender = _addresses(headers.get_all("From"))
+    sender = _addresses(fields.get("from"))
     if not sender:
         raise MalformedMessage("no usable From address")
-    date = _date(headers.get("Date")) or fallback_date
+    date = _date(_first(fields, "date")) or fallback_date
     if date is None:
         raise MalformedMessage("missing or invalid Date")
-    to = _addresses(headers.get_all("To"))
-    cc = _addresses(headers.get_all("Cc"))
-    subject = _decoded(headers.get("Subject"))
+    to = _addresses(fields.get("to"))
+    cc = _addresses(fields.get("cc"))
+    subject = _decoded(_first(fields, "subject"))
     return MessageHeaders(
-        message_id=_message_id(headers.get("Message-ID"), sender, to, date, subject),
+        message_id=_message_id(_first(fields, "message-id"), sender, to, date, subject),
         folder=folder,
         date=date,
         sender=sender,
         to=to,
         cc=cc,
-        bcc=_addresses(headers.get_all("Bcc")),
-        reply_to=_addresses(headers.get_all("Reply-To")),
+        bcc=_addresses(fields.get("bcc")),
+        reply_to=_addresses(fields.get("reply-to")),
         subject=subject,
-        in_reply_to=_first_msgid(_text(headers.get("In-Reply-To"))),
-        auto_submitted=_text(headers.get("Auto-Submitted")).lower(),
-        precedence=_text(headers.get("Precedence")).lower(),
-        list_id=_text(headers.get("List-Id")),
-        content_type=_text(headers.get("Content-Type")).split(";", 1)[0].strip().lower(),
-        return_path=_text(headers.get("Return-Path")),
+        in_reply_to=_first_msgid(_text(_first(fields, "in-reply-to"))),
+        auto_submitted=_text(_first(fields, "auto-submitted")).lower(),
+        precedence=_text(_first(fields, "precedence")).lower(),
+        list_id=_text(_first(fields, "list-id")),
+        content_type=_text(_first(fields, "content-type")).split(";", 1)[0].strip().lower(),
+        return_path=_text(_first(fields, "return-path")),
         channel=channel,
     )
+
+
+def _fields(headers: Message) -> dict[str, list[object]]:
+    """Every value by lower-case field name, read in one pass instead of one scan per field."""
+    fields: dict[str, list[object]] = {}
+    for name, value in headers.items():
+        fields.setdefault(name.lower(), []).append(value)
+    return fields
+
+
+def _first(fields: dict[str, list[object]], name: str) -> object:
+    values = fields.get(name)
+    return values[0] if values else None
 
 
 def _text(value: object) -> str:
@@ -84,10 +99,11 @@ def _text(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return _CONTROL.sub(" ", text).strip()[:MAX_TEXT]
 
 
@@ -104,24 +120,34 @@ def _decoded(value: object) -> str:
 def _addresses(values: list[object] | None) -> tuple[Address, ...]:
     if not values:
         return ()
-    return _parsed_addresses(tuple(_text(v) for v in values))
+    found = tuple(a for value in values for a in _parsed_addresses(_text(value)))
+    return found or tuple(a for value in values for a in _bracketed_addresses(_text(value)))
 
 
 @lru_cache(maxsize=65536)
-def _parsed_addresses(texts: tuple[str, ...]) -> tuple[Address, ...]:
-    """A mailbox repeats the same From/To lines thousands of times, and getaddresses is the slowest step."""
+def _parsed_addresses(text: str) -> tuple[Address, ...]:
+    """getaddresses is the slowest step, and long recipient lists are mostly the same few thousand
+    mailboxes: without quotes, comments, groups or domain literals a comma can only separate
+    mailboxes, so each one is parsed once and remembered."""
+    if _UNSPLITTABLE.search(text):
+        return _mailboxes(text)
+    return tuple(a for piece in text.split(",") for a in _mailboxes(piece.strip()))
+
+
+@lru_cache(maxsize=65536)
+def _mailboxes(text: str) -> tuple[Address, ...]:
     found: list[Address] = []
-    for name, email in getaddresses(texts):
+    for name, email in getaddresses([text]):
         email = email.strip().strip("'\"")
         if "@" not in email or len(email) > 254:
             continue
         found.append(Address(name=_decoded(name)[:256], email=email))
-    return tuple(found) or _bracketed_addresses(list(texts))
+    return tuple(found)
 
 
-def _bracketed_addresses(texts: list[str]) -> tuple[Address, ...]:
+def _bracketed_addresses(text: str) -> tuple[Address, ...]:
     """Last resort for headers whose display names break RFC 5322 parsing (stray parentheses, bytes)."""
-    return tuple(Address("", email) for text in texts for email in _BRACKETED.findall(text) if len(email) <= 254)
+    return tuple(Address("", email) for email in _BRACKETED.findall(text) if len(email) <= 254)
 
 
 def _date(value: object) -> datetime | None:

@@ -321,6 +321,8 @@ def open_connection(host: str, port: int, security: str, ca_file: Path | None, t
     (against `ca_file` when given), plain text only to a loopback host."""
     if security == "plain" and not is_loopback(host):
         raise ConnectorError(f"{host}:{port}: security = \"plain\" is allowed only for a loopback host")
+    if security == "plain":
+        return IMAPClient(host, port=port, ssl=False, timeout=timeout)
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     client = IMAPClient(host, port=port, ssl=security == "tls", ssl_context=context, timeout=timeout)
     if security == "starttls":

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from config.settings import CONFIG_ENV, ConfigError, SourceConfig
@@ -19,7 +19,7 @@ from daemon.cli_pool import pool_app
 from daemon.cli_reports import report_app
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service import run_service
-from daemon.sync import SyncReport, sync_source
+from daemon.sync import SyncReport, sync_sources
 from registry.coverage import coverage_summary
 from registry.models import utcnow
 from registry.status import rep_activity, registry_counts, source_statuses
@@ -70,14 +70,17 @@ def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--sourc
 
 
 def sync_with_progress(rt: Runtime, sources: list[SourceConfig]) -> list[SyncReport]:
+    """One bar per source, counting items as their batches are stored (sources are read in parallel)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    reports = []
     with Progress(*columns, console=console, transient=True) as progress:
-        for source in sources:
-            task = progress.add_task(f"sync {source.name}", total=None)
-            reports.append(sync_source(rt.engine, rt.settings, rt.policy, source,
-                                       progress=lambda n, t=task: progress.advance(t, n)))
-    return reports
+        tasks: dict[str, TaskID] = {}
+
+        def advance(source: str, items: int) -> None:
+            if source not in tasks:
+                tasks[source] = progress.add_task(f"sync {source}", total=None)
+            progress.advance(tasks[source], items)
+
+        return sync_sources(rt.engine, rt.settings, rt.policy, sources, progress=advance)
 
 
 @app.command()

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from config.settings import ConfigError
 from daemon.departure import DepartureError, depart, process_hr_folder, settle_due_handovers
 from daemon.runtime import fail_config, runtime
-from daemon.sync import identity_for, register_reps
+from daemon.readers import identity_for
+from daemon.sync import register_reps
 from registry.audit import cli_actor
 from registry.departure_facts import human_evidence
 from registry.handover import (

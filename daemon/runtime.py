@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,20 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.policy import Policy, load_policy
 from config.settings import ConfigError, Settings, load_settings
+from daemon.logs import configure_logging
 from registry.store import open_registry
 
 CONFIG_EXIT = 2
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line, so journald and log shippers can index the fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
 
 
 @dataclass
@@ -46,13 +33,6 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         return open_registry(self.settings.registry_url(), self.settings.database_schema or None)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def runtime(ctx: typer.Context) -> Runtime:

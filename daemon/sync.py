@@ -13,18 +13,15 @@ from sqlalchemy import Engine, select, update
 from config.policy import Policy
 from config.settings import ConfigError, Settings, SourceConfig
 from connectors.base import Connector, ConnectorError
-from connectors.csv_contacts import CsvContactsConnector
-from connectors.imap import ImapConnector
-from connectors.maildir import MaildirConnector
-from connectors.mbox import MboxConnector
-from connectors.vcard import VcardConnector
 from daemon.leases import lease_alive, lease_owner
-from policies.identity import Identity, KnownRep
+from daemon.readers import ReaderPool, ReadEvent, ReadTask, build_connector, failure, identity_for, read_source
+from policies.identity import Identity
 from registry.facts import PersonFact
 from registry.ingest import ensure_reps, store_batch
 from registry.models import Rep, RepAddress, Source, utcnow
 
 log = logging.getLogger("custody.sync")
+Progress = Callable[[str, int], None]
 LEASE = timedelta(minutes=15)
 
 
@@ -40,27 +37,6 @@ class SyncReport:
     @property
     def ok(self) -> bool:
         return not self.error
-
-
-def build_connector(source: SourceConfig, settings: Settings) -> Connector:
-    """The connector for a source's kind; the only place that maps config to protocol code."""
-    size = settings.batch_size
-    if source.kind == "maildir":
-        return MaildirConnector(source.path, source.channel, size, source.folders, source.exclude_folders)  # type: ignore[arg-type]
-    if source.kind == "mbox":
-        return MboxConnector(source.path, source.channel, size)  # type: ignore[arg-type]
-    if source.kind == "vcard":
-        return VcardConnector(source.path, source.channel)  # type: ignore[arg-type]
-    if source.kind == "csv":
-        return CsvContactsConnector(source.path, source.channel, size, source.options)  # type: ignore[arg-type]
-    if source.kind == "imap":
-        return ImapConnector(source, batch_size=size)
-    raise ConfigError(f"sources.{source.name}.kind: {source.kind} connector is not available in this build")
-
-
-def identity_for(settings: Settings, policy: Policy) -> Identity:
-    reps = [KnownRep(r.email, r.name, tuple(r.personal_addresses)) for r in settings.reps]
-    return Identity(policy, reps, settings.default_region)
 
 
 def register_reps(engine: Engine, settings: Settings, identity: Identity) -> None:
@@ -81,38 +57,92 @@ def register_reps(engine: Engine, settings: Settings, identity: Identity) -> Non
                     db.execute(RepAddress.__table__.insert().values(rep_id=rep_id, email=address, kind="personal"))
 
 
+def sync_sources(
+    engine: Engine,
+    settings: Settings,
+    policy: Policy,
+    sources: list[SourceConfig],
+    progress: Progress | None = None,
+) -> list[SyncReport]:
+    """Sync several sources, read by `settings.sync_workers` reader processes while this process
+    writes the registry; 0 workers reads them one after another in this process."""
+    workers = min(settings.sync_workers, len(sources))
+    if workers == 0:
+        return [sync_source(engine, settings, policy, source, progress) for source in sources]
+    identity = identity_for(settings, policy)
+    register_reps(engine, settings, identity)
+    reports = {source.name: SyncReport(source.name) for source in sources}
+    claimed: dict[str, int] = {}
+    waiting = list(sources)
+    with ReaderPool(settings, policy, workers) as readers:
+        while waiting or claimed:
+            while waiting and readers.idle:
+                source = waiting.pop(0)
+                claim = _claim_task(engine, identity, source, reports[source.name])
+                if claim is not None:
+                    claimed[source.name] = claim[0]
+                    readers.assign(claim[1])
+            if claimed:
+                event = readers.next_event()
+                source_id = claimed[event.source]
+                _apply(engine, source_id, event, reports[event.source], progress)
+                if event.kind != "batch":
+                    _finish(engine, source_id, reports[event.source])
+                    del claimed[event.source]
+    return [reports[source.name] for source in sources]
+
+
 def sync_source(
     engine: Engine,
     settings: Settings,
     policy: Policy,
     source: SourceConfig,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     connector: Connector | None = None,
 ) -> SyncReport:
-    """Sync one source batch by batch; a failure marks the source failing and leaves others alone."""
+    """Sync one source batch by batch in this process; a failure marks the source failing and leaves others alone."""
     identity = identity_for(settings, policy)
     register_reps(engine, settings, identity)
-    owner = _address(identity, source.owner) if source.owner else ""
-    source_id, cursor = _claim(engine, source, owner)
     report = SyncReport(source.name)
-    if source_id is None:
-        report.error = "another custody process is syncing this source"
+    claim = _claim_task(engine, identity, source, report)
+    if claim is None:
         return report
+    source_id, task = claim
     try:
-        for batch in (connector or build_connector(source, settings)).sync(cursor):
-            facts = identity.interpret(batch, owner)
-            store_batch(engine, source_id, facts, batch.cursor, lease_until=utcnow() + LEASE)
-            report.batches += 1
-            report.messages += len(facts.messages)
-            report.entries += len(facts.sightings)
-            report.skipped += len(facts.skipped)
-            if progress:
-                progress(len(batch.records) + len(batch.skipped))
+        for event in read_source(connector or build_connector(source, settings), identity, task):
+            _apply(engine, source_id, event, report, progress)
     except (ConnectorError, OSError, ConfigError) as error:
-        report.error = str(error) or type(error).__name__
-        log.warning("source %s failed: %s", source.name, report.error)
+        _apply(engine, source_id, ReadEvent("failed", source.name, error=failure(error)), report, progress)
     _finish(engine, source_id, report)
     return report
+
+
+def _claim_task(
+    engine: Engine, identity: Identity, source: SourceConfig, report: SyncReport
+) -> tuple[int, ReadTask] | None:
+    owner = _address(identity, source.owner) if source.owner else ""
+    source_id, cursor = _claim(engine, source, owner)
+    if source_id is None:
+        report.error = "another custody process is syncing this source"
+        return None
+    return source_id, ReadTask(source, cursor, owner)
+
+
+def _apply(engine: Engine, source_id: int, event: ReadEvent, report: SyncReport, progress: Progress | None) -> None:
+    """Store a batch with its cursor (and the renewed lease) in one transaction, or note why the source failed."""
+    if event.kind == "failed":
+        report.error = event.error
+        log.warning("source %s failed: %s", report.source, report.error)
+        return
+    if event.facts is None:
+        return
+    store_batch(engine, source_id, event.facts, event.cursor or {}, lease_until=utcnow() + LEASE)
+    report.batches += 1
+    report.messages += len(event.facts.messages)
+    report.entries += len(event.facts.sightings)
+    report.skipped += len(event.facts.skipped)
+    if progress:
+        progress(report.source, event.items)
 
 
 def _address(identity: Identity, email: str) -> str:

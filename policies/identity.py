@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TypeVar
 
 import phonenumbers
 import tldextract
@@ -25,6 +26,7 @@ _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.
 _PLUS_SAFE = frozenset({"gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com",
                         "icloud.com", "me.com", "fastmail.com", "proton.me", "protonmail.com"})
 _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
+F = TypeVar("F", PersonFact, ContactFact, InteractionFact)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Identity:
     plus_safe: frozenset[str] = field(init=False)
     _normalised: dict[str, str | None] = field(init=False, default_factory=dict)
     _internal_domains: dict[str, bool] = field(init=False, default_factory=dict)
+    _interned: dict[tuple[object, ...], tuple[object, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.company_domains = frozenset(d.lower().strip(".") for d in self.policy.company_domains)
@@ -132,7 +135,8 @@ class Identity:
         sender = self.normalise_email(sender_address.email) or sender_address.email.lower()
         recipients = self._people(message.to + message.cc + message.bcc)
         noise = self.noise_reason(message, sender)
-        internal = [PersonFact(a, n) for a, n in [(sender, sender_address.name), *recipients] if self.is_internal(a)]
+        internal = [self._intern(PersonFact(a, n)) for a, n in [(sender, sender_address.name), *recipients]
+                    if self.is_internal(a)]
         interactions: list[InteractionFact] = []
         relays: list[RelayFact] = []
         if not noise:
@@ -143,14 +147,15 @@ class Identity:
                         continue
                     if self.is_internal(address) or address in self.personal_owner:
                         continue
-                    interactions.append(InteractionFact(sender, self._contact(address, name), "outbound", message.channel))
+                    interactions.append(self._intern(
+                        InteractionFact(sender, self._contact(address, name), "outbound", message.channel)))
                 relays += [RelayFact(sender, address) for address, name in self._people(message.reply_to)
                            if self.personal_address_of(sender, address, name)]
             elif sender not in self.personal_owner and _EMAIL.match(sender):
                 contact = self._contact(sender, sender_address.name)
                 for address, _ in recipients:
                     if self.is_internal(address):
-                        interactions.append(InteractionFact(address, contact, "inbound", message.channel))
+                        interactions.append(self._intern(InteractionFact(address, contact, "inbound", message.channel)))
         return MessageFact(
             message_key=message.message_id,
             occurred_at=message.date,  # type: ignore[arg-type]
@@ -201,7 +206,11 @@ class Identity:
 
     def _contact(self, address: str, name: str) -> ContactFact:
         key, kind = self.customer_of(address)
-        return ContactFact("email", address, name, key, kind)
+        return self._intern(ContactFact("email", address, name, key, kind))
+
+    def _intern(self, fact: F) -> F:
+        """One object per distinct fact, so a batch sent to the registry writer pickles each only once."""
+        return self._interned.setdefault(fact, fact)  # type: ignore[return-value]
 
     def _entry_customer(self, emails: list[str], phones: list[str], organisation: str) -> tuple[str, str]:
         for email in emails:

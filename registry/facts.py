@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class PersonFact:
+class PersonFact(NamedTuple):
     """An internal address seen in mail; becomes (or matches) a Rep."""
 
     email: str
     name: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ContactFact:
+class ContactFact(NamedTuple):
     """A normalised customer contact point and the customer it resolves to."""
 
     kind: str
@@ -25,22 +24,19 @@ class ContactFact:
     customer_kind: str
 
 
-@dataclass(frozen=True, slots=True)
-class InteractionFact:
+class InteractionFact(NamedTuple):
     rep_email: str
     contact: ContactFact
     direction: str
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
-class RelayFact:
+class RelayFact(NamedTuple):
     rep_email: str
     personal_email: str
 
 
-@dataclass(frozen=True, slots=True)
-class MessageFact:
+class MessageFact(NamedTuple):
     message_key: str
     occurred_at: datetime
     subject: str
@@ -51,16 +47,14 @@ class MessageFact:
     relays: tuple[RelayFact, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class SightingFact:
+class SightingFact(NamedTuple):
     entry_ref: str
     rep_email: str
     channel: str
     contacts: tuple[ContactFact, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class SkippedFact:
+class SkippedFact(NamedTuple):
     ref: str
     reason: str
 

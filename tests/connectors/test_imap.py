@@ -245,7 +245,7 @@ def test_server_stopped_mid_sync_then_next_sync_completes(dovecot: DovecotServer
     fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 200, "in")})
     source = imap_source(dovecot, "alice")
 
-    report = sync(engine, source, batch_size=20, progress=lambda _: dovecot.stop())
+    report = sync(engine, source, batch_size=20, progress=lambda _source, _items: dovecot.stop())
 
     assert not report.ok and "connection failed after 2 attempts" in report.error
     assert source_row(engine, source).status == "failing"
@@ -260,7 +260,7 @@ def test_connection_dropped_mid_sync_is_resumed_by_reconnecting(dovecot: Dovecot
     source = imap_source(dovecot, "alice")
     restarts: list[int] = []
 
-    def restart_once(_: int) -> None:
+    def restart_once(_source: str, _items: int) -> None:
         if not restarts:
             restarts.append(1)
             dovecot.restart()

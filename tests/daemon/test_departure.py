@@ -17,7 +17,8 @@ from daemon.departure import (
     DepartureError, depart, departure_round, handle_directory_events, plan_notifications, process_hr_folder, reactivate,
     settle_due_handovers,
 )
-from daemon.sync import identity_for, register_reps
+from daemon.readers import identity_for
+from daemon.sync import register_reps
 from policies.identity import KnownRep
 from registry.handover import HandoverError, approve_handover, cancel_handover, handover_report
 from registry.models import AuditEvent, Contact, ContactPoint, Customer, Handover, HandoverItem, Notification, Rep

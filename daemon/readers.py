@@ -1,0 +1,235 @@
+"""Reader processes: each reads one source at a time and interprets it into fact batches.
+
+Parsing headers and applying the identity policy are most of a sync's CPU. In their own processes
+they run beside the registry writes instead of taking turns with them under one GIL, and several
+mailboxes are read at once. Readers never open the registry: the one writer stores each batch with
+its cursor, so a reader that dies loses nothing that was committed and commits nothing half-done.
+
+Readers are plain subprocesses speaking pickled tasks and events over their stdin and stdout;
+they exit on their own when the writer is gone (SIGKILL included), at their next send or receive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Literal
+
+from config.policy import Policy
+from config.settings import ConfigError, Settings, SourceConfig
+from connectors.base import Connector, ConnectorError
+from connectors.csv_contacts import CsvContactsConnector
+from connectors.imap import ImapConnector
+from connectors.maildir import MaildirConnector
+from connectors.mbox import MboxConnector
+from connectors.vcard import VcardConnector
+from daemon.logs import configure_logging
+from policies.identity import Identity, KnownRep
+from registry.facts import FactBatch
+
+log = logging.getLogger("custody.readers")
+_EXIT_SECONDS = 5
+EventKind = Literal["batch", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    source: SourceConfig
+    cursor: dict[str, Any] | None
+    owner: str
+
+
+@dataclass(frozen=True)
+class ReadEvent:
+    """What a reader reports: a batch with the cursor after it, the end of a source, or why it failed."""
+
+    kind: EventKind
+    source: str
+    facts: FactBatch | None = None
+    cursor: dict[str, Any] | None = None
+    items: int = 0
+    error: str = ""
+
+
+def build_connector(source: SourceConfig, settings: Settings) -> Connector:
+    """The connector for a source's kind; the only place that maps config to protocol code."""
+    size = settings.batch_size
+    if source.kind == "maildir":
+        return MaildirConnector(source.path, source.channel, size, source.folders, source.exclude_folders)  # type: ignore[arg-type]
+    if source.kind == "mbox":
+        return MboxConnector(source.path, source.channel, size)  # type: ignore[arg-type]
+    if source.kind == "vcard":
+        return VcardConnector(source.path, source.channel)  # type: ignore[arg-type]
+    if source.kind == "csv":
+        return CsvContactsConnector(source.path, source.channel, size, source.options)  # type: ignore[arg-type]
+    if source.kind == "imap":
+        return ImapConnector(source, batch_size=size)
+    raise ConfigError(f"sources.{source.name}.kind: {source.kind} connector is not available in this build")
+
+
+def identity_for(settings: Settings, policy: Policy) -> Identity:
+    reps = [KnownRep(r.email, r.name, tuple(r.personal_addresses)) for r in settings.reps]
+    return Identity(policy, reps, settings.default_region)
+
+
+def read_source(connector: Connector, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
+    """A source's batches as facts, each with the cursor that is valid once it is stored."""
+    for batch in connector.sync(task.cursor):
+        yield ReadEvent("batch", task.source.name, identity.interpret(batch, task.owner), batch.cursor,
+                        len(batch.records) + len(batch.skipped))
+
+
+def failure(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+class ReaderPool:
+    """`size` reader processes, one source each at a time, each talking over its own pair of pipes.
+
+    A full pipe is the back-pressure: a reader waits while the writer is behind, so memory stays
+    flat however large the mailboxes are.
+    """
+
+    def __init__(self, settings: Settings, policy: Policy, size: int) -> None:
+        self._setup = pickle.dumps((settings, policy), protocol=pickle.HIGHEST_PROTOCOL)
+        self._readers = [_Reader.start(self._setup) for _ in range(size)]
+        self._reading: dict[int, str] = {}
+
+    def __enter__(self) -> ReaderPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def idle(self) -> bool:
+        return len(self._reading) < len(self._readers)
+
+    def assign(self, task: ReadTask) -> None:
+        """Hand a source to an idle reader, restarting it first if it died while idle."""
+        slot = next(i for i in range(len(self._readers)) if i not in self._reading)
+        try:
+            self._readers[slot].send(task)
+        except OSError:
+            self._restart(slot)
+            self._readers[slot].send(task)
+        self._reading[slot] = task.source.name
+
+    def next_event(self) -> ReadEvent:
+        """The next report; a reader that died mid-source reports that source failed and is replaced."""
+        while True:
+            ready = set(wait([reader.events for reader in self._readers]))
+            for slot, reader in enumerate(self._readers):
+                if reader.events not in ready:
+                    continue
+                try:
+                    event: ReadEvent = reader.receive()
+                except (EOFError, OSError):
+                    died = self._replace(slot)
+                    if died is not None:
+                        return died
+                    continue
+                if event.kind != "batch":
+                    self._reading.pop(slot, None)
+                return event
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.stop()
+
+    def _replace(self, slot: int) -> ReadEvent | None:
+        code = self._restart(slot)
+        name = self._reading.pop(slot, None)
+        if name is None:
+            return None
+        return ReadEvent("failed", name, error=f"reader process died (exit code {code})")
+
+    def _restart(self, slot: int) -> int | None:
+        code = self._readers[slot].stop()
+        self._readers[slot] = _Reader.start(self._setup)
+        return code
+
+
+@dataclass
+class _Reader:
+    process: subprocess.Popen[bytes]
+    tasks: Connection
+    events: Connection
+
+    @classmethod
+    def start(cls, setup: bytes) -> _Reader:
+        """`python -m daemon.reader_process`, not multiprocessing: a child started by spawn or forkserver
+        re-imports the caller's whole main module (the CLI, a test runner), which costs more than
+        the reading it is started for."""
+        process = subprocess.Popen([sys.executable, "-m", "daemon.reader_process"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE)
+        assert process.stdin is not None and process.stdout is not None
+        tasks = Connection(os.dup(process.stdin.fileno()), readable=False)
+        events = Connection(os.dup(process.stdout.fileno()), writable=False)
+        process.stdin.close()
+        process.stdout.close()
+        tasks.send_bytes(setup)
+        return cls(process, tasks, events)
+
+    def send(self, task: ReadTask) -> None:
+        self.tasks.send_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def receive(self) -> ReadEvent:
+        event: ReadEvent = pickle.loads(self.events.recv_bytes())
+        return event
+
+    def stop(self) -> int | None:
+        """Closing its task pipe tells the reader to exit; one that does not is killed."""
+        self.tasks.close()
+        try:
+            self.process.wait(timeout=_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.events.close()
+        return self.process.returncode
+
+
+def serve_stdio() -> None:
+    """A reader process's life: read sources as tasks arrive on stdin, report on stdout, until the
+    writer closes the task pipe or stops listening."""
+    tasks, events = _protocol_pipes()
+    settings, policy = pickle.loads(tasks.recv_bytes())
+    configure_logging(settings.log_level)
+    identity = identity_for(settings, policy)
+    while True:
+        try:
+            task: ReadTask = pickle.loads(tasks.recv_bytes())
+        except EOFError:
+            return
+        for event in _events_of(settings, identity, task):
+            try:
+                events.send_bytes(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                return
+
+
+def _events_of(settings: Settings, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
+    name = task.source.name
+    try:
+        yield from read_source(build_connector(task.source, settings), identity, task)
+        yield ReadEvent("done", name)
+    except (ConnectorError, OSError, ConfigError) as error:
+        yield ReadEvent("failed", name, error=failure(error))
+    except Exception as error:  # a bug must fail this source, not leave the writer waiting forever
+        log.exception("reading source %s failed unexpectedly", name)
+        yield ReadEvent("failed", name, error=f"unexpected {type(error).__name__}: {error}")
+
+
+def _protocol_pipes() -> tuple[Connection, Connection]:
+    """The pipes to the writer on stdin and stdout; stray prints go to stderr instead of into the protocol."""
+    tasks, events = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
+    return tasks, events

@@ -1,0 +1,142 @@
+"""Sources read by reader processes while this process writes the registry: the same registry as
+reading them one by one, whatever happens to a reader or to the writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from config.policy import Policy
+from config.settings import RepConfig, Settings, SourceConfig
+from daemon.sync import sync_sources
+from registry.models import Message
+from registry.status import source_statuses
+from registry.store import open_registry
+from tests.support.mail import conversation, write_maildir
+from tests.support.registry import snapshot
+
+POLICY = Policy(company_domains=["acme.test"])
+REPS = [RepConfig(email=f"rep{n}@acme.test", name=f"Rep {n}") for n in range(4)]
+
+
+def mailboxes(root: Path, count: int = 4, messages: int = 300) -> list[SourceConfig]:
+    """`count` rep mailboxes sharing some customers, so readers race to create the same contacts."""
+    sources = []
+    for n in range(count):
+        rep = f"rep{n}@acme.test"
+        mails = conversation(rep, [f"buyer{c}@client{c % 7}.test" for c in range(n, n + 25)], messages, prefix=f"r{n}-")
+        path = write_maildir(root / f"rep{n}", {"INBOX": mails[: messages // 2], "Sent": mails[messages // 2:]})
+        sources.append(SourceConfig(name=f"rep{n}", kind="maildir", path=path, owner=rep))
+    return sources
+
+
+def settings_for(tmp_path: Path, sources: list[SourceConfig], workers: int) -> Settings:
+    return Settings(data_dir=tmp_path, reps=REPS, sources=sources, batch_size=40, sync_workers=workers)
+
+
+def reference(tmp_path: Path, sources: list[SourceConfig]) -> dict[str, object]:
+    engine = open_registry(f"sqlite:///{tmp_path / 'reference.db'}")
+    assert all(r.ok for r in sync_sources(engine, settings_for(tmp_path, sources, 0), POLICY, sources))
+    return snapshot(engine)
+
+
+def reader_pids(parent: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
+            command = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration):
+            continue
+        if ppid == parent and b"daemon.reader_process" in command:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_reader_processes_build_the_registry_of_an_in_process_sync(engine: Engine, tmp_path: Path) -> None:
+    sources = mailboxes(tmp_path)
+    reports = sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources)
+    assert [(r.source, r.ok, r.messages) for r in reports] == [(s.name, True, 300) for s in sources]
+    assert snapshot(engine) == reference(tmp_path, sources)
+    assert reader_pids(os.getpid()) == []
+
+
+def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, tmp_path: Path) -> None:
+    sources = mailboxes(tmp_path, count=2)
+    sources.insert(1, SourceConfig(name="gone", kind="maildir", path=tmp_path / "nowhere", owner="rep3@acme.test"))
+    reports = sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources)
+    assert [(r.source, r.ok) for r in reports] == [("rep0", True), ("gone", False), ("rep1", True)]
+    statuses = {s.name: s for s in source_statuses(engine)}
+    assert statuses["gone"].status == "failing" and "does not exist" in statuses["gone"].last_error
+
+
+def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_completes_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    sources = mailboxes(tmp_path, count=3, messages=1500)  # far more than a pipe buffers ahead
+    settings = settings_for(tmp_path, sources, 2)
+    killed: list[int] = []
+
+    def kill_the_readers(_source: str, _items: int) -> None:
+        if not killed:
+            killed.extend(reader_pids(os.getpid()))
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    first = sync_sources(engine, settings, POLICY, sources, progress=kill_the_readers)
+    assert killed
+    assert any("reader process died" in r.error for r in first)
+    assert all(r.ok for r in sync_sources(engine, settings, POLICY, sources))
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def test_readers_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) -> None:
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    config = tmp_path / "custody.toml"
+    database = tmp_path / "registry.db"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\ndatabase_url = "sqlite:///{database}"\nbatch_size = 20\nsync_workers = 2\n'
+        'policy_file = "policy.yaml"\n'
+        + "".join(f'[[sources]]\nname = "{s.name}"\nkind = "maildir"\npath = "{s.path}"\nowner = "{s.owner}"\n'
+                  for s in sources)
+    )
+    (tmp_path / "policy.yaml").write_text("company_domains: [acme.test]\n")
+    engine = open_registry(f"sqlite:///{database}")
+    writer = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "sync"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    readers = wait_for_progress(writer, engine)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in readers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in readers if alive(pid)]
+
+
+def wait_for_progress(writer: subprocess.Popen[bytes], engine: Engine) -> list[int]:
+    """The writer's readers once it has stored its first messages (and is far from done)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert writer.poll() is None, "the sync finished before it could be killed"
+        with engine.connect() as db:
+            stored = db.execute(select(func.count()).select_from(Message)).scalar_one()
+        readers = reader_pids(writer.pid)
+        if stored and len(readers) == 2:
+            return readers
+        time.sleep(0.02)
+    raise AssertionError("the sync stored nothing within a minute")
+
+
+def alive(pid: int) -> bool:
+    """Running, and not merely a zombie waiting for its parent to read its exit code."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
