@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.header import decode_header, make_header
 from email.message import Message
@@ -46,16 +47,19 @@ def parse_headers(
     raw: bytes,
     folder: str,
     channel: Channel = "company",
-    fallback_date: datetime | None = None,
+    fallback_date: Callable[[], datetime | None] | None = None,
 ) -> MessageHeaders:
-    """Parse a header block; raise MalformedMessage when it cannot become a registry record."""
+    """Parse a header block; raise MalformedMessage when it cannot become a registry record.
+
+    `fallback_date` is asked only when the Date header is missing or unreadable.
+    """
     fields = _fields(_PARSER.parsebytes(header_block(raw)))
     if not fields:
         raise MalformedMessage("no headers")
     sender = _addresses(fields.get("from"))
     if not sender:
         raise MalformedMessage("no usable From address")
-    date = _date(_first(fields, "date")) or fallback_date
+    date = _date(_first(fields, "date")) or (fallback_date() if fallback_date else None)
     if date is None:
         raise MalformedMessage("missing or invalid Date")
     to = _addresses(fields.get("to"))

@@ -74,7 +74,11 @@ class FolderState:
 class Fetched(NamedTuple):
     uid: int
     header: bytes
-    received: datetime | None
+    internaldate: bytes
+
+    def received(self) -> datetime | None:
+        """INTERNALDATE, parsed only for a message whose own Date header is missing or unreadable."""
+        return _utc(parse_to_datetime(self.internaldate, normalise=False)) if self.internaldate else None
 
 
 class _UidValidityChanged(Exception):
@@ -298,8 +302,7 @@ def fetched_headers(data: list[Any], wanted: set[int]) -> list[Fetched]:
         if uid is None or int(uid.group(1)) not in wanted:
             continue
         received = _INTERNALDATE.search(meta)
-        found.append(Fetched(int(uid.group(1)), item[1] or b"",
-                             _utc(parse_to_datetime(received.group(1), normalise=False)) if received else None))
+        found.append(Fetched(int(uid.group(1)), item[1] or b"", received.group(1) if received else b""))
     return sorted(found)
 
 

@@ -70,11 +70,11 @@ def sync_sources(
     if workers == 0:
         return [sync_source(engine, settings, policy, source, progress) for source in sources]
     identity = identity_for(settings, policy)
-    register_reps(engine, settings, identity)
     reports = {source.name: SyncReport(source.name) for source in sources}
     claimed: dict[str, int] = {}
     waiting = list(sources)
     with ReaderPool(settings, policy, workers) as readers:
+        register_reps(engine, settings, identity)  # while the readers start
         while waiting or claimed:
             while waiting and readers.idle:
                 source = waiting.pop(0)

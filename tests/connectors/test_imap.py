@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from config.policy import Policy
 from config.settings import Settings, SourceConfig
 from connectors.base import ConnectorError
-from connectors.imap import MAX_COMMAND_BYTES, ImapConnector, fetched_headers, uid_chunks
+from connectors.imap import MAX_COMMAND_BYTES, Fetched, ImapConnector, fetched_headers, parse_fetched, uid_chunks
 from connectors.records import Batch, MessageHeaders
 from daemon.sync import SyncReport, sync_source
 from registry.models import ContactPoint, Interaction, Message, Rep, Source, SyncIssue
@@ -183,8 +183,8 @@ def test_fetch_responses_are_read_whatever_the_item_order() -> None:
     ]
     rows = fetched_headers(data, {41, 43})
     assert [(row.uid, row.header) for row in rows] == [(41, b"From: ann@client.test\r\n\r\n"), (43, b"\r\n")]
-    assert rows[0].received == datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
-    assert rows[1].received is None
+    assert rows[0].received() == datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+    assert rows[1].received() is None
 
 
 def test_folders_by_special_use_config_extras_and_exclusions(dovecot: DovecotServer) -> None:
@@ -396,3 +396,11 @@ def test_plain_text_is_refused_beyond_loopback_and_xoauth2_needs_a_token_provide
     with pytest.raises(ConnectorError, match="needs a token provider"):
         read(ImapConnector(imap_source(dovecot, "alice", auth="xoauth2")))
 
+
+
+def test_a_message_without_a_date_header_takes_the_server_internaldate() -> None:
+    rows = [Fetched(7, b"From: ann@client.test\r\nTo: bo@acme.test\r\n\r\n", b"02-Mar-2026 09:00:00 +0100"),
+            Fetched(8, b"From: ann@client.test\r\nTo: bo@acme.test\r\n\r\n", b"")]
+    records, skipped = parse_fetched(rows, "INBOX", "company", 1)
+    assert [r.date for r in records] == [datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)]  # type: ignore[union-attr]
+    assert [(s.ref, s.reason) for s in skipped] == [("INBOX/1/8", "missing or invalid Date")]
