@@ -35,7 +35,7 @@ from registry.facts import FactBatch
 
 log = logging.getLogger("custody.readers")
 _EXIT_SECONDS = 5
-EventKind = Literal["batch", "done", "failed"]
+EventKind = Literal["ready", "batch", "done", "failed"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class ReadTask:
 
 @dataclass(frozen=True)
 class ReadEvent:
-    """What a reader reports: a batch with the cursor after it, the end of a source, or why it failed."""
+    """What a reader reports: that it is up, a batch with the cursor after it, the end of a source,
+    or why it failed."""
 
     kind: EventKind
     source: str
@@ -100,6 +101,7 @@ class ReaderPool:
         self._setup = pickle.dumps((settings, policy), protocol=pickle.HIGHEST_PROTOCOL)
         self._readers = [_Reader.start(self._setup) for _ in range(size)]
         self._reading: dict[int, str] = {}
+        self._up: set[int] = set()
 
     def __enter__(self) -> ReaderPool:
         return self
@@ -110,6 +112,19 @@ class ReaderPool:
     @property
     def idle(self) -> bool:
         return len(self._reading) < len(self._readers)
+
+    def idle_and_up(self) -> bool:
+        """Whether an idle reader has finished starting; never waits, so the writer can read a
+        source itself meanwhile instead of waiting for the readers' imports."""
+        starting = [reader.events for slot, reader in enumerate(self._readers)
+                    if slot not in self._up and slot not in self._reading]
+        for connection in wait(starting, timeout=0) if starting else []:
+            slot = next(i for i, reader in enumerate(self._readers) if reader.events is connection)
+            try:
+                self._note(slot, self._readers[slot].receive())
+            except (EOFError, OSError):
+                self._restart(slot)
+        return any(slot not in self._reading for slot in self._up)
 
     def assign(self, task: ReadTask) -> None:
         """Hand a source to an idle reader, restarting it first if it died while idle."""
@@ -135,13 +150,21 @@ class ReaderPool:
                     if died is not None:
                         return died
                     continue
-                if event.kind != "batch":
-                    self._reading.pop(slot, None)
-                return event
+                if self._note(slot, event):
+                    return event
 
     def close(self) -> None:
         for reader in self._readers:
             reader.stop()
+
+    def _note(self, slot: int, event: ReadEvent) -> bool:
+        """Track what `event` says of its reader; False for a reader's own news (it is up)."""
+        if event.kind == "ready":
+            self._up.add(slot)
+            return False
+        if event.kind != "batch":
+            self._reading.pop(slot, None)
+        return True
 
     def _replace(self, slot: int) -> ReadEvent | None:
         code = self._restart(slot)
@@ -152,6 +175,7 @@ class ReaderPool:
 
     def _restart(self, slot: int) -> int | None:
         code = self._readers[slot].stop()
+        self._up.discard(slot)
         self._readers[slot] = _Reader.start(self._setup)
         return code
 
@@ -185,8 +209,11 @@ class _Reader:
         return event
 
     def stop(self) -> int | None:
-        """Closing its task pipe tells the reader to exit; one that does not is killed."""
+        """Stop the reader at once: between sources it holds nothing, and a reader still starting
+        would otherwise finish its imports first."""
         self.tasks.close()
+        if self.process.poll() is None:
+            self.process.terminate()
         try:
             self.process.wait(timeout=_EXIT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -203,6 +230,10 @@ def serve_stdio() -> None:
     settings, policy = pickle.loads(tasks.recv_bytes())
     configure_logging(settings.log_level)
     identity = identity_for(settings, policy)
+    try:
+        events.send_bytes(pickle.dumps(ReadEvent("ready", ""), protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError:
+        return
     while True:
         try:
             task: ReadTask = pickle.loads(tasks.recv_bytes())

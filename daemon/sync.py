@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -65,7 +66,11 @@ def sync_sources(
     progress: Progress | None = None,
 ) -> list[SyncReport]:
     """Sync several sources, read by `settings.sync_workers` reader processes while this process
-    writes the registry; 0 workers reads them one after another in this process."""
+    writes the registry; 0 workers reads them one after another in this process.
+
+    Until a reader has started, this process reads sources itself and hands the rest of the one
+    in hand to the first reader that is up, from the cursor of its last stored batch.
+    """
     workers = min(settings.sync_workers, len(sources))
     if workers == 0:
         return [sync_source(engine, settings, policy, source, progress) for source in sources]
@@ -74,7 +79,19 @@ def sync_sources(
     claimed: dict[str, int] = {}
     waiting = list(sources)
     with ReaderPool(settings, policy, workers) as readers:
-        register_reps(engine, settings, identity)  # while the readers start
+        register_reps(engine, settings, identity)
+        while waiting and not readers.idle_and_up():
+            source = waiting.pop(0)
+            claim = _claim_task(engine, identity, source, reports[source.name])
+            if claim is None:
+                continue
+            rest = _read_here(engine, settings, identity, claim, reports[source.name], progress,
+                              hand_off=readers.idle_and_up)
+            if rest is None:
+                _finish(engine, claim[0], reports[source.name])
+            else:
+                claimed[source.name] = claim[0]
+                readers.assign(rest)
         while waiting or claimed:
             while waiting and readers.idle:
                 source = waiting.pop(0)
@@ -107,14 +124,33 @@ def sync_source(
     claim = _claim_task(engine, identity, source, report)
     if claim is None:
         return report
+    _read_here(engine, settings, identity, claim, report, progress, connector)
+    _finish(engine, claim[0], report)
+    return report
+
+
+def _read_here(
+    engine: Engine,
+    settings: Settings,
+    identity: Identity,
+    claim: tuple[int, ReadTask],
+    report: SyncReport,
+    progress: Progress | None,
+    connector: Connector | None = None,
+    hand_off: Callable[[], bool] = lambda: False,
+) -> ReadTask | None:
+    """Read a claimed source in this process, storing each batch; when `hand_off()` says so after a
+    batch, stop and return the task that continues from there, else None (done or failed)."""
     source_id, task = claim
     try:
-        for event in read_source(connector or build_connector(source, settings), identity, task):
-            _apply(engine, source_id, event, report, progress)
+        with closing(read_source(connector or build_connector(task.source, settings), identity, task)) as events:
+            for event in events:
+                _apply(engine, source_id, event, report, progress)
+                if hand_off():
+                    return ReadTask(task.source, event.cursor, task.owner)
     except (ConnectorError, OSError, ConfigError) as error:
-        _apply(engine, source_id, ReadEvent("failed", source.name, error=failure(error)), report, progress)
-    _finish(engine, source_id, report)
-    return report
+        _apply(engine, source_id, ReadEvent("failed", task.source.name, error=failure(error)), report, progress)
+    return None
 
 
 def _claim_task(

@@ -81,10 +81,13 @@ def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_complete
 ) -> None:
     sources = mailboxes(tmp_path, count=3, messages=1500)  # far more than a pipe buffers ahead
     settings = settings_for(tmp_path, sources, 2)
+    stored: list[int] = []
     killed: list[int] = []
 
-    def kill_the_readers(_source: str, _items: int) -> None:
-        if not killed:
+    def kill_the_readers(_source: str, items: int) -> None:
+        """Two thirds in, readers are up and at least one is mid-source: kill them both."""
+        stored.append(items)
+        if not killed and sum(stored) >= 3000:
             killed.extend(reader_pids(os.getpid()))
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
