@@ -67,6 +67,16 @@ def test_reader_processes_build_the_registry_of_an_in_process_sync(engine: Engin
     assert reader_pids(os.getpid()) == []
 
 
+def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(engine: Engine, tmp_path: Path) -> None:
+    """One large mailbox: this process reads its first batches during the reader's start-up and
+    hands the rest over from the cursor of the last batch it stored."""
+    sources = mailboxes(tmp_path, count=1, messages=4000)
+    settings = settings_for(tmp_path, sources, 1).model_copy(update={"batch_size": 10})
+    reports = sync_sources(engine, settings, POLICY, sources)
+    assert [(r.ok, r.messages) for r in reports] == [(True, 4000)]
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
 def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, tmp_path: Path) -> None:
     sources = mailboxes(tmp_path, count=2)
     sources.insert(1, SourceConfig(name="gone", kind="maildir", path=tmp_path / "nowhere", owner="rep3@acme.test"))
