@@ -190,8 +190,9 @@ class _Reader:
     def start(cls, setup: bytes) -> _Reader:
         """`python -m daemon.reader_process`, not multiprocessing: a child started by spawn or forkserver
         re-imports the caller's whole main module (the CLI, a test runner), which costs more than
-        the reading it is started for."""
-        process = subprocess.Popen([sys.executable, "-m", "daemon.reader_process"], stdin=subprocess.PIPE,
+        the reading it is started for. `-P` keeps a `daemon/` folder in the working directory from
+        being imported instead of ours."""
+        process = subprocess.Popen([sys.executable, "-P", "-m", "daemon.reader_process"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE)
         assert process.stdin is not None and process.stdout is not None
         tasks = Connection(os.dup(process.stdin.fileno()), readable=False)
