@@ -127,8 +127,9 @@ class ReaderPool:
         return any(slot not in self._reading for slot in self._up)
 
     def assign(self, task: ReadTask) -> None:
-        """Hand a source to an idle reader, restarting it first if it died while idle."""
-        slot = next(i for i in range(len(self._readers)) if i not in self._reading)
+        """Hand a source to an idle reader, one that is up if there is one, restarting it first if it
+        died while idle."""
+        slot = min((i for i in range(len(self._readers)) if i not in self._reading), key=lambda i: i not in self._up)
         try:
             self._readers[slot].send(task)
         except OSError:

@@ -100,12 +100,7 @@ def sync_sources(
                     claimed[source.name] = claim[0]
                     readers.assign(claim[1])
             if claimed:
-                event = readers.next_event()
-                source_id = claimed[event.source]
-                _apply(engine, source_id, event, reports[event.source], progress)
-                if event.kind != "batch":
-                    _finish(engine, source_id, reports[event.source])
-                    del claimed[event.source]
+                _store_event(engine, readers.next_event(), claimed, reports, progress)
     return [reports[source.name] for source in sources]
 
 
@@ -151,6 +146,17 @@ def _read_here(
     except (ConnectorError, OSError, ConfigError) as error:
         _apply(engine, source_id, ReadEvent("failed", task.source.name, error=failure(error)), report, progress)
     return None
+
+
+def _store_event(
+    engine: Engine, event: ReadEvent, claimed: dict[str, int], reports: dict[str, SyncReport], progress: Progress | None
+) -> None:
+    """Apply a reader's event; a source's last one ends its claim."""
+    source_id = claimed[event.source]
+    _apply(engine, source_id, event, reports[event.source], progress)
+    if event.kind != "batch":
+        _finish(engine, source_id, reports[event.source])
+        del claimed[event.source]
 
 
 def _claim_task(
