@@ -80,28 +80,33 @@ def sync_sources(
     waiting = list(sources)
     with ReaderPool(settings, policy, workers) as readers:
         register_reps(engine, settings, identity)
-        while waiting and not readers.idle_and_up():
-            source = waiting.pop(0)
-            claim = _claim_task(engine, identity, source, reports[source.name])
-            if claim is None:
-                continue
-            rest = _read_here(engine, settings, identity, claim, reports[source.name], progress,
-                              hand_off=readers.idle_and_up)
+        while not readers.idle_and_up() and (claim := _next_claim(engine, identity, waiting, reports)):
+            report = reports[claim[1].source.name]
+            rest = _read_here(engine, settings, identity, claim, report, progress, hand_off=readers.idle_and_up)
             if rest is None:
-                _finish(engine, claim[0], reports[source.name])
+                _finish(engine, claim[0], report)
             else:
-                claimed[source.name] = claim[0]
+                claimed[report.source] = claim[0]
                 readers.assign(rest)
         while waiting or claimed:
-            while waiting and readers.idle:
-                source = waiting.pop(0)
-                claim = _claim_task(engine, identity, source, reports[source.name])
-                if claim is not None:
-                    claimed[source.name] = claim[0]
-                    readers.assign(claim[1])
+            while readers.idle and (claim := _next_claim(engine, identity, waiting, reports)):
+                claimed[claim[1].source.name] = claim[0]
+                readers.assign(claim[1])
             if claimed:
                 _store_event(engine, readers.next_event(), claimed, reports, progress)
     return [reports[source.name] for source in sources]
+
+
+def _next_claim(
+    engine: Engine, identity: Identity, waiting: list[SourceConfig], reports: dict[str, SyncReport]
+) -> tuple[int, ReadTask] | None:
+    """The next waiting source this process could claim; sources another process holds are skipped."""
+    while waiting:
+        source = waiting.pop(0)
+        claim = _claim_task(engine, identity, source, reports[source.name])
+        if claim is not None:
+            return claim
+    return None
 
 
 def sync_source(
