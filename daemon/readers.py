@@ -113,6 +113,12 @@ class ReaderPool:
     def idle(self) -> bool:
         return len(self._reading) < len(self._readers)
 
+    @property
+    def starting(self) -> bool:
+        """Whether an idle reader is still starting: only then is the writer better off reading a
+        source itself than waiting for events."""
+        return any(slot not in self._up and slot not in self._reading for slot in range(len(self._readers)))
+
     def idle_and_up(self) -> bool:
         """Whether an idle reader has finished starting; never waits, so the writer can read a
         source itself meanwhile instead of waiting for the readers' imports."""
@@ -161,6 +167,7 @@ class ReaderPool:
     def _note(self, slot: int, event: ReadEvent) -> bool:
         """Track what `event` says of its reader; False for a reader's own news (it is up)."""
         if event.kind == "ready":
+            log.debug("reader %d is up", slot)
             self._up.add(slot)
             return False
         if event.kind != "batch":

@@ -68,8 +68,9 @@ def sync_sources(
     """Sync several sources, read by `settings.sync_workers` reader processes while this process
     writes the registry; 0 workers reads them one after another in this process.
 
-    Until a reader has started, this process reads sources itself and hands the rest of the one
-    in hand to the first reader that is up, from the cursor of its last stored batch.
+    While a reader is still starting, this process reads sources itself and hands the rest of the
+    one in hand to the first reader that is up, from the cursor of its last stored batch. Once
+    every reader is up or busy it only writes, so no reader waits on a full pipe meanwhile.
     """
     workers = min(settings.sync_workers, len(sources))
     if workers == 0:
@@ -80,8 +81,10 @@ def sync_sources(
     waiting = list(sources)
     with ReaderPool(settings, policy, workers) as readers:
         register_reps(engine, settings, identity)
-        while not readers.idle_and_up() and (claim := _next_claim(engine, identity, waiting, reports)):
+        while (not readers.idle_and_up() and readers.starting
+               and (claim := _next_claim(engine, identity, waiting, reports))):
             report = reports[claim[1].source.name]
+            log.debug("reading source %s here while a reader starts", report.source)
             rest = _read_here(engine, settings, identity, claim, report, progress, hand_off=readers.idle_and_up)
             if rest is None:
                 _finish(engine, claim[0], report)

@@ -3,6 +3,7 @@ reading them one by one, whatever happens to a reader or to the writer."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from config.policy import Policy
@@ -75,6 +77,18 @@ def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(e
     reports = sync_sources(engine, settings, POLICY, sources)
     assert [(r.ok, r.messages) for r in reports] == [(True, 4000)]
     assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def test_once_every_reader_is_up_this_process_only_writes(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reading a source here while both readers are busy would leave them blocked on full pipes."""
+    caplog.set_level(logging.DEBUG, logger="custody")
+    sources = mailboxes(tmp_path, count=8, messages=600)
+    assert all(r.ok for r in sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources))
+    said = [r.getMessage() for r in caplog.records]
+    last_up = max(i for i, text in enumerate(said) if text.startswith("reader ") and text.endswith(" is up"))
+    assert not [text for text in said[last_up:] if text.startswith("reading source ")]
 
 
 def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, tmp_path: Path) -> None:
