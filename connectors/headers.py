@@ -86,9 +86,12 @@ def parse_headers(
 
 
 def _fields(headers: Message) -> dict[str, list[object]]:
-    """Every value by lower-case field name, read in one pass instead of one scan per field."""
+    """Every value by lower-case field name, read in one pass instead of one scan per field.
+
+    Raw values, so a header in 8-bit UTF-8 (RFC 6532) keeps its text: compat32's `items()`
+    would turn each of its bytes into U+FFFD."""
     fields: dict[str, list[object]] = {}
-    for name, value in headers.items():
+    for name, value in headers.raw_items():
         fields.setdefault(name.lower(), []).append(value)
     return fields
 
@@ -108,7 +111,9 @@ def _text(value: object) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:
             text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return _CONTROL.sub(" ", text).strip()[:MAX_TEXT]
+    if not text.isprintable():
+        text = _CONTROL.sub(" ", text)
+    return text.strip()[:MAX_TEXT]
 
 
 def _decoded(value: object) -> str:
@@ -124,6 +129,9 @@ def _decoded(value: object) -> str:
 def _addresses(values: list[object] | None) -> tuple[Address, ...]:
     if not values:
         return ()
+    if len(values) == 1:
+        text = _text(values[0])
+        return _parsed_addresses(text) or _bracketed_addresses(text)
     found = tuple(a for value in values for a in _parsed_addresses(_text(value)))
     return found or tuple(a for value in values for a in _bracketed_addresses(_text(value)))
 

@@ -46,3 +46,12 @@ def test_undecodable_bytes_and_garbage_encoded_words_become_storable_text() -> N
     headers.subject.encode("utf-8")
     headers.sender[0].name.encode("utf-8")
     assert headers.to == ()
+
+
+def test_headers_in_raw_utf8_keep_their_text() -> None:
+    """RFC 6532 lets a header carry UTF-8 without encoded words; its text must survive."""
+    raw = ("From: José Núñez <jose@cliente.es>\r\nTo: Ann <ann@acme.test>\r\n"
+           "Date: Tue, 3 Mar 2026 10:00:00 +0000\r\nSubject: Pedido número 7\r\n\r\n").encode()
+    headers = parse_headers(raw, "INBOX")
+    assert headers.sender[0].name == "José Núñez"
+    assert headers.subject == "Pedido número 7"
