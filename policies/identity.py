@@ -52,6 +52,7 @@ class Identity:
     plus_safe: frozenset[str] = field(init=False)
     _normalised: dict[str, str | None] = field(init=False, default_factory=dict)
     _internal_domains: dict[str, bool] = field(init=False, default_factory=dict)
+    _noise_locals: dict[str, bool] = field(init=False, default_factory=dict)
     _interned: dict[tuple[object, ...], tuple[object, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,20 +116,22 @@ class Identity:
             return "list"
         if rules.skip_delivery_reports and message.content_type == "multipart/report":
             return "delivery-report"
-        local = sender.partition("@")[0]
-        if any(p.search(local) for p in self.noise_senders):
-            return "sender"
-        return ""
+        return "sender" if self._noise_sender(sender.partition("@")[0]) else ""
+
+    def _noise_sender(self, local: str) -> bool:
+        """Memoised: the same senders write again and again, and every pattern is tried on each."""
+        if local not in self._noise_locals:
+            self._noise_locals[local] = any(p.search(local) for p in self.noise_senders)
+        return self._noise_locals[local]
 
     def personal_address_of(self, rep_email: str, address: str, name: str) -> bool:
         """A rep's own personal address: configured, or the rep's name at a free-mail domain."""
         if self.personal_owner.get(address) == rep_email:
             return True
-        domain = address.rpartition("@")[2]
+        if address.rpartition("@")[2] not in self.freemail:
+            return False
         rep_name = self.rep_names.get(rep_email) or _name_key(rep_email.partition("@")[0])
-        return domain in self.freemail and bool(rep_name) and rep_name in (
-            _name_key(address.partition("@")[0]), _name_key(name)
-        )
+        return bool(rep_name) and rep_name in (_name_key(address.partition("@")[0]), _name_key(name))
 
     def interpret_message(self, message: MessageHeaders) -> MessageFact:
         sender_address = message.sender[0]
