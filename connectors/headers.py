@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email.header import decode_header, make_header
-from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
+from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
 
@@ -23,7 +23,9 @@ HEADER_FIELDS: tuple[str, ...] = (
     "Auto-Submitted", "Precedence", "List-Id", "Content-Type", "Return-Path",
 )
 MAX_TEXT = 998
-_PARSER = BytesHeaderParser()
+_PARSER = HeaderParser()
+_FIELD_NAME = re.compile(r"[\041-\071\073-\176]+")
+_OTHER_LINE_BREAKS = re.compile(r"[\x0b\x0c\x1c-\x1e]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _BRACKETED = re.compile(r"<([^<>@\s]+@[^<>@\s]+)>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -53,7 +55,7 @@ def parse_headers(
 
     `fallback_date` is asked only when the Date header is missing or unreadable.
     """
-    fields = _fields(_PARSER.parsebytes(header_block(raw)))
+    fields = _fields(header_fields(raw))
     if not fields:
         raise MalformedMessage("no headers")
     sender = _addresses(fields.get("from"))
@@ -85,13 +87,46 @@ def parse_headers(
     )
 
 
-def _fields(headers: Message) -> dict[str, list[object]]:
-    """Every value by lower-case field name, read in one pass instead of one scan per field.
+def header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """(name, value) of every header field, exactly as email.parser's `raw_items()` gives them.
 
-    Raw values, so a header in 8-bit UTF-8 (RFC 6532) keeps its text: compat32's `items()`
-    would turn each of its bytes into U+FFFD."""
+    Raw values, so a header in 8-bit UTF-8 (RFC 6532) keeps its text: compat32's `items()` would
+    turn each of its bytes into U+FFFD. A plain header section is cut into fields here and each
+    field unfolded by the email package's compat32 policy, because FeedParser's line-by-line
+    machinery was half of all header parsing on Enron (0.34 of 0.85 s, down to 0.16 s); any
+    section email.parser would treat specially goes to email.parser itself.
+    """
+    text = header_block(raw).decode("ascii", "surrogateescape")
+    fields = _plain_fields(text)
+    return fields if fields is not None else list(_PARSER.parsestr(text).raw_items())
+
+
+def _plain_fields(text: str) -> list[tuple[str, str]] | None:
+    """None unless every line is a field, a continuation of one, or the blank line ending them: a
+    Unix From line, a stray first continuation, a missing blank line or an unusual line break each
+    get email.parser's own handling."""
+    if _OTHER_LINE_BREAKS.search(text):
+        return None
+    fields: list[list[str]] = []
+    for line in text.splitlines(keepends=True):
+        if line[0] in " \t":
+            if not fields:
+                return None
+            fields[-1].append(line)
+        elif line[0] in "\r\n":
+            break
+        else:
+            name, colon, _ = line.partition(":")
+            if not colon or not _FIELD_NAME.fullmatch(name) or line.startswith("From "):
+                return None
+            fields.append([line])
+    return [compat32.header_source_parse(lines) for lines in fields]
+
+
+def _fields(pairs: list[tuple[str, str]]) -> dict[str, list[object]]:
+    """Every value by lower-case field name, read in one pass instead of one scan per field."""
     fields: dict[str, list[object]] = {}
-    for name, value in headers.raw_items():
+    for name, value in pairs:
         fields.setdefault(name.lower(), []).append(value)
     return fields
 

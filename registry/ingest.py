@@ -55,10 +55,9 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch) -> None:
 
 def ensure_reps(db: Connection, people: Iterable[PersonFact]) -> dict[str, int]:
     """Rep ids by address, creating discovered reps for internal addresses seen the first time."""
-    names: dict[str, str] = {}
-    for person in people:
-        if person.name or person.email not in names:
-            names[person.email] = person.name
+    distinct = dict.fromkeys(people)
+    names = dict.fromkeys((person.email for person in distinct), "")
+    names.update((person.email, person.name) for person in distinct if person.name)
     known = _rep_ids(db, names)
     missing = [e for e in names if e not in known]
     if missing:

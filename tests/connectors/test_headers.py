@@ -1,10 +1,12 @@
 """The header parser keeps every message it can and names what it cannot read."""
 
 from datetime import timezone
+from email.parser import BytesHeaderParser
+from pathlib import Path
 
 import pytest
 
-from connectors.headers import MalformedMessage, parse_headers
+from connectors.headers import MalformedMessage, header_block, header_fields, parse_headers
 from tests.support.mail import message
 
 
@@ -55,3 +57,35 @@ def test_headers_in_raw_utf8_keep_their_text() -> None:
     headers = parse_headers(raw, "INBOX")
     assert headers.sender[0].name == "José Núñez"
     assert headers.subject == "Pedido número 7"
+
+
+def email_parser_fields(raw: bytes) -> list[tuple[str, str]]:
+    return list(BytesHeaderParser().parsebytes(header_block(raw)).raw_items())
+
+
+@pytest.mark.parametrize("raw", [
+    b"From: a@x.test\r\nTo: b@y.test,\r\n\tc@y.test\r\n  d@y.test\r\nSubject:\r\n\r\nbody",
+    b"From: a@x.test\nSubject: lf only\n\nbody",
+    b"From: a@x.test\rSubject: cr only\r\rbody",
+    b"From: a@x.test\r\nSubject: no blank line at the end",
+    b"From a@x.test Tue Mar  3 10:00:00 2026\nFrom: a@x.test\n\n",
+    b" continued first\nFrom: a@x.test\n\n",
+    b"From: a@x.test\nthis line is body without a blank line\nTo: b@y.test\n\n",
+    b"From: a@x.test\n: no name\nTo: b@y.test\n\n",
+    b"From: a@x.test\nBad Name: space in the name\n\n",
+    b"From: a@x.test\nSubject: form\x0cfeed\n\n",
+    b"From: Caf\xe9 \xff <a@x.test>\nSubject: \xc3\xa9t\xc3\xa9\n\n",
+    b"X-Empty:\nFrom:a@x.test\nfrom: twice@x.test\n\n",
+    b"",
+])
+def test_header_fields_are_what_email_parser_reads(raw: bytes) -> None:
+    assert header_fields(raw) == email_parser_fields(raw)
+
+
+def test_header_fields_match_email_parser_across_the_enron_corpus(enron: Path) -> None:
+    """Every message of three real mailboxes, whatever their mailers did to the headers."""
+    files = [path for user in ("allen-p", "kean-s", "lay-k") for path in (enron / user).rglob("*") if path.is_file()]
+    assert len(files) > 1000
+    for path in files:
+        raw = path.read_bytes()
+        assert header_fields(raw) == email_parser_fields(raw), path
