@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from config.policy import Policy  # noqa: E402
-from config.settings import RepConfig, Settings  # noqa: E402
+from config.sections import RepConfig  # noqa: E402
+from config.settings import Settings  # noqa: E402
 from daemon.departure import depart, settle_due_handovers  # noqa: E402
 from daemon.readers import identity_for  # noqa: E402
 from daemon.sync import register_reps  # noqa: E402

@@ -57,7 +57,8 @@ def baseline_policy_default(corpus: Path, _: str | None) -> dict[str, Any]:
 
 def custody_sync(corpus: Path, postgres: str | None) -> dict[str, Any]:
     from config.policy import Policy
-    from config.settings import Settings, SourceConfig
+    from config.sections import SourceConfig
+    from config.settings import Settings
     from daemon.sync import sync_source
     from registry.status import registry_counts
     from registry.store import open_registry

@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from config.settings import ConfigError, describe_validation_error
+from config.sections import ConfigError, describe_validation_error
 
 DEFAULT_POLICY = Path(__file__).parent / "policy.default.yaml"
 

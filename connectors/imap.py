@@ -25,7 +25,7 @@ from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from config.settings import SourceConfig
+from config.sections import SourceConfig
 from connectors.base import ConnectorError
 from connectors.headers import HEADER_FIELDS, MalformedMessage, parse_headers
 from connectors.network import is_loopback

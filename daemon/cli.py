@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from config.settings import CONFIG_ENV, ConfigError, SourceConfig
+from config.sections import ConfigError, SourceConfig
+from config.settings import CONFIG_ENV
 from daemon.demo import generate_demo
 from daemon.cli_handover import depart_command, handover_app
 from daemon.cli_outbox import outbox_app

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from config.settings import ConfigError
+from config.sections import ConfigError
 from daemon.departure import DepartureError, depart, process_hr_folder, settle_due_handovers
 from daemon.runtime import fail_config, runtime
 from daemon.readers import identity_for

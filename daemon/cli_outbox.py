@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from config.settings import ConfigError
+from config.sections import ConfigError
 from daemon.outbox import Dispatcher, outbox_summary, release_held
 from daemon.outbox_round import outbox_round
 from daemon.runtime import fail_config, runtime

@@ -19,10 +19,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from config.policy import Policy
-from config.settings import ConfigError, Settings, SourceConfig
+from config.sections import ConfigError, SourceConfig
 from connectors.base import Connector, ConnectorError
 from connectors.csv_contacts import CsvContactsConnector
 from connectors.imap import ImapConnector
@@ -32,6 +32,9 @@ from connectors.vcard import VcardConnector
 from daemon.logs import configure_logging
 from policies.identity import Identity, KnownRep
 from registry.facts import FactBatch
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 log = logging.getLogger("custody.readers")
 _EXIT_SECONDS = 5
@@ -58,9 +61,29 @@ class ReadEvent:
     error: str = ""
 
 
-def build_connector(source: SourceConfig, settings: Settings) -> Connector:
-    """The connector for a source's kind; the only place that maps config to protocol code."""
-    size = settings.batch_size
+@dataclass(frozen=True)
+class ReaderSetup:
+    """What reading needs of the config. Not `Settings` itself: unpickling that would make every
+    reader import pydantic-settings, a tenth of its start-up, for nothing."""
+
+    batch_size: int
+    log_level: str
+    default_region: str
+    reps: tuple[KnownRep, ...]
+    policy: Policy
+
+    @classmethod
+    def of(cls, settings: Settings, policy: Policy) -> ReaderSetup:
+        reps = tuple(KnownRep(r.email, r.name, tuple(r.personal_addresses)) for r in settings.reps)
+        return cls(settings.batch_size, settings.log_level, settings.default_region, reps, policy)
+
+    def identity(self) -> Identity:
+        return Identity(self.policy, self.reps, self.default_region)
+
+
+def build_connector(source: SourceConfig, size: int) -> Connector:
+    """The connector for a source's kind, reading `size` items per batch; the only place that maps
+    config to protocol code."""
     if source.kind == "maildir":
         return MaildirConnector(source.path, source.channel, size, source.folders, source.exclude_folders)  # type: ignore[arg-type]
     if source.kind == "mbox":
@@ -75,8 +98,7 @@ def build_connector(source: SourceConfig, settings: Settings) -> Connector:
 
 
 def identity_for(settings: Settings, policy: Policy) -> Identity:
-    reps = [KnownRep(r.email, r.name, tuple(r.personal_addresses)) for r in settings.reps]
-    return Identity(policy, reps, settings.default_region)
+    return ReaderSetup.of(settings, policy).identity()
 
 
 def read_source(connector: Connector, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
@@ -98,7 +120,7 @@ class ReaderPool:
     """
 
     def __init__(self, settings: Settings, policy: Policy, size: int) -> None:
-        self._setup = pickle.dumps((settings, policy), protocol=pickle.HIGHEST_PROTOCOL)
+        self._setup = pickle.dumps(ReaderSetup.of(settings, policy), protocol=pickle.HIGHEST_PROTOCOL)
         self._readers = [_Reader.start(self._setup) for _ in range(size)]
         self._reading: dict[int, str] = {}
         self._up: set[int] = set()
@@ -236,9 +258,9 @@ def serve_stdio() -> None:
     """A reader process's life: read sources as tasks arrive on stdin, report on stdout, until the
     writer closes the task pipe or stops listening."""
     tasks, events = _protocol_pipes()
-    settings, policy = pickle.loads(tasks.recv_bytes())
-    configure_logging(settings.log_level)
-    identity = identity_for(settings, policy)
+    setup: ReaderSetup = pickle.loads(tasks.recv_bytes())
+    configure_logging(setup.log_level)
+    identity = setup.identity()
     try:
         events.send_bytes(pickle.dumps(ReadEvent("ready", ""), protocol=pickle.HIGHEST_PROTOCOL))
     except OSError:
@@ -248,17 +270,17 @@ def serve_stdio() -> None:
             task: ReadTask = pickle.loads(tasks.recv_bytes())
         except EOFError:
             return
-        for event in _events_of(settings, identity, task):
+        for event in _events_of(setup.batch_size, identity, task):
             try:
                 events.send_bytes(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))
             except OSError:
                 return
 
 
-def _events_of(settings: Settings, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
+def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
     name = task.source.name
     try:
-        yield from read_source(build_connector(task.source, settings), identity, task)
+        yield from read_source(build_connector(task.source, batch_size), identity, task)
         yield ReadEvent("done", name)
     except (ConnectorError, OSError, ConfigError) as error:
         yield ReadEvent("failed", name, error=failure(error))

@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.policy import Policy, load_policy
-from config.settings import ConfigError, Settings, load_settings
+from config.sections import ConfigError
+from config.settings import Settings, load_settings
 from daemon.logs import configure_logging
 from registry.store import open_registry
 

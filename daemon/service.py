@@ -16,7 +16,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
-from config.settings import SourceConfig
+from config.sections import SourceConfig
 from daemon.coverage_jobs import coverage_round
 from daemon.departure import departure_round
 from daemon.metrics import record_sync, serve

@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from config.policy import Policy
-from config.settings import ConfigError, Settings, SourceConfig
+from config.sections import ConfigError, SourceConfig
+from config.settings import Settings
 from connectors.base import Connector, ConnectorError
 from daemon.leases import lease_alive, lease_owner
 from daemon.readers import ReaderPool, ReadEvent, ReadTask, build_connector, failure, identity_for, read_source
@@ -146,7 +147,8 @@ def _read_here(
     batch, stop and return the task that continues from there, else None (done or failed)."""
     source_id, task = claim
     try:
-        with closing(read_source(connector or build_connector(task.source, settings), identity, task)) as events:
+        connector = connector or build_connector(task.source, settings.batch_size)
+        with closing(read_source(connector, identity, task)) as events:
             for event in events:
                 _apply(engine, source_id, event, report, progress)
                 if hand_off():

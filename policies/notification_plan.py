@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from config.policy import NotificationRules, NotificationStep
-from config.settings import ConfigError
+from config.sections import ConfigError
 from policies.header_safety import UnsafeHeaderError, safe_address
 from policies.ownership import RepProfile
 

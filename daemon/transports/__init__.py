@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from config.settings import ConfigError, Settings
+from config.sections import ConfigError
+from config.settings import Settings
 from daemon.transports.base import Transport
 from daemon.transports.smtp import SmtpTransport
 

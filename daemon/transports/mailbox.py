@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from config.settings import SentFolderConfig
+from config.sections import SentFolderConfig
 from connectors.imap import open_connection
 from daemon.transports.base import TransportError, refuse_plain_text_off_loopback
 

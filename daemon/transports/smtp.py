@@ -11,7 +11,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
-from config.settings import SmtpConfig
+from config.sections import SmtpConfig
 from daemon.transports.base import TransportError, refuse_plain_text_off_loopback
 from daemon.transports.mailbox import SendingMailbox
 

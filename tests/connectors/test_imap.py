@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from config.policy import Policy
-from config.settings import Settings, SourceConfig
+from config.sections import SourceConfig
+from config.settings import Settings
 from connectors.base import ConnectorError
 from connectors.imap import MAX_COMMAND_BYTES, Fetched, ImapConnector, fetched_headers, parse_fetched, uid_chunks
 from connectors.records import Batch, MessageHeaders

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from config.policy import Policy
-from config.settings import RepConfig, Settings
+from config.sections import RepConfig
+from config.settings import Settings
 from connectors.records import DirectoryEvent
 from daemon.departure import (
     DepartureError, depart, departure_round, handle_directory_events, plan_notifications, process_hr_folder, reactivate,

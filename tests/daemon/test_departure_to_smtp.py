@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from config.policy import DispatchRules, load_policy
-from config.settings import SmtpConfig, load_settings
+from config.sections import SmtpConfig
+from config.settings import load_settings
 from daemon.demo import generate_demo
 from daemon.departure import depart, settle_due_handovers
 from daemon.outbox import Dispatcher

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from config.policy import DispatchRules, QuietHours
-from config.settings import SmtpConfig
+from config.sections import SmtpConfig
 from daemon.outbox import Dispatcher, RunReport, outbox_summary
 from daemon.transports.file import FileTransport
 from daemon.transports.smtp import SmtpTransport

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
 
-from config.settings import SentFolderConfig, SmtpConfig
+from config.sections import SentFolderConfig, SmtpConfig
 from daemon.compose import compose
 from daemon.outbox import Dispatcher, letter_for, outbox_summary
 from daemon.transports.mailbox import PENDING

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from config.policy import Policy
-from config.settings import RepConfig, Settings, SourceConfig
+from config.sections import RepConfig, SourceConfig
+from config.settings import Settings
 from daemon.sync import sync_sources
 from registry.models import Message
 from registry.status import source_statuses

@@ -7,7 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from config.policy import Policy
-from config.settings import RepConfig, Settings, SourceConfig
+from config.sections import RepConfig, SourceConfig
+from config.settings import Settings
 from daemon.sync import sync_source
 from registry.models import ContactPoint, Rep, Sighting
 

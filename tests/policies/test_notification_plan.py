@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from config.policy import NotificationRules, Policy
-from config.settings import ConfigError
+from config.sections import ConfigError
 from policies.notification_plan import Recipient, idempotency_key, locale_for, message_id_for, plan_messages
 from policies.ownership import RepProfile
 

@@ -1,0 +1,141 @@
+"""The sections of custody.toml as models, and how a config problem is named.
+
+Apart from `config.settings` so a reader process can unpickle a source without importing
+pydantic-settings, which it never uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+SourceKind = Literal["maildir", "mbox", "vcard", "csv", "imap", "graph", "gmail"]
+
+
+class ConfigError(Exception):
+    """A config problem, phrased as one line naming the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RepConfig(Strict):
+    email: str
+    name: str = ""
+    team: str = ""
+    manager: str = ""
+    locale: str = "en"
+    personal_addresses: list[str] = Field(default_factory=list)
+
+
+class SourceConfig(Strict):
+    """One synced account; protocol fields are read only by the connector of its kind."""
+
+    name: str = Field(min_length=1, max_length=128)
+    kind: SourceKind
+    owner: str = ""
+    channel: Literal["company", "personal"] = "company"
+    path: Path | None = None
+    host: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    auth: Literal["login", "xoauth2"] = "login"
+    username: str = ""
+    password: SecretStr | None = None
+    password_env: str = ""
+    ca_file: Path | None = None
+    folders: list[str] = Field(default_factory=list)
+    exclude_folders: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> "SourceConfig":
+        if self.kind in ("maildir", "mbox", "vcard", "csv") and self.path is None:
+            raise ValueError(f"a {self.kind} source needs 'path'")
+        if self.kind == "imap" and not self.host:
+            raise ValueError("an imap source needs 'host'")
+        return self
+
+    def secret(self) -> str:
+        return read_secret(f"sources.{self.name}", self.password, self.password_env)
+
+
+def read_secret(key: str, password: SecretStr | None, password_env: str) -> str:
+    """The password from the file or, preferably, from the named environment variable."""
+    if password_env:
+        value = os.environ.get(password_env)
+        if value is None:
+            raise ConfigError(f"{key}.password_env: environment variable {password_env} is not set")
+        return value
+    return password.get_secret_value() if password else ""
+
+
+class SentFolderConfig(Strict):
+    """The sending mailbox over IMAP: every sent message is filed in `folder`, bounces arrive in `bounce_folder`."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_env: str = ""
+    ca_file: Path | None = None
+    folder: str = "Sent"
+    bounce_folder: str = "INBOX"
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    def secret(self) -> str:
+        return read_secret("smtp.sent_folder", self.password, self.password_env)
+
+
+class SmtpConfig(Strict):
+    """The relay the outbox sends through; without `sent_folder` a send left in doubt cannot be checked."""
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "plain"] = "starttls"
+    username: str = ""
+    password: SecretStr | None = None
+    password_env: str = ""
+    ca_file: Path | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    sent_folder: SentFolderConfig | None = None
+
+    def secret(self) -> str:
+        return read_secret("smtp", self.password, self.password_env)
+
+
+class ServiceConfig(Strict):
+    """How `custody run` schedules work and where it answers health checks and Prometheus."""
+
+    sync_interval_minutes: float = Field(default=15, gt=0)
+    jitter_seconds: int = Field(default=60, ge=0)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=9464, ge=0, le=65535)
+    handover_interval_minutes: float = Field(default=5, gt=0)
+    hr_folder: Path | None = None
+
+
+def describe_validation_error(error: ValidationError, data: dict[str, Any] | None = None) -> str:
+    """The first problem as 'key: what is wrong', naming list items by their `name` when they have one."""
+    first = error.errors()[0]
+    parts: list[str] = []
+    node: Any = data or {}
+    for part in first["loc"]:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            node = node[part]
+            label = node.get("name") if isinstance(node, dict) else None
+            parts.append(str(label) if label else str(part))
+            continue
+        parts.append(str(part))
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    key = ".".join(parts) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{key}: {message}"
