@@ -70,7 +70,7 @@ def build(url: str, schema: str | None, customers: int) -> None:
             for k, contact in enumerate(contacts):
                 reps = [DEPARTING, "bob@corp.example"] if n % 4 == 0 else [DEPARTING]
                 facts.messages.append(MessageFact(
-                    f"<m{n}.{k}@bench>", NOW - timedelta(days=1 + n % 60, hours=k), "Order", DEPARTING, "", (),
+                    f"<m{n}.{k}@bench>", NOW - timedelta(days=1 + n % 60, hours=k), "Order", DEPARTING, "",
                     tuple(InteractionFact(r, contact, "outbound", "company") for r in reps)))
         store_batch(engine, source_id, facts, {})
     if engine.dialect.name == "postgresql":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -80,13 +80,14 @@ def sync_sources(
     reports = {source.name: SyncReport(source.name) for source in sources}
     claimed: dict[str, int] = {}
     waiting = list(sources)
+    writer = _Writer(engine, progress)
     with ReaderPool(settings, policy, workers) as readers:
         register_reps(engine, settings, identity)
         while (not readers.idle_and_up() and readers.starting
                and (claim := _next_claim(engine, identity, waiting, reports))):
             report = reports[claim[1].source.name]
             log.debug("reading source %s here while a reader starts", report.source)
-            rest = _read_here(engine, settings, identity, claim, report, progress, hand_off=readers.idle_and_up)
+            rest = _read_here(writer, settings, identity, claim, report, hand_off=readers.idle_and_up)
             if rest is None:
                 _finish(engine, claim[0], report)
             else:
@@ -97,7 +98,7 @@ def sync_sources(
                 claimed[claim[1].source.name] = claim[0]
                 readers.assign(claim[1])
             if claimed:
-                _store_event(engine, readers.next_event(), claimed, reports, progress)
+                _store_event(writer, readers.next_event(), claimed, reports)
     return [reports[source.name] for source in sources]
 
 
@@ -128,18 +129,17 @@ def sync_source(
     claim = _claim_task(engine, identity, source, report)
     if claim is None:
         return report
-    _read_here(engine, settings, identity, claim, report, progress, connector)
+    _read_here(_Writer(engine, progress), settings, identity, claim, report, connector)
     _finish(engine, claim[0], report)
     return report
 
 
 def _read_here(
-    engine: Engine,
+    writer: _Writer,
     settings: Settings,
     identity: Identity,
     claim: tuple[int, ReadTask],
     report: SyncReport,
-    progress: Progress | None,
     connector: Connector | None = None,
     hand_off: Callable[[], bool] = lambda: False,
 ) -> ReadTask | None:
@@ -150,22 +150,20 @@ def _read_here(
         connector = connector or build_connector(task.source, settings.batch_size)
         with closing(read_source(connector, identity, task)) as events:
             for event in events:
-                _apply(engine, source_id, event, report, progress)
+                writer.apply(source_id, event, report)
                 if hand_off():
                     return ReadTask(task.source, event.cursor, task.owner)
     except (ConnectorError, OSError, ConfigError) as error:
-        _apply(engine, source_id, ReadEvent("failed", task.source.name, error=failure(error)), report, progress)
+        writer.apply(source_id, ReadEvent("failed", task.source.name, error=failure(error)), report)
     return None
 
 
-def _store_event(
-    engine: Engine, event: ReadEvent, claimed: dict[str, int], reports: dict[str, SyncReport], progress: Progress | None
-) -> None:
+def _store_event(writer: _Writer, event: ReadEvent, claimed: dict[str, int], reports: dict[str, SyncReport]) -> None:
     """Apply a reader's event; a source's last one ends its claim."""
     source_id = claimed[event.source]
-    _apply(engine, source_id, event, reports[event.source], progress)
+    writer.apply(source_id, event, reports[event.source])
     if event.kind != "batch":
-        _finish(engine, source_id, reports[event.source])
+        _finish(writer.engine, source_id, reports[event.source])
         del claimed[event.source]
 
 
@@ -180,21 +178,30 @@ def _claim_task(
     return source_id, ReadTask(source, cursor, owner)
 
 
-def _apply(engine: Engine, source_id: int, event: ReadEvent, report: SyncReport, progress: Progress | None) -> None:
-    """Store a batch with its cursor (and the renewed lease) in one transaction, or note why the source failed."""
-    if event.kind == "failed":
-        report.error = event.error
-        log.warning("source %s failed: %s", report.source, report.error)
-        return
-    if event.facts is None:
-        return
-    store_batch(engine, source_id, event.facts, event.cursor or {}, lease_until=utcnow() + LEASE)
-    report.batches += 1
-    report.messages += len(event.facts.messages)
-    report.entries += len(event.facts.sightings)
-    report.skipped += len(event.facts.skipped)
-    if progress:
-        progress(report.source, event.items)
+@dataclass
+class _Writer:
+    """Stores what a sync reads. It remembers the rep ids of the batches it committed: an address
+    once a rep's stays that rep's, and one batch of mail can name thousands of colleagues."""
+
+    engine: Engine
+    progress: Progress | None
+    rep_ids: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, source_id: int, event: ReadEvent, report: SyncReport) -> None:
+        """Store a batch with its cursor (and the renewed lease) in one transaction, or note why the source failed."""
+        if event.kind == "failed":
+            report.error = event.error
+            log.warning("source %s failed: %s", report.source, report.error)
+            return
+        if event.facts is None:
+            return
+        store_batch(self.engine, source_id, event.facts, event.cursor or {}, utcnow() + LEASE, self.rep_ids)
+        report.batches += 1
+        report.messages += len(event.facts.messages)
+        report.entries += len(event.facts.sightings)
+        report.skipped += len(event.facts.skipped)
+        if self.progress:
+            self.progress(report.source, event.items)
 
 
 def _address(identity: Identity, email: str) -> str:

@@ -26,7 +26,7 @@ _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.
 _PLUS_SAFE = frozenset({"gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com",
                         "icloud.com", "me.com", "fastmail.com", "proton.me", "protonmail.com"})
 _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
-F = TypeVar("F", PersonFact, ContactFact, InteractionFact)
+F = TypeVar("F", ContactFact, InteractionFact)
 
 
 @dataclass(frozen=True)
@@ -133,13 +133,17 @@ class Identity:
         rep_name = self.rep_names.get(rep_email) or _name_key(rep_email.partition("@")[0])
         return bool(rep_name) and rep_name in (_name_key(address.partition("@")[0]), _name_key(name))
 
-    def interpret_message(self, message: MessageHeaders) -> MessageFact:
+    def interpret_message(self, message: MessageHeaders, people: dict[str, str] | None = None) -> MessageFact:
+        """`people`, when given, gathers the internal persons the message names (address -> the last
+        display name given), so a batch tells the registry of each rep once instead of per message."""
         sender_address = message.sender[0]
         sender = self.normalise_email(sender_address.email) or sender_address.email.lower()
         recipients = self._people(message.to + message.cc + message.bcc)
         noise = self.noise_reason(message, sender)
-        internal = [self._intern(PersonFact(a, n)) for a, n in [(sender, sender_address.name), *recipients]
-                    if self.is_internal(a)]
+        if people is not None:
+            for address, name in [(sender, sender_address.name), *recipients]:
+                if self.is_internal(address) and (name or address not in people):
+                    people[address] = name
         interactions: list[InteractionFact] = []
         relays: list[RelayFact] = []
         if not noise:
@@ -165,7 +169,6 @@ class Identity:
             subject=message.subject,
             sender_email=sender,
             noise_reason=noise,
-            internal=tuple(dict.fromkeys(internal)),
             interactions=tuple(dict.fromkeys(interactions)),
             relays=tuple(dict.fromkeys(relays)),
         )
@@ -183,15 +186,17 @@ class Identity:
 
     def interpret(self, batch: Batch, owner_email: str = "") -> FactBatch:
         facts = FactBatch(skipped=[SkippedFact(s.ref, s.reason) for s in batch.skipped])
+        people: dict[str, str] = {}
         for record in batch.records:
             if isinstance(record, MessageHeaders):
-                facts.messages.append(self.interpret_message(record))
+                facts.messages.append(self.interpret_message(record, people))
             elif isinstance(record, AddressBookEntry):
                 sighting = self.interpret_entry(record, owner_email)
                 if sighting is None:
                     facts.skipped.append(SkippedFact(f"{record.book}#{record.entry_id}", "no usable email or phone"))
                 else:
                     facts.sightings.append(sighting)
+        facts.people = [PersonFact(address, name) for address, name in people.items()]
         return facts
 
     def _entry_owner(self, entry: AddressBookEntry, source_owner: str) -> str:

@@ -42,7 +42,6 @@ class MessageFact(NamedTuple):
     subject: str
     sender_email: str
     noise_reason: str
-    internal: tuple[PersonFact, ...]
     interactions: tuple[InteractionFact, ...]
     relays: tuple[RelayFact, ...] = ()
 
@@ -61,6 +60,9 @@ class SkippedFact(NamedTuple):
 
 @dataclass(slots=True)
 class FactBatch:
+    """`people` are the internal persons the messages name, each once: the reps the registry must know."""
+
     messages: list[MessageFact] = field(default_factory=list)
     sightings: list[SightingFact] = field(default_factory=list)
     skipped: list[SkippedFact] = field(default_factory=list)
+    people: list[PersonFact] = field(default_factory=list)

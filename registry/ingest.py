@@ -24,24 +24,35 @@ PointOwners = tuple[dict[int, int], dict[int, int]]
 
 
 def store_batch(
-    engine: Engine, source_id: int, facts: FactBatch, cursor: dict[str, Any], lease_until: datetime | None = None
+    engine: Engine,
+    source_id: int,
+    facts: FactBatch,
+    cursor: dict[str, Any],
+    lease_until: datetime | None = None,
+    rep_ids: dict[str, int] | None = None,
 ) -> None:
-    """Facts, cursor and (for a leased sync) the renewed lease commit together."""
+    """Facts, cursor and (for a leased sync) the renewed lease commit together.
+
+    `rep_ids` are rep ids by address from batches committed before, which need no lookup; it
+    learns this batch's once they are committed.
+    """
     values: dict[str, Any] = {"cursor": cursor}
     if lease_until is not None:
         values["lease_until"] = lease_until
     with engine.begin() as db:
-        store_facts(db, source_id, facts)
+        used = store_facts(db, source_id, facts, rep_ids or {})
         db.execute(update(Source.__table__).where(Source.__table__.c.id == source_id).values(**values))
+    if rep_ids is not None:
+        rep_ids.update(used)
 
 
-def store_facts(db: Connection, source_id: int, facts: FactBatch) -> None:
-    people = [p for m in facts.messages for p in m.internal]
-    people += [PersonFact(i.rep_email) for m in facts.messages for i in m.interactions]
-    people += [PersonFact(r.rep_email) for m in facts.messages for r in m.relays]
-    people += [PersonFact(s.rep_email) for s in facts.sightings if s.rep_email]
-    rep_ids = ensure_reps(db, people)
-    contacts = [i.contact for m in facts.messages for i in m.interactions]
+def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: dict[str, int]) -> dict[str, int]:
+    """Store one batch; returns the rep ids by address it used."""
+    reps = {i.rep_email for m in facts.messages for i in m.interactions}
+    reps |= {r.rep_email for m in facts.messages for r in m.relays}
+    reps |= {s.rep_email for s in facts.sightings if s.rep_email}
+    rep_ids = ensure_reps(db, [*facts.people, *(PersonFact(email) for email in sorted(reps))], known_reps)
+    contacts = list(dict.fromkeys(i.contact for m in facts.messages for i in m.interactions))
     point_ids = _ensure_contacts(db, contacts, [list(s.contacts) for s in facts.sightings])
     message_ids = _ensure_messages(db, source_id, facts)
     owners = _point_owners(db, point_ids.values())
@@ -51,13 +62,22 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch) -> None:
         {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
         for s in facts.skipped
     ])
+    return rep_ids
 
 
-def ensure_reps(db: Connection, people: Iterable[PersonFact]) -> dict[str, int]:
-    """Rep ids by address, creating discovered reps for internal addresses seen the first time."""
-    distinct = dict.fromkeys(people)
-    names = dict.fromkeys((person.email for person in distinct), "")
-    names.update((person.email, person.name) for person in distinct if person.name)
+def ensure_reps(
+    db: Connection, people: Iterable[PersonFact], known_reps: dict[str, int] | None = None
+) -> dict[str, int]:
+    """Rep ids by address, creating discovered reps for internal addresses seen the first time;
+    addresses in `known_reps` are taken from there."""
+    cached = known_reps or {}
+    names: dict[str, str] = {}
+    found: dict[str, int] = {}
+    for person in people:
+        if person.email in cached:
+            found[person.email] = cached[person.email]
+        elif person.name or person.email not in names:
+            names[person.email] = person.name
     known = _rep_ids(db, names)
     missing = [e for e in names if e not in known]
     if missing:
@@ -71,7 +91,7 @@ def ensure_reps(db: Connection, people: Iterable[PersonFact]) -> dict[str, int]:
             {"rep_id": rep_id, "email": email, "kind": "company"} for rep_id, email in created.items()
         ])
         known.update(_rep_ids(db, missing))
-    return known
+    return found | known
 
 
 def _rep_ids(db: Connection, emails: Iterable[str]) -> dict[str, int]:

@@ -15,13 +15,15 @@ def interpret(raw: bytes):
 
 
 def test_outbound_mail_makes_one_interaction_per_external_recipient() -> None:
-    fact = interpret(message("Ann <ANN@acme.test>", "bo@shop.co.uk, colleague@sales.acme.test",
-                             cc="x@gmail.com", message_id="<1@x>"))
+    people: dict[str, str] = {}
+    raw = message("Ann <ANN@acme.test>", "bo@shop.co.uk, colleague@sales.acme.test", cc="x@gmail.com",
+                  message_id="<1@x>")
+    fact = IDENTITY.interpret_message(parse_headers(raw, "INBOX"), people)
     assert [(i.rep_email, i.contact.value, i.contact.customer_key, i.direction) for i in fact.interactions] == [
         ("ann@acme.test", "bo@shop.co.uk", "shop.co.uk", "outbound"),
         ("ann@acme.test", "x@gmail.com", "x@gmail.com", "outbound"),
     ]
-    assert {p.email for p in fact.internal} == {"ann@acme.test", "colleague@sales.acme.test"}
+    assert people == {"ann@acme.test": "Ann", "colleague@sales.acme.test": ""}
 
 
 def test_inbound_mail_links_the_sender_to_every_internal_recipient() -> None:
