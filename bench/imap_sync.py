@@ -169,11 +169,11 @@ class TreeMemory:
 
 
 def _tree(root: int) -> list[int]:
-    """The process and its children (the readers are direct children): no scan of all of /proc,
-    which would cost the measured process more than the sampling is worth."""
-    children = [int(pid) for task in Path(f"/proc/{root}/task").glob("*/children")
-                for pid in _read(task).split()]
-    return [root, *children]
+    """The process and its descendants (the readers it started and those they forked), found through
+    each process's children rather than a scan of all of /proc, which would cost the measured
+    process more than the sampling is worth."""
+    children = [int(pid) for task in Path(f"/proc/{root}/task").glob("*/children") for pid in _read(task).split()]
+    return [root, *(pid for child in children for pid in _tree(child))]
 
 
 def _read(path: Path) -> str:

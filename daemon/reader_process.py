@@ -1,6 +1,8 @@
-"""A reader process started by `daemon.readers.ReaderPool`; its stdin and stdout are the pipes to the writer."""
+"""Reader processes started by `daemon.readers.ReaderPool`; the arguments are their pipes' descriptors."""
 
-from daemon.readers import serve_stdio
+import sys
+
+from daemon.readers import serve
 
 if __name__ == "__main__":
-    serve_stdio()
+    serve([int(fd) for fd in sys.argv[1:]])

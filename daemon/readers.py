@@ -30,7 +30,7 @@ from connectors.maildir import MaildirConnector
 from connectors.mbox import MboxConnector
 from connectors.vcard import VcardConnector
 from daemon.logs import configure_logging
-from policies.identity import Identity, KnownRep
+from policies.identity import Identity, KnownRep, warm_public_suffixes
 from registry.facts import FactBatch
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class ReaderPool:
 
     def __init__(self, settings: Settings, policy: Policy, size: int) -> None:
         self._setup = pickle.dumps(ReaderSetup.of(settings, policy), protocol=pickle.HIGHEST_PROTOCOL)
-        self._readers = [_Reader.start(self._setup) for _ in range(size)]
+        self._readers = _Reader.start(self._setup, size)
         self._reading: dict[int, str] = {}
         self._up: set[int] = set()
 
@@ -201,36 +201,44 @@ class ReaderPool:
         name = self._reading.pop(slot, None)
         if name is None:
             return None
-        return ReadEvent("failed", name, error=f"reader process died (exit code {code})")
+        how = "" if code is None else f" (exit code {code})"
+        return ReadEvent("failed", name, error=f"reader process died{how}")
 
     def _restart(self, slot: int) -> int | None:
         code = self._readers[slot].stop()
         self._up.discard(slot)
-        self._readers[slot] = _Reader.start(self._setup)
+        self._readers[slot] = _Reader.start(self._setup)[0]
         return code
 
 
 @dataclass
 class _Reader:
-    process: subprocess.Popen[bytes]
     tasks: Connection
     events: Connection
+    process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, setup: bytes) -> _Reader:
-        """`python -m daemon.reader_process`, not multiprocessing: a child started by spawn or forkserver
+    def start(cls, setup: bytes, count: int = 1) -> list[_Reader]:
+        """`count` readers from one new interpreter, which imports the reading code once and forks
+        the other readers from itself; each reader gets its own pair of pipes.
+
+        `python -m daemon.reader_process`, not multiprocessing: a child started by spawn or forkserver
         re-imports the caller's whole main module (the CLI, a test runner), which costs more than
         the reading it is started for. `-P` keeps a `daemon/` folder in the working directory from
-        being imported instead of ours."""
-        process = subprocess.Popen([sys.executable, "-P", "-m", "daemon.reader_process"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE)
-        assert process.stdin is not None and process.stdout is not None
-        tasks = Connection(os.dup(process.stdin.fileno()), readable=False)
-        events = Connection(os.dup(process.stdout.fileno()), writable=False)
-        process.stdin.close()
-        process.stdout.close()
-        tasks.send_bytes(setup)
-        return cls(process, tasks, events)
+        being imported instead of ours.
+        """
+        pipes = [(os.pipe(), os.pipe()) for _ in range(count)]
+        theirs = [fd for (task_read, _), (_, event_write) in pipes for fd in (task_read, event_write)]
+        process = subprocess.Popen([sys.executable, "-P", "-m", "daemon.reader_process", *map(str, theirs)],
+                                   pass_fds=theirs, stdin=subprocess.DEVNULL)
+        for fd in theirs:
+            os.close(fd)
+        readers = [cls(Connection(task_write, readable=False), Connection(event_read, writable=False))
+                   for (_, task_write), (event_read, _) in pipes]
+        readers[0].process = process
+        for reader in readers:
+            reader.tasks.send_bytes(setup)
+        return readers
 
     def send(self, task: ReadTask) -> None:
         self.tasks.send_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
@@ -240,9 +248,16 @@ class _Reader:
         return event
 
     def stop(self) -> int | None:
-        """Stop the reader at once: between sources it holds nothing, and a reader still starting
-        would otherwise finish its imports first."""
+        """Stop the reader; the exit code of a reader this process started.
+
+        That one is stopped at once: between sources it holds nothing, and while starting it would
+        otherwise finish its imports first. A forked reader is never starting, and with its pipes
+        closed it exits at its next send or receive.
+        """
         self.tasks.close()
+        if self.process is None:
+            self.events.close()
+            return None
         if self.process.poll() is None:
             self.process.terminate()
         try:
@@ -254,10 +269,51 @@ class _Reader:
         return self.process.returncode
 
 
-def serve_stdio() -> None:
-    """A reader process's life: read sources as tasks arrive on stdin, report on stdout, until the
-    writer closes the task pipe or stops listening."""
-    tasks, events = _protocol_pipes()
+def serve(fds: list[int]) -> None:
+    """A reader process's life, given (task, event) pipe descriptors for one or more readers: fork a
+    reader for each pair after the first, before any thread or connection exists, then serve the
+    first pair. Stray prints go to stderr, never into a pipe."""
+    os.dup2(2, 1)
+    pairs = [(Connection(task, writable=False), Connection(event, readable=False))
+             for task, event in zip(fds[::2], fds[1::2])]
+    warm_public_suffixes()
+    children = [_fork_reader(pairs, pair) for pair in pairs[1:]]
+    _keep_only(pairs, pairs[0])
+    _serve(*pairs[0])
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connection, Connection]) -> int:
+    """Fork a reader for `pair`; in the parent, return its pid. The child never returns."""
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        _keep_only(pairs, pair)
+        _serve(*pair)
+    except KeyboardInterrupt:
+        code = 1
+    except BaseException:
+        log.exception("forked reader failed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _keep_only(pairs: list[tuple[Connection, Connection]], kept: tuple[Connection, Connection]) -> None:
+    """Close every other reader's pipe ends, so each reader's death is seen as the end of its own pipe."""
+    for pair in pairs:
+        if pair is not kept:
+            for connection in pair:
+                connection.close()
+
+
+def _serve(tasks: Connection, events: Connection) -> None:
+    """Read sources as tasks arrive, report each batch, until the writer closes the task pipe or
+    stops listening."""
     setup: ReaderSetup = pickle.loads(tasks.recv_bytes())
     configure_logging(setup.log_level)
     identity = setup.identity()
@@ -287,11 +343,3 @@ def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[
     except Exception as error:  # a bug must fail this source, not leave the writer waiting forever
         log.exception("reading source %s failed unexpectedly", name)
         yield ReadEvent("failed", name, error=f"unexpected {type(error).__name__}: {error}")
-
-
-def _protocol_pipes() -> tuple[Connection, Connection]:
-    """The pipes to the writer on stdin and stdout; stray prints go to stderr instead of into the protocol."""
-    tasks, events = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(2, 1)
-    return tasks, events

@@ -230,6 +230,12 @@ class Identity:
         return (emails[0], "person") if emails else ("tel:" + phones[0], "person")
 
 
+def warm_public_suffixes() -> None:
+    """Build the public suffix tree now, so processes forked afterwards share it instead of each
+    building its own on first use."""
+    _registrable("example.com")
+
+
 @lru_cache(maxsize=65536)
 def _registrable(domain: str) -> str:
     return _EXTRACT(domain).top_domain_under_public_suffix or domain

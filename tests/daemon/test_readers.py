@@ -50,16 +50,18 @@ def reference(tmp_path: Path, sources: list[SourceConfig]) -> dict[str, object]:
 
 
 def reader_pids(parent: int) -> list[int]:
-    found = []
+    """The reader processes `parent` started, and the readers they forked."""
+    readers: dict[int, int] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
             command = (status.parent / "cmdline").read_bytes()
         except (OSError, StopIteration):
             continue
-        if ppid == parent and b"daemon.reader_process" in command:
-            found.append(int(status.parent.name))
-    return found
+        if b"daemon.reader_process" in command:
+            readers[int(status.parent.name)] = ppid
+    started = [pid for pid, ppid in readers.items() if ppid == parent]
+    return started + [pid for pid, ppid in readers.items() if ppid in started]
 
 
 def test_reader_processes_build_the_registry_of_an_in_process_sync(engine: Engine, tmp_path: Path) -> None:
