@@ -175,6 +175,7 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
 
 
 def _ensure_messages(db: Connection, source_id: int, facts: FactBatch) -> dict[str, int]:
+    """Ids of the messages that have interactions or relays to point at; most mail has neither."""
     table = Message.__table__
     _insert_ignoring(db, table, [
         {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
@@ -182,7 +183,7 @@ def _ensure_messages(db: Connection, source_id: int, facts: FactBatch) -> dict[s
         for m in facts.messages
     ])
     found: dict[str, int] = {}
-    for chunk in chunked([m.message_key for m in facts.messages]):
+    for chunk in chunked([m.message_key for m in facts.messages if m.interactions or m.relays]):
         found.update(db.execute(select(table.c.message_key, table.c.id).where(table.c.message_key.in_(chunk))).all())
     return found
 
@@ -195,6 +196,8 @@ def _insert_interactions(
     rows = []
     relays = []
     for message in facts.messages:
+        if not message.interactions and not message.relays:
+            continue
         message_id = message_ids[message.message_key]
         for item in message.interactions:
             point_id = point_ids[(item.contact.kind, item.contact.value)]
