@@ -5,8 +5,9 @@ they run beside the registry writes instead of taking turns with them under one 
 mailboxes are read at once. Readers never open the registry: the one writer stores each batch with
 its cursor, so a reader that dies loses nothing that was committed and commits nothing half-done.
 
-Readers are plain subprocesses speaking pickled tasks and events over their stdin and stdout;
-they exit on their own when the writer is gone (SIGKILL included), at their next send or receive.
+One new interpreter (not multiprocessing) imports the reading code once and forks the other
+readers from itself. Each reader speaks pickled tasks and events over its own pair of pipes and
+exits on its own when the writer is gone (SIGKILL included), at its next send or receive.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -65,11 +66,15 @@ def reader_pids(parent: int) -> list[int]:
 
 
 def test_reader_processes_build_the_registry_of_an_in_process_sync(engine: Engine, tmp_path: Path) -> None:
-    sources = mailboxes(tmp_path)
-    reports = sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources)
-    assert [(r.source, r.ok, r.messages) for r in reports] == [(s.name, True, 300) for s in sources]
+    """Mailboxes large enough that this process cannot read them all while the readers start."""
+    sources = mailboxes(tmp_path, messages=1500)
+    seen: set[int] = set()
+    reports = sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources,
+                           progress=lambda _source, _items: seen.update(reader_pids(os.getpid())))
+    assert [(r.source, r.ok, r.messages) for r in reports] == [(s.name, True, 1500) for s in sources]
     assert snapshot(engine) == reference(tmp_path, sources)
-    assert reader_pids(os.getpid()) == []
+    assert len(seen) == 2
+    assert gone(seen)
 
 
 def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(engine: Engine, tmp_path: Path) -> None:
@@ -104,23 +109,26 @@ def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, 
 
 
 def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_completes_it(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="custody")
     sources = mailboxes(tmp_path, count=3, messages=1500)  # far more than a pipe buffers ahead
     settings = settings_for(tmp_path, sources, 2)
-    stored: list[int] = []
+    stored: dict[str, int] = {}
     killed: list[int] = []
 
-    def kill_the_readers(_source: str, items: int) -> None:
-        """Two thirds in, readers are up and at least one is mid-source: kill them both."""
-        stored.append(items)
-        if not killed and sum(stored) >= 3000:
+    def kill_the_readers(source: str, items: int) -> None:
+        """Once both readers are up, this process only stores what they read: at the next batch of
+        a source far from done, its reader is mid-source. Kill both readers then."""
+        stored[source] = stored.get(source, 0) + items
+        up = sum(1 for record in caplog.records if record.getMessage().endswith(" is up"))
+        if not killed and up == 2 and stored[source] < 1000:
             killed.extend(reader_pids(os.getpid()))
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
 
     first = sync_sources(engine, settings, POLICY, sources, progress=kill_the_readers)
-    assert killed
+    assert len(killed) == 2
     assert any("reader process died" in r.error for r in first)
     assert all(r.ok for r in sync_sources(engine, settings, POLICY, sources))
     assert snapshot(engine) == reference(tmp_path, sources)
@@ -143,10 +151,7 @@ def test_readers_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) ->
     readers = wait_for_progress(writer, engine)
     writer.send_signal(signal.SIGKILL)
     writer.wait()
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in readers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in readers if alive(pid)]
+    assert gone(readers)
 
 
 def wait_for_progress(writer: subprocess.Popen[bytes], engine: Engine) -> list[int]:
@@ -161,6 +166,14 @@ def wait_for_progress(writer: subprocess.Popen[bytes], engine: Engine) -> list[i
             return readers
         time.sleep(0.02)
     raise AssertionError("the sync stored nothing within a minute")
+
+
+def gone(pids: Iterable[int], seconds: float = 15) -> bool:
+    """Whether every process in `pids` has exited within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(alive(pid) for pid in pids)
 
 
 def alive(pid: int) -> bool:
