@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, select, tuple_, update
+from sqlalchemy import Connection, Engine, Insert, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from registry.batching import chunked
@@ -244,6 +245,13 @@ def _point_owners(db: Connection, point_ids: Iterable[int]) -> PointOwners:
 def _insert_ignoring(db: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
+    statement = _insert_ignoring_statement(db.dialect.name, table)
     for chunk in chunked(rows, 200):
-        db.execute(dialect.insert(table).on_conflict_do_nothing(), chunk)
+        db.execute(statement, chunk)
+
+
+@lru_cache(maxsize=64)
+def _insert_ignoring_statement(dialect_name: str, table: Table) -> Insert:
+    """Built once per table: a sync runs it a thousand times."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
