@@ -121,7 +121,7 @@ class ReaderPool:
     """
 
     def __init__(self, settings: Settings, policy: Policy, size: int) -> None:
-        self._setup = pickle.dumps(ReaderSetup.of(settings, policy), protocol=pickle.HIGHEST_PROTOCOL)
+        self._setup = _packed(ReaderSetup.of(settings, policy))
         self._readers = _Reader.start(self._setup, size)
         self._reading: dict[int, str] = {}
         self._up: set[int] = set()
@@ -140,13 +140,12 @@ class ReaderPool:
     def starting(self) -> bool:
         """Whether an idle reader is still starting: only then is the writer better off reading a
         source itself than waiting for events."""
-        return any(slot not in self._up and slot not in self._reading for slot in range(len(self._readers)))
+        return bool(self._starting_slots())
 
     def idle_and_up(self) -> bool:
         """Whether an idle reader has finished starting; never waits, so the writer can read a
         source itself meanwhile instead of waiting for the readers' imports."""
-        starting = [reader.events for slot, reader in enumerate(self._readers)
-                    if slot not in self._up and slot not in self._reading]
+        starting = [self._readers[slot].events for slot in self._starting_slots()]
         for connection in wait(starting, timeout=0) if starting else []:
             slot = next(i for i, reader in enumerate(self._readers) if reader.events is connection)
             try:
@@ -186,6 +185,9 @@ class ReaderPool:
     def close(self) -> None:
         for reader in self._readers:
             reader.stop()
+
+    def _starting_slots(self) -> list[int]:
+        return [slot for slot in range(len(self._readers)) if slot not in self._up and slot not in self._reading]
 
     def _note(self, slot: int, event: ReadEvent) -> bool:
         """Track what `event` says of its reader; False for a reader's own news (it is up)."""
@@ -242,7 +244,7 @@ class _Reader:
         return readers
 
     def send(self, task: ReadTask) -> None:
-        self.tasks.send_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
+        self.tasks.send_bytes(_packed(task))
 
     def receive(self) -> ReadEvent:
         event: ReadEvent = pickle.loads(self.events.recv_bytes())
@@ -256,18 +258,19 @@ class _Reader:
         closed it exits at its next send or receive.
         """
         self.tasks.close()
-        if self.process is None:
-            self.events.close()
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=_EXIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        code = None if self.process is None else _end(self.process)
         self.events.close()
-        return self.process.returncode
+        return code
+
+
+def _end(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout=_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def serve(fds: list[int]) -> None:
@@ -319,19 +322,13 @@ def _serve(tasks: Connection, events: Connection) -> None:
     configure_logging(setup.log_level)
     identity = setup.identity()
     try:
-        events.send_bytes(pickle.dumps(ReadEvent("ready", ""), protocol=pickle.HIGHEST_PROTOCOL))
-    except OSError:
-        return
-    while True:
-        try:
+        events.send_bytes(_packed(ReadEvent("ready", "")))
+        while True:
             task: ReadTask = pickle.loads(tasks.recv_bytes())
-        except EOFError:
-            return
-        for event in _events_of(setup.batch_size, identity, task):
-            try:
-                events.send_bytes(pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL))
-            except OSError:
-                return
+            for event in _events_of(setup.batch_size, identity, task):
+                events.send_bytes(_packed(event))
+    except (EOFError, OSError):
+        return
 
 
 def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
@@ -344,3 +341,7 @@ def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[
     except Exception as error:  # a bug must fail this source, not leave the writer waiting forever
         log.exception("reading source %s failed unexpectedly", name)
         yield ReadEvent("failed", name, error=f"unexpected {type(error).__name__}: {error}")
+
+
+def _packed(item: object) -> bytes:
+    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)

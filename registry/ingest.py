@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, Insert, Table, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from registry.batching import chunked
-from registry.facts import ContactFact, FactBatch, PersonFact
+from registry.facts import ContactFact, FactBatch, MessageFact, PersonFact
 from registry.models import (
     Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, RepAddress, Sighting,
     Source, SyncIssue, as_utc, utcnow,
@@ -55,9 +55,10 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: di
     rep_ids = ensure_reps(db, [*facts.people, *(PersonFact(email) for email in sorted(reps))], known_reps)
     contacts = list(dict.fromkeys(i.contact for m in facts.messages for i in m.interactions))
     point_ids = _ensure_contacts(db, contacts, [list(s.contacts) for s in facts.sightings])
-    message_ids = _ensure_messages(db, source_id, facts)
+    linked = [m for m in facts.messages if m.interactions or m.relays]
+    message_ids = _ensure_messages(db, source_id, facts.messages, linked)
     owners = _point_owners(db, point_ids.values())
-    _insert_interactions(db, facts, rep_ids, point_ids, owners, message_ids)
+    _insert_interactions(db, linked, rep_ids, point_ids, owners, message_ids)
     _insert_sightings(db, source_id, facts, rep_ids, point_ids, owners)
     _insert_ignoring(db, SyncIssue.__table__, [
         {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
@@ -175,30 +176,31 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
     return found
 
 
-def _ensure_messages(db: Connection, source_id: int, facts: FactBatch) -> dict[str, int]:
-    """Ids of the messages that have interactions or relays to point at; most mail has neither."""
+def _ensure_messages(
+    db: Connection, source_id: int, messages: list[MessageFact], linked: list[MessageFact]
+) -> dict[str, int]:
+    """Store `messages`; returns the ids of the `linked` ones, which interactions or relays point at
+    (most mail has neither)."""
     table = Message.__table__
     _insert_ignoring(db, table, [
         {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
          "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "first_source_id": source_id}
-        for m in facts.messages
+        for m in messages
     ])
     found: dict[str, int] = {}
-    for chunk in chunked([m.message_key for m in facts.messages if m.interactions or m.relays]):
+    for chunk in chunked([m.message_key for m in linked]):
         found.update(db.execute(select(table.c.message_key, table.c.id).where(table.c.message_key.in_(chunk))).all())
     return found
 
 
 def _insert_interactions(
-    db: Connection, facts: FactBatch, rep_ids: dict[str, int],
+    db: Connection, messages: list[MessageFact], rep_ids: dict[str, int],
     point_ids: dict[tuple[str, str], int], owners: PointOwners, message_ids: dict[str, int],
 ) -> None:
     contact_of, customer_of = owners
     rows = []
     relays = []
-    for message in facts.messages:
-        if not message.interactions and not message.relays:
-            continue
+    for message in messages:
         message_id = message_ids[message.message_key]
         for item in message.interactions:
             point_id = point_ids[(item.contact.kind, item.contact.value)]
