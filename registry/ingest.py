@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, select, tuple_, update
 
 from registry.batching import chunked
+from registry.bulk import insert_ignoring
 from registry.facts import ContactFact, FactBatch, MessageFact, PersonFact
 from registry.models import (
     Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, RepAddress, Sighting,
@@ -60,7 +59,7 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: di
     owners = _point_owners(db, point_ids.values())
     _insert_interactions(db, linked, rep_ids, point_ids, owners, message_ids)
     _insert_sightings(db, source_id, facts, rep_ids, point_ids, owners)
-    _insert_ignoring(db, SyncIssue.__table__, [
+    insert_ignoring(db, SyncIssue.__table__, [
         {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
         for s in facts.skipped
     ])
@@ -84,12 +83,12 @@ def ensure_reps(
     missing = [e for e in names if e not in known]
     if missing:
         now = utcnow()
-        _insert_ignoring(db, Rep.__table__, [
+        insert_ignoring(db, Rep.__table__, [
             {"email": e, "name": names[e], "team": "", "status": "active", "discovered": True,
              "locale": "en", "created_at": now, "updated_at": now} for e in missing
         ])
         created = dict(db.execute(select(Rep.id, Rep.email).where(Rep.email.in_(missing))).all())
-        _insert_ignoring(db, RepAddress.__table__, [
+        insert_ignoring(db, RepAddress.__table__, [
             {"rep_id": rep_id, "email": email, "kind": "company"} for rep_id, email in created.items()
         ])
         known.update(_rep_ids(db, missing))
@@ -135,7 +134,7 @@ def _ensure_contacts(
                     planned[key] = slot  # type: ignore[assignment]
     created = _insert_contacts(db, new_contacts, customer_ids)
     owners.update({key: created[slot] for key, slot in planned.items()})
-    _insert_ignoring(db, ContactPoint.__table__, [
+    insert_ignoring(db, ContactPoint.__table__, [
         {"contact_id": owners[key], "kind": key[0], "value": key[1], "bounce_reason": ""}
         for key in facts if key not in known
     ])
@@ -166,7 +165,7 @@ def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tup
 def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[str, int]:
     kinds = {c.customer_key: c.customer_kind for c in contacts}
     table = Customer.__table__
-    _insert_ignoring(db, table, [
+    insert_ignoring(db, table, [
         {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": "active",
          "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
     ])
@@ -182,7 +181,7 @@ def _ensure_messages(
     """Store `messages`; returns the ids of the `linked` ones, which interactions or relays point at
     (most mail has neither)."""
     table = Message.__table__
-    _insert_ignoring(db, table, [
+    insert_ignoring(db, table, [
         {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
          "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "first_source_id": source_id}
         for m in messages
@@ -211,8 +210,8 @@ def _insert_interactions(
             })
         relays += [{"message_id": message_id, "rep_id": rep_ids[r.rep_email], "personal_email": r.personal_email,
                     "occurred_at": as_utc(message.occurred_at)} for r in message.relays]
-    _insert_ignoring(db, Interaction.__table__, rows)
-    _insert_ignoring(db, PersonalRelay.__table__, relays)
+    insert_ignoring(db, Interaction.__table__, rows)
+    insert_ignoring(db, PersonalRelay.__table__, relays)
 
 
 def _insert_sightings(
@@ -221,7 +220,7 @@ def _insert_sightings(
 ) -> None:
     contact_of, customer_of = owners
     now = utcnow()
-    _insert_ignoring(db, Sighting.__table__, [
+    insert_ignoring(db, Sighting.__table__, [
         {"source_id": source_id, "entry_ref": s.entry_ref[:512], "rep_id": rep_ids.get(s.rep_email),
          "contact_id": contact_of[point_ids[(c.kind, c.value)]], "contact_point_id": point_ids[(c.kind, c.value)],
          "customer_id": customer_of[point_ids[(c.kind, c.value)]], "channel": s.channel, "name": c.name[:256],
@@ -242,18 +241,3 @@ def _point_owners(db: Connection, point_ids: Iterable[int]) -> PointOwners:
             contact_of[point_id] = contact_id
             customer_of[point_id] = customer_id
     return contact_of, customer_of
-
-
-def _insert_ignoring(db: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    statement = _insert_ignoring_statement(db.dialect.name, table)
-    for chunk in chunked(rows, 200):
-        db.execute(statement, chunk)
-
-
-@lru_cache(maxsize=64)
-def _insert_ignoring_statement(dialect_name: str, table: Table) -> Insert:
-    """Built once per table: a sync runs it a thousand times."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()

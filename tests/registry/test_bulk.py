@@ -1,0 +1,44 @@
+"""Bulk inserts that skip existing rows, on every registry backend."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import Engine, select
+
+from registry.bulk import insert_ignoring
+from registry.models import Message, Rep
+
+WHEN = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=timezone.utc)
+
+
+def message_row(key: str, subject: str = "Order") -> dict:
+    return {"message_key": key, "occurred_at": WHEN, "subject": subject, "sender_email": "ann@acme.test",
+            "noise_reason": "", "first_source_id": None}
+
+
+def test_rows_that_exist_are_skipped_and_the_rest_stored(engine: Engine) -> None:
+    with engine.begin() as db:
+        insert_ignoring(db, Message.__table__, [message_row("<1@x>"), message_row("<2@x>")])
+    with engine.begin() as db:
+        insert_ignoring(db, Message.__table__, [message_row("<2@x>", "changed"), message_row("<3@x>")])
+    with engine.connect() as db:
+        stored = db.execute(select(Message.message_key, Message.subject).order_by(Message.message_key)).all()
+    assert stored == [("<1@x>", "Order"), ("<2@x>", "Order"), ("<3@x>", "Order")]
+
+
+def test_values_read_back_as_sqlalchemy_stores_them(engine: Engine) -> None:
+    """A datetime or a boolean written here compares equal to one written by SQLAlchemy itself."""
+    with engine.begin() as db:
+        db.execute(Message.__table__.insert().values(message_row("<orm@x>")))
+        insert_ignoring(db, Message.__table__, [message_row("<bulk@x>")])
+        insert_ignoring(db, Rep.__table__, [{"email": "bob@acme.test", "name": "Bob", "team": "", "status": "active",
+                                             "discovered": True, "locale": "en", "created_at": WHEN,
+                                             "updated_at": WHEN}])
+    with engine.connect() as db:
+        same_moment = db.execute(select(Message.message_key).where(Message.occurred_at == WHEN)
+                                 .order_by(Message.message_key)).scalars().all()
+        rep = db.execute(select(Rep.discovered, Rep.created_at).where(Rep.email == "bob@acme.test")).one()
+    assert same_moment == ["<bulk@x>", "<orm@x>"]
+    assert rep.discovered is True
+    assert rep.created_at.replace(tzinfo=timezone.utc) == WHEN
