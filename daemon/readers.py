@@ -15,12 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from config.policy import Policy
 from config.sections import ConfigError, SourceConfig
@@ -183,6 +186,10 @@ class ReaderPool:
                     return event
 
     def close(self) -> None:
+        """Stop every reader now, a forked one mid-fetch included: each started interpreter leads a
+        process group of its own, which is also why a Ctrl-C at the terminal reaches only the writer."""
+        for reader in self._readers:
+            reader.interrupt()
         for reader in self._readers:
             reader.stop()
 
@@ -219,6 +226,7 @@ class _Reader:
     tasks: Connection
     events: Connection
     process: subprocess.Popen[bytes] | None = None
+    echo: threading.Thread | None = None
 
     @classmethod
     def start(cls, setup: bytes, count: int = 1) -> list[_Reader]:
@@ -233,12 +241,15 @@ class _Reader:
         pipes = [(os.pipe(), os.pipe()) for _ in range(count)]
         theirs = [fd for (task_read, _), (_, event_write) in pipes for fd in (task_read, event_write)]
         process = subprocess.Popen([sys.executable, "-P", "-m", "daemon.reader_process", *map(str, theirs)],
-                                   pass_fds=theirs, stdin=subprocess.DEVNULL)
+                                   pass_fds=theirs, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   process_group=0)
         for fd in theirs:
             os.close(fd)
         readers = [cls(Connection(task_write, readable=False), Connection(event_read, writable=False))
                    for (_, task_write), (event_read, _) in pipes]
         readers[0].process = process
+        readers[0].echo = threading.Thread(target=_echo, args=(process.stderr,), daemon=True)
+        readers[0].echo.start()
         for reader in readers:
             reader.tasks.send_bytes(setup)
         return readers
@@ -250,6 +261,12 @@ class _Reader:
         event: ReadEvent = pickle.loads(self.events.recv_bytes())
         return event
 
+    def interrupt(self) -> None:
+        """Signal the process group of a reader this process started: it and the readers it forked."""
+        if self.process is not None and self.process.returncode is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> int | None:
         """Stop the reader; the exit code of a reader this process started.
 
@@ -260,6 +277,8 @@ class _Reader:
         self.tasks.close()
         code = None if self.process is None else _end(self.process)
         self.events.close()
+        if self.echo is not None:
+            self.echo.join(_EXIT_SECONDS)
         return code
 
 
@@ -271,6 +290,14 @@ def _end(process: subprocess.Popen[bytes]) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+def _echo(stream: IO[bytes]) -> None:
+    """Copy a reader interpreter's log lines to this process's stderr as it is now, so a live
+    progress bar prints them above itself instead of being cut by them."""
+    with stream:
+        for line in stream:
+            sys.stderr.write(line.decode("utf-8", "replace"))
 
 
 def serve(fds: list[int]) -> None:
@@ -325,6 +352,7 @@ def _serve(tasks: Connection, events: Connection) -> None:
         events.send_bytes(_packed(ReadEvent("ready", "")))
         while True:
             task: ReadTask = pickle.loads(tasks.recv_bytes())
+            log.debug("reader process %d reads source %s", os.getpid(), task.source.name)
             for event in _events_of(setup.batch_size, identity, task):
                 events.send_bytes(_packed(event))
     except (EOFError, OSError):

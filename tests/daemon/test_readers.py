@@ -3,6 +3,7 @@ reading them one by one, whatever happens to a reader or to the writer."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -77,6 +78,20 @@ def test_reader_processes_build_the_registry_of_an_in_process_sync(engine: Engin
     assert gone(seen)
 
 
+def test_reader_log_lines_reach_this_process_stderr_as_it_is_now(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live progress bar swaps sys.stderr to print log lines above itself; a reader writing to the
+    terminal directly would cut into it."""
+    sources = mailboxes(tmp_path, count=3, messages=600)
+    settings = settings_for(tmp_path, sources, 2).model_copy(update={"log_level": "DEBUG"})
+    seen: set[int] = set()
+    sync_sources(engine, settings, POLICY, sources, progress=lambda *_: seen.update(reader_pids(os.getpid())))
+    logged = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert {int(text.split()[2]) for text in logged if text.startswith("reader process ")} <= seen
+    assert any(text.endswith("reads source rep2") for text in logged)
+
+
 def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(engine: Engine, tmp_path: Path) -> None:
     """One large mailbox: this process reads its first batches during the reader's start-up and
     hands the rest over from the cursor of the last batch it stored."""
@@ -136,6 +151,33 @@ def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_complete
 
 def test_readers_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) -> None:
     sources = mailboxes(tmp_path, count=3, messages=1500)
+    config, engine = sync_config(tmp_path, sources)
+    writer = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "sync"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    readers = wait_for_progress(writer, engine)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert gone(readers)
+
+
+def test_ctrl_c_stops_the_writer_and_its_readers_at_once_and_the_next_sync_completes(tmp_path: Path) -> None:
+    """A terminal sends SIGINT to its foreground process group: the writer's, not the readers'."""
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    config, engine = sync_config(tmp_path, sources)
+    command = [sys.executable, "-m", "daemon.cli", "--config", str(config), "sync"]
+    writer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    readers = wait_for_progress(writer, engine)
+    os.killpg(writer.pid, signal.SIGINT)
+    _, stderr = writer.communicate(timeout=30)
+    assert writer.returncode != 0
+    assert b"Traceback" not in stderr
+    assert gone(readers, seconds=2)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def sync_config(tmp_path: Path, sources: list[SourceConfig]) -> tuple[Path, Engine]:
+    """A config syncing `sources` with two readers in small batches, and the registry it writes."""
     config = tmp_path / "custody.toml"
     database = tmp_path / "registry.db"
     config.write_text(
@@ -145,13 +187,7 @@ def test_readers_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) ->
                   for s in sources)
     )
     (tmp_path / "policy.yaml").write_text("company_domains: [acme.test]\n")
-    engine = open_registry(f"sqlite:///{database}")
-    writer = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), "sync"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    readers = wait_for_progress(writer, engine)
-    writer.send_signal(signal.SIGKILL)
-    writer.wait()
-    assert gone(readers)
+    return config, open_registry(f"sqlite:///{database}")
 
 
 def wait_for_progress(writer: subprocess.Popen[bytes], engine: Engine) -> list[int]:
