@@ -116,7 +116,7 @@ class Dispatcher:
                 continue
             attempts += 1
             try:
-                self.transport.send(message)
+                self.transport.send(message, already=row.delivered_to)
             except TransportError as error:
                 self._after_failure(row, error, report)
                 if error.unreachable:
@@ -195,7 +195,12 @@ class Dispatcher:
             log.warning("notification %s was sent after its lease ran out; another process settles it", notification_id)
 
     def _after_failure(self, row: Row[Any], error: TransportError, report: RunReport) -> None:
-        detail = {"error": str(error)}
+        """A failed send's next state; recipients it reached anyway are kept so a retry skips them."""
+        detail: dict[str, Any] = {"error": str(error)}
+        if error.delivered:
+            delivered = sorted({*row.delivered_to, *error.delivered})
+            detail["delivered_to"] = delivered
+            self._change(row.id, "sending", "", {}, delivered_to=delivered)
         if error.in_doubt:
             report.in_doubt += 1
             self._change(row.id, "sending", "notification.in_doubt", detail, lease_until=self.clock())

@@ -208,6 +208,7 @@ class Notification(SQLModel, table=True):
     sender_email: str = Field(max_length=254)
     to_email: str = Field(max_length=254)
     cc_emails: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    delivered_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
     locale: str = Field(default="en", max_length=16)
     subject: str = Field(default="", max_length=998)
     body_text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

@@ -1,7 +1,8 @@
-"""What the outbox needs from a way of sending mail; SMTP, file, Graph and Gmail all provide it."""
+"""What the outbox needs from a way of sending mail; SMTP and the file transport provide it."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -14,19 +15,23 @@ class TransportError(Exception):
     `permanent`: retrying cannot help (a 5xx refusal). `unreachable`: nothing can be sent right now
     (no connection, login refused), so the run should stop. `in_doubt`: the connection broke after
     the message was handed over, so it may have gone out and must be checked before any retry.
+    `delivered`: recipients that accepted the message although the addressee did not; a retry must
+    not send it to them again.
     """
 
     def __init__(self, message: str, *, permanent: bool = False, unreachable: bool = False,
-                 in_doubt: bool = False) -> None:
+                 in_doubt: bool = False, delivered: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.unreachable = unreachable
         self.in_doubt = in_doubt
+        self.delivered = delivered
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage) -> None:
-        """Deliver, or raise TransportError; returning means the system accepted the message."""
+    def send(self, message: EmailMessage, already: Collection[str] = ()) -> None:
+        """Deliver to every recipient except those `already` reached by an earlier attempt, or raise
+        TransportError; returning means the system accepted the message."""
 
     def find_sent(self, message_id: str) -> bool | None:
         """Whether the sending mailbox holds the message: True sent, False never sent, None cannot tell."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Collection
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,8 +17,9 @@ class FileTransport:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def send(self, message: EmailMessage) -> None:
-        """Written under a temporary name and renamed, so a reader never sees half a message."""
+    def send(self, message: EmailMessage, already: Collection[str] = ()) -> None:
+        """Written under a temporary name and renamed, so a reader never sees half a message. One file
+        serves every recipient, so `already` changes nothing."""
         target = self.path_for(str(message["Message-ID"]))
         partial = target.with_suffix(".part")
         partial.write_bytes(message.as_bytes())

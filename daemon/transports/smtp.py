@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections.abc import Collection
 from email.message import EmailMessage
+from email.utils import getaddresses
 
 from config.sections import SmtpConfig
 from daemon.transports.base import TransportError, refuse_plain_text_off_loopback
@@ -43,12 +45,12 @@ class SmtpTransport:
         self.mailbox = SendingMailbox(config.sent_folder) if config.sent_folder else None
         self._smtp: _SMTP | _SMTPS | None = None
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, already: Collection[str] = ()) -> None:
         message_id = str(message["Message-ID"])
         if self.mailbox:
             self.mailbox.file_pending(message)
         try:
-            self._deliver(message)
+            self._deliver(message, _envelope_recipients(message, already))
         except TransportError as error:
             if self.mailbox and not error.in_doubt:
                 self._discard_copy(message_id)
@@ -69,11 +71,11 @@ class SmtpTransport:
         if self.mailbox:
             self.mailbox.close()
 
-    def _deliver(self, message: EmailMessage) -> None:
+    def _deliver(self, message: EmailMessage, recipients: list[str]) -> None:
         smtp = self._connected()
         smtp.data_started = False
         try:
-            refused = smtp.send_message(message)
+            refused = smtp.send_message(message, to_addrs=recipients)
         except smtplib.SMTPRecipientsRefused as error:
             self._reset()
             codes = [code for code, _ in error.recipients.values()]
@@ -89,10 +91,12 @@ class SmtpTransport:
             raise TransportError(f"SMTP connection to {self.config.host} broke: {type(error).__name__}",
                                  in_doubt=in_doubt) from None
         addressee = str(message["To"]).lower()
-        if addressee in {address.lower() for address in refused}:
+        refused_addresses = {address.lower() for address in refused}
+        if addressee in refused_addresses:
             code = next(code for address, (code, _) in refused.items() if address.lower() == addressee)
             raise TransportError(f"recipient refused (copies went out): {_describe_refusals(refused)}",
-                                 permanent=code >= 500)
+                                 permanent=code >= 500,
+                                 delivered=tuple(a for a in recipients if a.lower() not in refused_addresses))
         if refused:
             log.warning("relay accepted the message for some recipients only: %s", _describe_refusals(refused))
 
@@ -159,6 +163,13 @@ class SmtpTransport:
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:
     if smtp is not None:
         smtp.close()
+
+
+def _envelope_recipients(message: EmailMessage, already: Collection[str]) -> list[str]:
+    """The addresses smtplib would send to (To, Bcc, Cc), less those an earlier attempt reached."""
+    skip = {address.lower() for address in already}
+    fields = [str(value) for name in ("To", "Bcc", "Cc") for value in message.get_all(name, [])]
+    return [address for _, address in getaddresses(fields) if address and address.lower() not in skip]
 
 
 def _describe_refusals(refusals: dict[str, tuple[int, bytes]]) -> str:

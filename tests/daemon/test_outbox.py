@@ -232,6 +232,27 @@ def test_a_refused_recipient_fails_at_once_and_a_deferral_retries_with_backoff(e
         assert db.execute(select(Notification.attempts).where(Notification.id == deferred.id)).scalar() == 3
 
 
+def test_a_retry_after_a_deferral_reaches_only_those_the_first_attempt_did_not(
+    engine: Engine, smtp_server: SmtpServer
+) -> None:
+    """The relay takes the successor's copy but defers the customer: the retry must not copy the
+    successor a second time."""
+    [planned] = plan_notifications(engine, 1)
+    smtp_server.defer.add(planned.to_email)
+    clock = Clock(PLANNED_AT)
+
+    first = dispatch(engine, smtp_server, clock=clock)
+    smtp_server.defer.clear()
+    clock.advance(hours=1)
+    second = dispatch(engine, smtp_server, clock=clock)
+
+    assert (first.retrying, second.sent) == (1, 1)
+    envelopes = [r.rcpt_tos for r in smtp_server.received if r.message_id == planned.message_id]
+    assert envelopes == [(COPY,), (planned.to_email,)]
+    with engine.connect() as db:
+        assert db.execute(select(Notification.delivered_to).where(Notification.id == planned.id)).scalar() == [COPY]
+
+
 def test_dry_run_writes_each_pending_message_as_eml_and_changes_nothing(engine: Engine, tmp_path: Path) -> None:
     planned = plan_notifications(engine, 3, send_after=PLANNED_AT + timedelta(days=3))
     folder = tmp_path / "review"
