@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -111,7 +112,7 @@ def plan_notifications(db: Connection, policy: Policy, handover_id: int, actor: 
     for message in fresh:
         item = items[message.customer_id]
         rendered = templates.render(message.template, message.locale, {
-            "contact_name": names.get(message.contact_id, ""), "customer_name": item.customer_name,
+            "contact_name": names.get(message.contact_id, ""), "customer_name": _letter_name(item),
             "company_name": rules.company_name, "departing_name": departing.name or departing.email,
             "departing_email": departing.email, "successor_name": item.successor_name or item.successor_email,
             "successor_email": item.successor_email, "shared_mailbox": rules.shared_mailbox,
@@ -123,6 +124,13 @@ def plan_notifications(db: Connection, policy: Policy, handover_id: int, actor: 
         audit(db, actor, "notifications_planned", "handover", handover_id, {
             "added": added, "rejected": [{"contact_id": r.contact_id, "reason": r.reason} for r in rejected]})
     return added, rejected
+
+
+def _letter_name(item: Any) -> str:
+    """How a letter names the customer: by a name an address book or CRM gave it, never by its key
+    (a domain, an address or an org: key); empty when there is none, and the letter says "you"."""
+    named = item.customer_kind == "organisation" and item.customer_name != item.customer_key
+    return item.customer_name if named else ""
 
 
 def _outbox_row(handover_id: int, message: PlannedMessage, state: str, held_reason: str,

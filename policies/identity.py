@@ -179,8 +179,9 @@ class Identity:
         if not emails and not phones:
             return None
         customer_key, kind = self._entry_customer(emails, phones, entry.organisation)
-        contacts = [ContactFact("email", e, entry.name, customer_key, kind) for e in emails]
-        contacts += [ContactFact("phone", p, entry.name, customer_key, kind) for p in phones]
+        organisation = " ".join(entry.organisation.split()) if kind == "organisation" else ""
+        contacts = [ContactFact("email", e, entry.name, customer_key, kind, organisation) for e in emails]
+        contacts += [ContactFact("phone", p, entry.name, customer_key, kind, organisation) for p in phones]
         return SightingFact(entry_ref=f"{entry.book}#{entry.entry_id}", rep_email=self._entry_owner(entry, owner_email),
                             channel=entry.channel, contacts=tuple(contacts))
 

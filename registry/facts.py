@@ -15,13 +15,15 @@ class PersonFact(NamedTuple):
 
 
 class ContactFact(NamedTuple):
-    """A normalised customer contact point and the customer it resolves to."""
+    """A normalised customer contact point and the customer it resolves to; `customer_name` is the
+    organisation's name when an address book gives one."""
 
     kind: str
     value: str
     name: str
     customer_key: str
     customer_kind: str
+    customer_name: str = ""
 
 
 class InteractionFact(NamedTuple):

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from policies.ownership import Choice
 from registry.audit import audit, audit_many
+from registry.bulk import insert_ignoring
 from registry.models import AuditEvent, ContactPoint, Customer, Handover, HandoverItem, Notification, Rep, utcnow
 
 AWAITING_APPROVAL = "awaiting approval"
@@ -93,7 +93,8 @@ def handover_row(db: Connection, handover_id: int) -> Any:
 def handover_items(db: Connection, handover_id: int) -> list[Any]:
     """Items with the customer's and successor's names, for display and for rendering."""
     return list(db.execute(
-        select(_ITEM, Customer.name.label("customer_name"), Rep.email.label("successor_email"),
+        select(_ITEM, Customer.name.label("customer_name"), Customer.key.label("customer_key"),
+               Customer.kind.label("customer_kind"), Rep.email.label("successor_email"),
                Rep.name.label("successor_name"))
         .join(Customer, Customer.id == _ITEM.c.customer_id)
         .outerjoin(Rep, Rep.id == _ITEM.c.successor_rep_id)
@@ -102,11 +103,9 @@ def handover_items(db: Connection, handover_id: int) -> list[Any]:
 
 def insert_notifications(db: Connection, handover_id: int, rows: Sequence[dict[str, Any]]) -> int:
     """Add outbox rows; a row whose idempotency key exists already is left as it is. Returns how many were new."""
-    dialect = postgresql if db.dialect.name == "postgresql" else sqlite
     count = select(func.count()).select_from(_NOTE).where(_NOTE.c.handover_id == handover_id)
     before = db.execute(count).scalar_one()
-    for start in range(0, len(rows), 500):
-        db.execute(dialect.insert(_NOTE).on_conflict_do_nothing(), list(rows[start:start + 500]))
+    insert_ignoring(db, _NOTE, [dict(row) for row in rows])
     return db.execute(count).scalar_one() - before
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, tuple_, update
 
 from registry.batching import chunked
 from registry.bulk import insert_ignoring
@@ -108,7 +108,8 @@ def _ensure_contacts(
     """ContactPoint ids, creating what is new in a few set-based statements.
 
     Points of one address-book entry share one Contact: an existing one when any of its
-    points is known, else one created for the entry.
+    points is known, else one created for the entry. A Contact created here whose points another
+    writer stored first (several daemons on one PostgreSQL) is deleted again, not left empty.
     """
     all_groups = [[c] for c in singles] + list(groups)
     facts = {(c.kind, c.value): c for group in all_groups for c in group}
@@ -139,6 +140,9 @@ def _ensure_contacts(
         for key in facts if key not in known
     ])
     known.update(_point_contacts(db, [key for key in facts if key not in known]))
+    unused = set(created) - {contact_id for _, contact_id in known.values()}
+    if unused:
+        db.execute(delete(Contact.__table__).where(Contact.__table__.c.id.in_(sorted(unused))))
     return {key: point_id for key, (point_id, _) in known.items()}
 
 
@@ -163,12 +167,19 @@ def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tup
 
 
 def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[str, int]:
+    """Customer ids by key, creating new customers; until a name is known a customer's name is its key."""
+    contacts = list(contacts)
     kinds = {c.customer_key: c.customer_kind for c in contacts}
+    names = {c.customer_key: c.customer_name[:256] for c in contacts if c.customer_name}
     table = Customer.__table__
     insert_ignoring(db, table, [
-        {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": "active",
-         "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
+        {"key": key, "name": names.get(key, key), "kind": kind, "owner_reason": "", "pool": False,
+         "status": "active", "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
     ])
+    if names:
+        db.execute(update(table).where(table.c.key == bindparam("named_key"), table.c.name == table.c.key)
+                   .values(name=bindparam("known_name")),
+                   [{"named_key": key, "known_name": name} for key, name in names.items()])
     found: dict[str, int] = {}
     for chunk in chunked(list(kinds)):
         found.update(db.execute(select(table.c.key, table.c.id).where(table.c.key.in_(chunk))).all())

@@ -113,6 +113,17 @@ def test_plan_assigns_every_customer_and_plans_one_message_per_contact_and_step(
     assert company.rep_status("alice") == "deactivated"
 
 
+def test_letters_name_a_customer_only_by_a_name_an_address_book_gave_it(company: Company) -> None:
+    """Acme's name comes from Bob's address book; Globex is known only by its domain from mail."""
+    company.built.address_book(rep("bob"), "company", entry("9", "John Smith", emails=("john@acme.example",),
+                                                             organisation="Acme  Corporation", book="crm"))
+    letters = {(r.to_email, r.step): r.body_text for r in company.notifications(company.depart().handover_id)}
+    assert "from Alice Archer as the contact for Acme Corporation." in letters[("john@acme.example", "introduction")]
+    assert "make sure Acme Corporation keeps a direct line" in letters[("jane@acme.example", "farewell")]
+    assert "我已接替Alice Archer，成为您的联系人" in letters[("li@globex.com.cn", "introduction")]
+    assert not any("globex" in text for (to, _), text in letters.items() if to == "li@globex.com.cn")
+
+
 def test_planning_twice_creates_nothing_new(company: Company) -> None:
     first = company.depart()
     before = company.notifications(first.handover_id)

@@ -36,6 +36,17 @@ def test_chinese_introduction_and_pool_farewell() -> None:
     assert "接替" not in pool.subject
 
 
+def test_a_customer_without_a_known_name_is_addressed_as_you() -> None:
+    """A customer known only by its domain or an address is not named by that in a letter."""
+    templates = NotificationTemplates()
+    unnamed = CONTEXT | {"customer_name": ""}
+    assert "I have taken over from Alice as your contact." in templates.render("introduction", "en", unnamed).body_text
+    assert "make sure you keep a direct line to us" in templates.render("farewell", "en", unnamed).body_html
+    assert "成为您的联系人" in templates.render("introduction", "zh", unnamed).body_text
+    assert "确保您与我们" in templates.render("farewell", "zh", unnamed).body_html
+    assert "make sure Acme keeps a direct line" in templates.render("farewell", "en", CONTEXT).body_text
+
+
 def test_names_cannot_inject_headers_or_markup() -> None:
     hostile = CONTEXT | {"departing_name": "Alice\r\nBcc: all@corp.example", "customer_name": "<script>x()</script>"}
     message = NotificationTemplates().render("farewell", "en", hostile)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact
-from registry.ingest import store_batch
-from registry.models import Rep, Source
+from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, SightingFact
+from registry.ingest import store_batch, store_facts
+from registry.models import Contact, ContactPoint, Customer, Rep, Source
 
 WHEN = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 
 
-def batch(rep: str, customer: str) -> FactBatch:
-    contact = ContactFact("email", f"buyer@{customer}", "Buyer", customer, "organisation")
-    message = MessageFact(f"<{rep}-{customer}@mail>", WHEN, "Order", rep, "",
+def batch(rep: str, customer: str, buyer: str = "buyer") -> FactBatch:
+    contact = ContactFact("email", f"{buyer}@{customer}", "Buyer", customer, "organisation")
+    message = MessageFact(f"<{rep}-{buyer}-{customer}@mail>", WHEN, "Order", rep, "",
                           (InteractionFact(rep, contact, "outbound", "company"),))
     return FactBatch(messages=[message], people=[PersonFact(rep, "Ann")])
 
@@ -45,3 +47,50 @@ def test_rep_ids_are_learnt_only_from_committed_batches(engine: Engine) -> None:
         assert db.execute(select(func.count()).select_from(Rep)).scalar_one() == 1
         assert db.execute(select(Source.cursor).where(Source.id == source_id)).scalar_one() == {"n": 2}
     assert rep_ids == {"ann@acme.test": ann}
+
+
+def test_a_customer_is_named_by_the_first_address_book_that_names_it(engine: Engine) -> None:
+    """Mail knows a customer only by its domain; an address book's organisation name replaces that
+    once, and a later book does not rename it."""
+    source_id = new_source(engine)
+    store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {})
+    for n, organisation in enumerate(["Shop Limited", "Shop Ltd (old)"]):
+        point = ContactFact("email", f"buyer{n}@shop.test", "Buyer", "shop.test", "organisation", organisation)
+        store_batch(engine, source_id, FactBatch(sightings=[SightingFact(f"book#{n}", "", "company", (point,))]), {})
+    with engine.connect() as db:
+        assert db.execute(select(Customer.name).where(Customer.key == "shop.test")).scalar_one() == "Shop Limited"
+
+
+def test_two_writers_adding_one_new_address_leave_one_contact(engine: Engine) -> None:
+    """The second writer creates a contact, then finds the address taken when the first commits."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time")
+    source_id = new_source(engine)
+    store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {})
+    store_batch(engine, source_id, batch("bob@acme.test", "shop.test"), {})
+    with ThreadPoolExecutor(1) as pool, engine.connect() as first:
+        transaction = first.begin()
+        store_facts(first, source_id, batch("ann@acme.test", "shop.test", buyer="new"), {})
+        second = pool.submit(store_batch, engine, source_id, batch("bob@acme.test", "shop.test", buyer="new"), {})
+        try:
+            wait_until_blocked(engine)
+        finally:
+            transaction.commit()
+        second.result(timeout=30)
+    with engine.connect() as db:
+        contacts = db.execute(select(func.count()).select_from(Contact)).scalar_one()
+        points = db.execute(select(func.count()).select_from(ContactPoint)).scalar_one()
+    assert (contacts, points) == (2, 2)
+
+
+def wait_until_blocked(engine: Engine) -> None:
+    """Until a session of this database waits for a lock another holds."""
+    deadline = time.monotonic() + 30
+    with engine.connect() as db:
+        while time.monotonic() < deadline:
+            waiting = db.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                      "AND datname = current_database()")).scalar_one()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the second writer never waited for the first")
