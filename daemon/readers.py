@@ -192,6 +192,8 @@ class ReaderPool:
             reader.interrupt()
         for reader in self._readers:
             reader.stop()
+        for reader in self._readers:
+            reader.flush_log()
 
     def _starting_slots(self) -> list[int]:
         return [slot for slot in range(len(self._readers)) if slot not in self._up and slot not in self._reading]
@@ -277,9 +279,12 @@ class _Reader:
         self.tasks.close()
         code = None if self.process is None else _end(self.process)
         self.events.close()
+        return code
+
+    def flush_log(self) -> None:
+        """Wait until the last log line of a stopped interpreter, and of the readers it forked, is copied."""
         if self.echo is not None:
             self.echo.join(_EXIT_SECONDS)
-        return code
 
 
 def _end(process: subprocess.Popen[bytes]) -> int:
