@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -29,12 +30,16 @@ LEASE = timedelta(minutes=15)
 
 @dataclass
 class SyncReport:
+    """What one sync of a source did; `seconds` runs from its claim to its end."""
+
     source: str
     messages: int = 0
     entries: int = 0
     skipped: int = 0
     batches: int = 0
     error: str = ""
+    seconds: float = 0.0
+    claimed_at: float = field(default=0.0, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -175,6 +180,7 @@ def _claim_task(
     if source_id is None:
         report.error = "another custody process is syncing this source"
         return None
+    report.claimed_at = time.monotonic()
     return source_id, ReadTask(source, cursor, owner)
 
 
@@ -238,6 +244,7 @@ def _claim(engine: Engine, source: SourceConfig, owner: str) -> tuple[int | None
 
 
 def _finish(engine: Engine, source_id: int, report: SyncReport) -> None:
+    report.seconds = time.monotonic() - report.claimed_at
     table = Source.__table__
     values: dict[str, Any] = {"lease_owner": "", "lease_until": None}
     if report.ok:

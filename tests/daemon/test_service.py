@@ -40,6 +40,10 @@ def wait_for(url: str, needle: str, process: subprocess.Popen[bytes]) -> str:
     raise AssertionError(f"{url} never showed {needle!r}")
 
 
+def metric(exposition: str, sample: str) -> float:
+    return float(next(line for line in exposition.splitlines() if line.startswith(sample + " ")).split()[-1])
+
+
 def test_service_syncs_on_start_reports_health_and_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
     archive = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 30)})
     port = free_port()
@@ -55,6 +59,8 @@ def test_service_syncs_on_start_reports_health_and_metrics_and_stops_on_sigterm(
         assert '"ok": true' in wait_for(f"http://127.0.0.1:{port}/healthz", "ok", process)
         metrics = wait_for(f"http://127.0.0.1:{port}/metrics", 'custody_sync_records_total{kind="message",source="ann"} 30.0', process)
         assert 'custody_sync_last_success_timestamp_seconds{source="ann"}' in metrics
+        assert 'custody_sync_duration_seconds_count{source="ann"} 1.0' in metrics
+        assert metric(metrics, 'custody_sync_duration_seconds_sum{source="ann"}') > 0
         assert fetch(f"http://127.0.0.1:{port}/nothing")[0] == 404
     finally:
         process.send_signal(signal.SIGTERM)
