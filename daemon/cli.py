@@ -61,7 +61,12 @@ def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--sourc
         chosen = [rt.settings.source(source)] if source else rt.settings.sources
     except ConfigError as error:
         fail_config(error)
-    reports = sync_with_progress(rt, chosen)
+    try:
+        reports = sync_with_progress(rt, chosen)
+    except KeyboardInterrupt:
+        typer.echo("custody: sync interrupted; every batch stored so far is kept and the next sync resumes "
+                   "after it", err=True)
+        raise typer.Exit(130) from None
     for report in reports:
         state = "[green]ok[/]" if report.ok else f"[red]failed[/]: {report.error}"
         console.print(f"{report.source}: {report.messages} messages, {report.entries} address-book entries, "
