@@ -69,6 +69,14 @@ def engine(registry_target: tuple[str, str | None]) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def postgres_engine(postgres_schema_factory) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    """A registry on PostgreSQL alone, for what SQLite cannot show: writers working at the same time."""
+    engine = open_registry(POSTGRES_URL, postgres_schema_factory())
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def enron() -> Path:
     if not ENRON.is_dir():
         pytest.skip(f"Enron corpus not found at {ENRON}")

@@ -61,10 +61,10 @@ def test_a_customer_is_named_by_the_first_address_book_that_names_it(engine: Eng
         assert db.execute(select(Customer.name).where(Customer.key == "shop.test")).scalar_one() == "Shop Limited"
 
 
-def test_two_writers_adding_one_new_address_leave_one_contact(engine: Engine) -> None:
+@pytest.mark.postgres
+def test_two_writers_adding_one_new_address_leave_one_contact(postgres_engine: Engine) -> None:
     """The second writer creates a contact, then finds the address taken when the first commits."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite lets one writer in at a time")
+    engine = postgres_engine
     source_id = new_source(engine)
     store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {})
     store_batch(engine, source_id, batch("bob@acme.test", "shop.test"), {})
