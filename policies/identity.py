@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import phonenumbers
 import tldextract
@@ -27,6 +27,7 @@ _PLUS_SAFE = frozenset({"gmail.com", "googlemail.com", "outlook.com", "hotmail.c
                         "icloud.com", "me.com", "fastmail.com", "proton.me", "protonmail.com"})
 _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
 F = TypeVar("F", ContactFact, InteractionFact)
+MEMO_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Identity:
     def normalise_email(self, email: str) -> str | None:
         """Memoised: a mailbox repeats the same few thousand addresses many times."""
         if email not in self._normalised:
+            _make_room(self._normalised)
             self._normalised[email] = self._normalise(email)
         return self._normalised[email]
 
@@ -96,6 +98,7 @@ class Identity:
     def is_internal(self, address: str) -> bool:
         domain = address.rpartition("@")[2]
         if domain not in self._internal_domains:
+            _make_room(self._internal_domains)
             self._internal_domains[domain] = any(domain == d or domain.endswith("." + d) for d in self.company_domains)
         return address in self.rep_by_address or self._internal_domains[domain]
 
@@ -121,6 +124,7 @@ class Identity:
     def _noise_sender(self, local: str) -> bool:
         """Memoised: the same senders write again and again, and every pattern is tried on each."""
         if local not in self._noise_locals:
+            _make_room(self._noise_locals)
             self._noise_locals[local] = any(p.search(local) for p in self.noise_senders)
         return self._noise_locals[local]
 
@@ -186,6 +190,7 @@ class Identity:
                             channel=entry.channel, contacts=tuple(contacts))
 
     def interpret(self, batch: Batch, owner_email: str = "") -> FactBatch:
+        self._interned.clear()
         facts = FactBatch(skipped=[SkippedFact(s.ref, s.reason) for s in batch.skipped])
         people: dict[str, str] = {}
         for record in batch.records:
@@ -218,7 +223,8 @@ class Identity:
         return self._intern(ContactFact("email", address, name, key, kind))
 
     def _intern(self, fact: F) -> F:
-        """One object per distinct fact, so a batch sent to the registry writer pickles each only once."""
+        """One object per distinct fact within a batch, so the batch sent to the registry writer
+        pickles each only once."""
         return self._interned.setdefault(fact, fact)  # type: ignore[return-value]
 
     def _entry_customer(self, emails: list[str], phones: list[str], organisation: str) -> tuple[str, str]:
@@ -229,6 +235,13 @@ class Identity:
         if organisation.strip():
             return "org:" + " ".join(organisation.lower().split()), "organisation"
         return (emails[0], "person") if emails else ("tel:" + phones[0], "person")
+
+
+def _make_room(memo: dict[str, Any]) -> None:
+    """Memos forget everything once they hold MEMO_LIMIT entries: a mailbox repeats a few thousand
+    addresses, but a reader that syncs millions of messages must not grow without end."""
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
 
 
 def warm_public_suffixes() -> None:

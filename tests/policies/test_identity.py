@@ -1,6 +1,9 @@
 """Who is internal, what is noise, which customer an address belongs to, and which way mail went."""
 
-from connectors.records import AddressBookEntry
+import pytest
+
+import policies.identity as identity_module
+from connectors.records import AddressBookEntry, Batch
 from config.policy import Policy
 from connectors.headers import parse_headers
 from policies.identity import Identity, KnownRep, normalise_phone
@@ -68,3 +71,18 @@ def test_address_book_entries_resolve_to_customers_with_e164_phones() -> None:
     assert [(c.kind, c.value, c.customer_key) for c in sighting.contacts] == [
         ("email", "anna@muller.de", "muller.de"), ("phone", "+49301234567", "muller.de")]
     assert normalise_phone("12", "DE") is None
+
+
+def test_a_reader_of_millions_of_addresses_keeps_bounded_memos_and_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The memos of addresses, domains and senders forget everything at their limit; the facts a
+    batch yields stay what an unbounded reader would give."""
+    mails = [parse_headers(message(f"Buyer {n} <buyer{n}@shop{n % 97}.test>", "ann@acme.test, noreply@acme.test",
+                                   cc=f"other{n}@mill{n % 89}.test", message_id=f"<{n}@x>"), "INBOX")
+             for n in range(400)]
+    unbounded = Identity(POLICY, [KnownRep("ann@acme.test", "Ann Lee")]).interpret(Batch(list(mails), {}))
+    monkeypatch.setattr(identity_module, "MEMO_LIMIT", 50)
+    bounded = Identity(POLICY, [KnownRep("ann@acme.test", "Ann Lee")])
+    assert bounded.interpret(Batch(list(mails), {})) == unbounded
+    assert max(len(bounded._normalised), len(bounded._internal_domains), len(bounded._noise_locals)) <= 50
