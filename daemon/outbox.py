@@ -196,26 +196,23 @@ class Dispatcher:
 
     def _after_failure(self, row: Row[Any], error: TransportError, report: RunReport) -> None:
         """A failed send's next state; recipients it reached anyway are kept so a retry skips them."""
-        detail: dict[str, Any] = {"error": str(error)}
-        if error.delivered:
-            delivered = sorted({*row.delivered_to, *error.delivered})
-            detail["delivered_to"] = delivered
-            self._change(row.id, "sending", "", {}, delivered_to=delivered)
+        reached = {"delivered_to": sorted({*row.delivered_to, *error.delivered})} if error.delivered else {}
+        detail: dict[str, Any] = {"error": str(error), **reached}
         if error.in_doubt:
             report.in_doubt += 1
-            self._change(row.id, "sending", "notification.in_doubt", detail, lease_until=self.clock())
+            self._change(row.id, "sending", "notification.in_doubt", detail, lease_until=self.clock(), **reached)
         elif error.unreachable:
             self._change(row.id, "sending", "notification.not_attempted", detail, state="pending",
-                         attempts=outbox.c.attempts - 1, last_error=str(error)[:2000])
+                         attempts=outbox.c.attempts - 1, last_error=str(error)[:2000], **reached)
         elif error.permanent or row.attempts + 1 >= self.rules.max_attempts:
             report.failed += 1
             self._change(row.id, "sending", "notification.failed", detail, state="failed",
-                         last_error=str(error)[:2000])
+                         last_error=str(error)[:2000], **reached)
         else:
             report.retrying += 1
             retry_at = self.clock() + self._backoff(row.attempts + 1)
             self._change(row.id, "sending", "notification.retry", {**detail, "retry_at": retry_at.isoformat()},
-                         state="pending", send_after=retry_at, last_error=str(error)[:2000])
+                         state="pending", send_after=retry_at, last_error=str(error)[:2000], **reached)
 
     def _backoff(self, attempts: int) -> timedelta:
         seconds = self.rules.retry_backoff_seconds * 2 ** (attempts - 1)

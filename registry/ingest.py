@@ -167,14 +167,18 @@ def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tup
 
 
 def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[str, int]:
-    """Customer ids by key, creating new customers; until a name is known a customer's name is its key."""
-    contacts = list(contacts)
-    kinds = {c.customer_key: c.customer_kind for c in contacts}
-    names = {c.customer_key: c.customer_name[:256] for c in contacts if c.customer_name}
+    """Customer ids by key, creating new customers. A customer's name is its key until a contact
+    brings the first name for it."""
+    kinds: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for contact in contacts:
+        kinds[contact.customer_key] = contact.customer_kind
+        if contact.customer_name:
+            names.setdefault(contact.customer_key, contact.customer_name[:256])
     table = Customer.__table__
     insert_ignoring(db, table, [
-        {"key": key, "name": names.get(key, key), "kind": kind, "owner_reason": "", "pool": False,
-         "status": "active", "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
+        {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": "active",
+         "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
     ])
     if names:
         db.execute(update(table).where(table.c.key == bindparam("named_key"), table.c.name == table.c.key)
