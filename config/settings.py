@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.sections import (
@@ -35,6 +35,18 @@ class Settings(BaseSettings):
     sources: list[SourceConfig] = Field(default_factory=list)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     smtp: SmtpConfig | None = None
+
+    @field_validator("reps")
+    @classmethod
+    def _one_person_per_address(cls, reps: list[RepConfig]) -> list[RepConfig]:
+        """An address (primary, alias or personal) names one rep; two reps sharing one would merge them."""
+        owner: dict[str, str] = {}
+        for rep in reps:
+            for address in (rep.email, *rep.aliases, *rep.personal_addresses):
+                key = address.strip().lower()
+                if owner.setdefault(key, rep.email) != rep.email:
+                    raise ValueError(f"{address} is an address of both {owner[key]} and {rep.email}")
+        return reps
 
     @classmethod
     def settings_customise_sources(

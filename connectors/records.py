@@ -36,6 +36,7 @@ class MessageHeaders:
     content_type: str = ""
     return_path: str = ""
     channel: Channel = "company"
+    date_source: str = "header"
 
 
 @dataclass(frozen=True, slots=True)

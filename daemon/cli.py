@@ -18,18 +18,20 @@ from daemon.cli_handover import depart_command, handover_app
 from daemon.cli_outbox import outbox_app
 from daemon.cli_pool import pool_app
 from daemon.cli_reports import report_app
+from daemon.cli_templates import templates_app
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service import run_service
 from daemon.sync import SyncReport, sync_sources
 from registry.coverage import coverage_summary
 from registry.models import utcnow
-from registry.status import rep_activity, registry_counts, source_statuses
+from registry.status import rep_activity, registry_counts, skipped_items, source_statuses
 
 app = typer.Typer(help="Keep customer relationships with the company when salespeople leave.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(report_app, name="report")
 app.add_typer(pool_app, name="pool")
 app.add_typer(handover_app, name="handover")
+app.add_typer(templates_app, name="templates")
 app.command("depart")(depart_command)
 console = Console()
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "custody.example.toml"
@@ -96,20 +98,44 @@ def run(ctx: typer.Context) -> None:
 
 
 @app.command()
-def status(ctx: typer.Context) -> None:
-    """Sources, their last sync and errors, and what the registry holds."""
+def status(
+    ctx: typer.Context,
+    skipped: bool = typer.Option(False, "--skipped", help="List the items syncs skipped, newest first."),
+    source: Optional[str] = typer.Argument(None, help="With --skipped: only this source's items."),
+) -> None:
+    """Sources, their last sync and errors, and what the registry holds; --skipped lists unread items."""
     rt = runtime(ctx)
+    if skipped:
+        print_skipped(rt, source)
+        return
     table = Table("source", "kind", "channel", "status", "last success", "skipped", "last error")
     for row in source_statuses(rt.engine):
         style = "red" if row.status == "failing" else ""
         table.add_row(row.name, row.kind, row.channel, row.status,
                       row.last_success.strftime("%Y-%m-%d %H:%M") if row.last_success else "never",
-                      str(row.skipped), row.last_error, style=style)
+                      str(row.skipped), one_line(row.last_error), style=style)
     console.print(table)
     counts = registry_counts(rt.engine)
-    console.print(f"reps {counts.reps} configured, {counts.discovered_reps} discovered, customers {counts.customers}, contacts {counts.contacts}, "
-                  f"messages {counts.messages} ({counts.noise_messages} noise), interactions {counts.interactions}, "
-                  f"address-book sightings {counts.sightings}")
+    console.print(f"reps {counts.reps}, colleagues {counts.colleagues}, customers {counts.customers}, "
+                  f"contacts {counts.contacts}, messages {counts.messages} ({counts.noise_messages} noise), "
+                  f"interactions {counts.interactions}, address-book sightings {counts.sightings}")
+    if counts.reps == 0 and rt.policy.coverage.credit == "reps":
+        console.print("[yellow]no reps are declared ([[reps]] in the config): nobody is credited with coverage[/]")
+
+
+def print_skipped(rt: Runtime, source: str | None) -> None:
+    if source is not None and source not in {s.name for s in rt.settings.sources}:
+        fail_config(ConfigError(f"sources: no source named {source!r}"))
+    items = skipped_items(rt.engine, source)
+    table = Table("when", "source", "item", "reason", title=f"{len(items)} skipped items")
+    for item in items:
+        table.add_row(item.seen_at.strftime("%Y-%m-%d %H:%M"), item.source, item.ref, item.reason)
+    console.print(table)
+
+
+def one_line(text: str, width: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 @app.command()

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from sqlalchemy import select
+from rich.markup import escape
+from rich.table import Column, Table
+from rich.text import Text
+from sqlalchemy import Engine, select
 
 from config.sections import ConfigError
-from daemon.departure import DepartureError, depart, process_hr_folder, settle_due_handovers
+from daemon.compose import UnsafeMessage, compose
+from daemon.departure import (
+    DepartureError, depart, process_hr_folder, reassign_customer, settle_due_handovers,
+)
+from daemon.outbox import letter_for
 from daemon.runtime import fail_config, runtime
 from daemon.readers import identity_for
 from daemon.sync import register_reps
-from registry.audit import cli_actor
-from registry.departure_facts import human_evidence
-from registry.handover import (
-    HandoverError, approve_handover, cancel_handover, handover_items, handover_report, handover_row,
+from registry.audit import audit, cli_actor
+from registry.handover import HandoverError, approve_handover, cancel_handover, handover_report
+from registry.handover_review import (
+    HandoverReview, ReviewError, handover_review, letter_rows, plan_customer_id, reassignable_successor, utc,
 )
 from registry.models import Handover, Rep
 
 handover_app = typer.Typer(help="Review, approve and follow departing reps' handover plans.", no_args_is_help=True)
 console = Console()
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9@._+-]+")
 
 
 def depart_command(
@@ -47,10 +56,16 @@ def depart_command(
     except ConfigError as error:
         fail_config(error)
     if not outcome.created:
-        console.print(f"{rep} already has open handover {outcome.handover_id}; {outcome.planned} new messages planned")
+        console.print(f"{rep} already has open handover {outcome.handover_id}; {outcome.joined} customers joined, "
+                      f"{outcome.planned} new messages planned")
         return
     console.print(f"handover {outcome.handover_id}: {outcome.customers} customers, {outcome.planned} messages planned, "
                   f"{outcome.needs_human} customers for a human, {len(outcome.rejected)} unsafe addresses skipped")
+    if outcome.already_sent:
+        console.print(f"{outcome.already_sent} messages of this departure went out under an earlier plan "
+                      "and are not planned again")
+    for handover_id in outcome.replanned:
+        console.print(f"handover {handover_id} named {rep} as a successor: its customers were given new successors")
     console.print(f"review it with `custody handover show {outcome.handover_id}`")
 
 
@@ -70,32 +85,149 @@ def list_handovers(ctx: typer.Context) -> None:
 
 
 @handover_app.command("show")
-def show(ctx: typer.Context, handover_id: int = typer.Argument(..., metavar="ID")) -> None:
-    """The plan: each customer's successor and why, the messages, and the customers left for a human."""
+def show(
+    ctx: typer.Context,
+    handover_id: int = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json", help="The plan as one JSON object, for machines."),
+    letters: Optional[Path] = typer.Option(None, "--letters", metavar="DIR", file_okay=False,
+                                           help="Also write every letter of the plan, whatever its state, "
+                                                "as DIR/<customer>/<step>-<recipient>.eml."),
+) -> None:
+    """The plan, in any status: each customer's successor and why, whether it needs a human, its
+    contacts, and every letter with its language, recipient, sender, state and due time (UTC)."""
     rt = runtime(ctx)
-    with rt.engine.connect() as db:
+    try:
+        with rt.engine.connect() as db:
+            review = handover_review(db, handover_id)
+            rows = letter_rows(db, handover_id) if letters else []
+    except HandoverError as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(asdict(review), default=_iso))
+    else:
+        _print_review(review)
+    if letters:
+        _export_letters(rt.engine, handover_id, rows, letters, to_stderr=as_json)
+
+
+@handover_app.command("reassign")
+def reassign(
+    ctx: typer.Context,
+    handover_id: int = typer.Argument(..., metavar="ID"),
+    customer: str = typer.Argument(..., help="The customer's key (acme.example) or id."),
+    rep: str = typer.Argument(..., help="The new successor's address; an active declared rep."),
+    reason: str = typer.Option("", "--reason", help="Why, kept with the plan and in the audit trail."),
+) -> None:
+    """Give one customer of a plan to another rep; the customer's unsent letters are written again."""
+    rt = runtime(ctx)
+    try:
+        with rt.engine.begin() as db:
+            customer_id = plan_customer_id(db, handover_id, customer)
+            successor_id = reassignable_successor(db, handover_id, rep)
+            outcome = reassign_customer(db, rt.policy, handover_id, customer_id, successor_id, cli_actor(), reason)
+    except ReviewError as error:
+        typer.echo(f"custody: {error}", err=True)
+        raise typer.Exit(2) from None
+    except (HandoverError, DepartureError) as error:
+        _fail(error)
+    except ConfigError as error:
+        fail_config(error)
+    typer.echo(outcome)
+
+
+def _print_review(review: HandoverReview) -> None:
+    approval = "required" if review.requires_approval else "not required"
+    given = f" (given by {review.approved_by})" if review.approved_by else ""
+    cancelled = f", cancelled: {review.cancelled_reason}" if review.status == "cancelled" else ""
+    console.print(escape(f"handover {review.handover_id} of {review.rep_email}: {review.status}{cancelled}, "
+                         f"effective {_iso(review.effective_at)}, approval {approval}{given}"))
+    customers = _table("customers", "customer", "successor", "strategy: reason", "needs a human\n(no letter)",
+                       "contacts")
+    letters = _table("letters", "customer", "step", "language", "to", "from", "state", "due")
+    for c in review.customers:
+        _add_row(customers, f"{c.name}\n{c.key}" if c.name and c.name != c.key else c.key,
+                 _person(c.successor_name, c.successor_email) if c.successor_email else "public pool",
+                 f"{c.strategy}: {c.reason}", "yes" if c.needs_human else "no",
+                 "\n".join(f"{p.name or '(no name)'}: {', '.join(p.points)}" for p in c.contacts),
+                 style="yellow" if c.needs_human else "")
+        for n, letter in enumerate(c.letters):
+            state = f"{letter.state}: {letter.held_reason}" if letter.held_reason else letter.state
+            to = "\n".join([letter.to_email, *(f"cc {cc}" for cc in letter.cc_emails)])
+            _add_row(letters, "" if n else c.key, letter.step, letter.locale, to,
+                     _person(letter.sender_name, letter.sender_email), state, _iso(letter.send_after))
+    console.print(customers)
+    console.print(letters)
+    states = Counter(letter.state for c in review.customers for letter in c.letters)
+    console.print(f"messages: {sum(states.values())} ({_states(states)})")
+    humans = [c for c in review.customers if c.needs_human]
+    if humans:
+        console.print(f"[yellow]{len(humans)} customers have no company-channel contact to mail; tell them by hand:[/]")
+        for c in humans:
+            evidence = "; ".join(c.evidence) or "no evidence left in the registry"
+            console.print(escape(f"  {c.name or c.key}: {evidence}"))
+
+
+def _export_letters(engine: Engine, handover_id: int, rows: list[Any], folder: Path, to_stderr: bool) -> None:
+    """Write the letters and audit the export: they carry customer data out of the registry."""
+    try:
+        written, refused = write_letters(rows, folder)
+    except OSError as error:
+        _fail(error)
+    with engine.begin() as db:
+        audit(db, cli_actor(), "handover_letters_exported", "handover", handover_id,
+              {"folder": str(folder), "written": written, "refused": len(refused)})
+    typer.echo(f"wrote {written} letters to {folder}", err=to_stderr)
+    for line in refused:
+        typer.echo(f"  not written, the outbox would refuse it: {line}", err=True)
+
+
+def write_letters(rows: list[Any], folder: Path) -> tuple[int, list[str]]:
+    """Each letter as the transport would get it, dated its due time; returns (written, refusals)."""
+    written: set[Path] = set()
+    refused = []
+    for row in rows:
         try:
-            handover = handover_row(db, handover_id)
-        except HandoverError as error:
-            _fail(error)
-        items = handover_items(db, handover_id)
-        rep = db.execute(select(Rep.email).where(Rep.id == handover.rep_id)).scalar_one()
-        evidence = human_evidence(db, handover.rep_id, [i.customer_id for i in items if i.needs_human])
-        report = handover_report(db, handover_id)
-    console.print(f"handover {handover_id} of {rep}: {handover.status}, effective {handover.effective_at:%Y-%m-%d %H:%M} UTC, "
-                  f"approval {'required' if handover.requires_approval else 'not required'}"
-                  f"{f' (given by {handover.approved_by})' if handover.approved_by else ''}")
-    table = Table("customer", "successor", "strategy", "reason")
-    for item in items:
-        table.add_row(item.customer_name, item.successor_email or "public pool", item.strategy, item.reason,
-                      style="yellow" if item.needs_human else "")
-    console.print(table)
-    console.print(f"messages: {report.planned} ({_states(report.by_state)})")
-    if evidence:
-        console.print(f"[yellow]{len(evidence)} customers have no company-channel contact to mail; tell them by hand:[/]")
-        names = {i.customer_id: i.customer_name for i in items}
-        for customer_id, lines in evidence.items():
-            console.print(f"  {names[customer_id]}: " + ("; ".join(lines) or "no evidence left in the registry"))
+            message = compose(letter_for(row), utc(row.send_after))
+        except UnsafeMessage as error:
+            refused.append(f"{row.step} to {row.to_email}: {error}")
+            continue
+        path = letter_path(folder, row.customer_key, row.step, row.to_email)
+        if path in written:  # two names that differ only in characters made safe
+            path = path.with_name(f"{path.stem}-{row.id}.eml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(message.as_bytes())
+        written.add(path)
+    return len(written), refused
+
+
+def letter_path(folder: Path, customer_key: str, step: str, to_email: str) -> Path:
+    """DIR/<customer>/<step>-<recipient>.eml. The parts come from data (a key, an address), so each
+    keeps only letters, digits and @._+- and never starts with a dot or dash: none can leave DIR,
+    hide a file or look like an option."""
+    return folder / _safe_name(customer_key) / f"{_safe_name(step)}-{_safe_name(to_email)}.eml"
+
+
+def _safe_name(text: str) -> str:
+    return _UNSAFE_NAME.sub("_", text).lstrip(".-")[:100] or "_"
+
+
+def _table(title: str, *headers: str) -> Table:
+    """Long addresses and reasons wrap instead of being cut: a reviewer must see them whole."""
+    return Table(*(Column(header, overflow="fold") for header in headers), title=title)
+
+
+def _add_row(table: Table, *cells: str, style: str = "") -> None:
+    """Cells are data (names, reasons), never rich markup."""
+    table.add_row(*(Text(cell) for cell in cells), style=style)
+
+
+def _person(name: str, email: str) -> str:
+    return f"{name} <{email}>" if name else email
+
+
+def _iso(moment: datetime) -> str:
+    """UTC in ISO 8601, e.g. 2026-07-05T08:00:00Z."""
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @handover_app.command("approve")
@@ -117,10 +249,11 @@ def cancel(ctx: typer.Context, handover_id: int = typer.Argument(..., metavar="I
     rt = runtime(ctx)
     try:
         with rt.engine.begin() as db:
-            held = cancel_handover(db, handover_id, reason, cli_actor())
+            cancelled = cancel_handover(db, handover_id, reason, cli_actor())
     except HandoverError as error:
         _fail(error)
-    console.print(f"handover {handover_id} cancelled: {held} unsent messages held")
+    console.print(f"handover {handover_id} cancelled: {cancelled.held} unsent messages held, {cancelled.sent} had "
+                  "already been sent (a new plan for this departure will not send those again)")
 
 
 @handover_app.command("report")

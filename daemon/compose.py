@@ -1,7 +1,9 @@
 """The outgoing message of a planned notification, refusing anything that could inject headers.
 
 Planning renders and sanitises the content, but the row is data in a database: the dispatcher checks
-it again, so a bad row is refused instead of sent, whoever wrote it.
+it again, so a bad row is refused instead of sent, whoever wrote it. The sender's display name goes
+through email.headerregistry.Address, which quotes specials and encodes non-ASCII (RFC 2047), so a
+name like `Wang, "Lei" <x@y>` or 王磊 stays one display name of the one sender address.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -25,6 +28,7 @@ class Letter:
     subject: str
     text: str
     html: str
+    sender_name: str = ""
 
 
 class UnsafeMessage(ValueError):
@@ -34,12 +38,13 @@ class UnsafeMessage(ValueError):
 def compose(letter: Letter, date: datetime) -> EmailMessage:
     _check_line("Message-ID", letter.message_id)
     _check_line("Subject", letter.subject)
+    _check_line("From display name", letter.sender_name)
     if not (letter.message_id.startswith("<") and letter.message_id.endswith(">") and "@" in letter.message_id):
         raise UnsafeMessage(f"Message-ID {letter.message_id!r} is not of the form <id@domain>")
     message = EmailMessage(policy=SMTP)
     message["Message-ID"] = letter.message_id
     message["Date"] = format_datetime(date)
-    message["From"] = _address("From", letter.sender)
+    message["From"] = Address(display_name=letter.sender_name, addr_spec=_address("From", letter.sender))
     message["To"] = _address("To", letter.to)
     if letter.cc:
         message["Cc"] = ", ".join(_address("Cc", cc) for cc in letter.cc)

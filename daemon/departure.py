@@ -12,27 +12,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
 from config.policy import Policy
 from connectors.hr_csv import HrCsvConnector
 from connectors.records import DirectoryEvent
-from daemon.notification_templates import NotificationTemplates, RenderedMessage
-from policies.notification_plan import PlannedMessage, Rejected, plan_messages
-from policies.ownership import Departure, RepProfile, choose_successors
+from daemon.handover_letters import LetterPlan, plan_letters
+from policies.notification_plan import Rejected
+from policies.ownership import Choice, CustomerHistory, Departure, choose_successors
 from registry.audit import audit
-from registry.departure_facts import (
-    contact_names, departing_customers, mailable_recipients, rep_id_by_email, rep_profiles,
-)
+from registry.departure_facts import departing_customers, mailable_recipients, rep_id_by_email, rep_profiles
 from registry.facts import PersonFact
 from registry.handover import (
-    AWAITING_APPROVAL, OPEN, cancel_handover, create_handover, due_handover_ids, handover_items, handover_row,
-    insert_notifications, lock_rep, open_handover_id, set_rep_status, settle_handover,
+    OPEN, add_items, cancel_handover, change_successors, create_handover, depart_due_leavers, due_handover_ids,
+    handover_items, handover_row, hold_letters_naming, lock_rep, open_handover_ids, open_handover_id, ownership_moved,
+    planned_customer_ids, plans_naming, set_rep_status, settle_handover,
 )
 from registry.ingest import ensure_reps
-from registry.models import AuditEvent, Notification, Rep, utcnow
+from registry.models import AuditEvent, Rep, Role, utcnow
 
 
 class DepartureError(Exception):
@@ -47,13 +45,17 @@ class DepartureOutcome:
     needs_human: int = 0
     planned: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    already_sent: int = 0
+    joined: int = 0
+    replanned: list[int] = field(default_factory=list)
 
 
 def depart(
     engine: Engine, policy: Policy, rep_email: str, *, successor_email: str = "", effective: datetime | None = None,
     trigger: str = "cli", actor: str = "cli", now: datetime | None = None,
 ) -> DepartureOutcome:
-    """Deactivate a rep and plan the handover of their customers; an open handover is returned as it is."""
+    """Plan the handover of a departing rep's customers; an open handover is brought up to date
+    (customers who appeared since join it, missing letters are added)."""
     with engine.begin() as db:
         return depart_in(db, policy, rep_email, successor_email=successor_email, effective=effective,
                          trigger=trigger, actor=actor, now=now or utcnow())
@@ -63,6 +65,9 @@ def depart_in(
     db: Connection, policy: Policy, rep_email: str, *, successor_email: str, effective: datetime | None,
     trigger: str, actor: str, now: datetime,
 ) -> DepartureOutcome:
+    """A rep with a future effective date is `leaving` (still working and counted for coverage, never
+    a successor), else deactivated at once. Open plans that named this rep as a successor are planned
+    again, so no customer is introduced to someone who is leaving."""
     rep_id = _known_rep(db, rep_email)
     successor_id = _known_rep(db, successor_email) if successor_email else None
     if successor_id == rep_id and successor_id is not None:
@@ -70,80 +75,104 @@ def depart_in(
     lock_rep(db, rep_id)
     existing = open_handover_id(db, rep_id)
     if existing is not None:
-        added, rejected = plan_notifications(db, policy, existing, actor)
-        return DepartureOutcome(existing, False, planned=added, rejected=rejected)
-    set_rep_status(db, rep_id, "deactivated", actor, f"departure via {trigger}")
+        joined = join_late_customers(db, policy, existing, actor, now)
+        letters = plan_letters(db, policy, existing, actor, now)
+        return DepartureOutcome(existing, False, planned=letters.added + letters.taken_over,
+                                rejected=letters.rejected, already_sent=letters.already_sent, joined=joined)
+    effective = effective or now
+    set_rep_status(db, rep_id, "leaving" if effective > now else "deactivated", actor, f"departure via {trigger}")
     reps = rep_profiles(db)
     if successor_id is not None and not reps[successor_id].active:
-        raise DepartureError(f"successor {successor_email} is not an active rep")
-    customers = departing_customers(db, rep_id, now - timedelta(days=policy.lookback_days))
-    choices = choose_successors(Departure(reps[rep_id], successor_id), customers, reps, policy.ownership.strategies)
+        raise DepartureError(f"successor {successor_email} is not an active rep (leaving, departed or deactivated)")
+    customers = _unplanned(db, departing_customers(db, rep_id, now - timedelta(days=policy.lookback_days)))
+    choices = choose_successors(Departure(reps[rep_id], successor_id), customers, reps, policy.ownership.strategies,
+                                max_per_successor=policy.ownership.max_customers_per_successor)
+    needs_human = _needs_human(db, policy, rep_id, [c.customer_id for c in customers], now)
+    handover_id = create_handover(db, rep_id, effective, trigger, policy.ownership.requires_approval,
+                                  choices, needs_human, actor, now, reps[rep_id].tenure)
+    letters = plan_letters(db, policy, handover_id, actor, now)
+    replanned = replan_plans_naming(db, policy, rep_id, actor, now)
+    return DepartureOutcome(handover_id, True, len(choices), len(needs_human), letters.added + letters.taken_over,
+                            letters.rejected, letters.already_sent, replanned=replanned)
+
+
+def plan_notifications(db: Connection, policy: Policy, handover_id: int, actor: str,
+                       now: datetime | None = None) -> LetterPlan:
+    """The open handover's letters brought up to date (see daemon/handover_letters.py)."""
+    return plan_letters(db, policy, handover_id, actor, now or utcnow())
+
+
+def _needs_human(db: Connection, policy: Policy, rep_id: int, customer_ids: list[int], now: datetime) -> set[int]:
+    """Customers none of whose contacts had company-channel mail with the rep: nobody can be mailed."""
     since = now - timedelta(days=policy.notifications.contact_window_days)
-    mailable = {r.customer_id for r in mailable_recipients(db, rep_id, [c.customer_id for c in customers], since)}
-    needs_human = {c.customer_id for c in customers} - mailable
-    handover_id = create_handover(db, rep_id, effective or now, trigger, policy.ownership.requires_approval,
-                                  choices, needs_human, actor, now)
-    added, rejected = plan_notifications(db, policy, handover_id, actor)
-    return DepartureOutcome(handover_id, True, len(choices), len(needs_human), added, rejected)
+    return set(customer_ids) - {r.customer_id for r in mailable_recipients(db, rep_id, customer_ids, since)}
 
 
-def plan_notifications(db: Connection, policy: Policy, handover_id: int, actor: str) -> tuple[int, list[Rejected]]:
-    """Render and add the outbox rows of an open handover that do not exist yet; returns (added, rejected)."""
+def _unplanned(db: Connection, customers: list[CustomerHistory]) -> list[CustomerHistory]:
+    """A customer already in another rep's open plan stays there: one story per customer."""
+    elsewhere = planned_customer_ids(db, [c.customer_id for c in customers])
+    return [c for c in customers if c.customer_id not in elsewhere]
+
+
+def join_late_customers(db: Connection, policy: Policy, handover_id: int, actor: str, now: datetime) -> int:
+    """Customers the departing rep worked with who appeared after the plan was made (mail synced in
+    the notice period) join it, with successors by the same rules. Returns how many joined."""
+    handover = handover_row(db, handover_id)
+    if handover.status not in OPEN or ownership_moved(db, handover_id):
+        return 0
+    known = {item.customer_id for item in handover_items(db, handover_id)}
+    late = [c for c in _unplanned(db, departing_customers(db, handover.rep_id, now - timedelta(days=policy.lookback_days)))
+            if c.customer_id not in known]
+    if not late:
+        return 0
+    reps = rep_profiles(db)
+    choices = choose_successors(Departure(reps[handover.rep_id]), late, reps, policy.ownership.strategies,
+                                max_per_successor=policy.ownership.max_customers_per_successor)
+    add_items(db, handover_id, choices, _needs_human(db, policy, handover.rep_id, [c.customer_id for c in late], now),
+              actor)
+    return len(choices)
+
+
+def replan_plans_naming(db: Connection, policy: Policy, leaving_rep_id: int, actor: str, now: datetime) -> list[int]:
+    """Open plans whose ownership has not moved yet and that hand customers to a rep who is now
+    leaving get new successors for those customers; returns the handovers planned again. Where
+    ownership already moved, the leaving rep's own plan tells those customers, and the older plan's
+    unsent letters naming them are held."""
+    replanned = []
+    for handover_id, customer_ids in plans_naming(db, leaving_rep_id).items():
+        if ownership_moved(db, handover_id):
+            hold_letters_naming(db, handover_id, leaving_rep_id, "superseded: the successor is leaving too", actor)
+            continue
+        handover = handover_row(db, handover_id)
+        reps = rep_profiles(db)
+        customers = [c for c in departing_customers(db, handover.rep_id, now - timedelta(days=policy.lookback_days))
+                     if c.customer_id in customer_ids]
+        choices = choose_successors(Departure(reps[handover.rep_id]), customers, reps, policy.ownership.strategies,
+                                    max_per_successor=policy.ownership.max_customers_per_successor)
+        change_successors(db, handover_id, choices, actor, f"successor {reps[leaving_rep_id].label} is leaving")
+        plan_letters(db, policy, handover_id, actor, now, changed=customer_ids)
+        replanned.append(handover_id)
+    return replanned
+
+
+def reassign_customer(db: Connection, policy: Policy, handover_id: int, customer_id: int, successor_rep_id: int,
+                      actor: str, reason: str = "", now: datetime | None = None) -> str:
+    """A reviewer gives one customer of an open plan another successor; its unsent letters are
+    rendered for them, and contacts already told the old name get one correction."""
     handover = handover_row(db, handover_id)
     if handover.status not in OPEN:
-        return 0, []
-    rules = policy.notifications
-    templates = NotificationTemplates(rules.template_dir)
-    items = {item.customer_id: item for item in handover_items(db, handover_id)}
-    successors = {cid: RepProfile(i.successor_rep_id, i.successor_email, i.successor_name)
-                  if i.successor_rep_id else None for cid, i in items.items()}
-    recipients = mailable_recipients(db, handover.rep_id, list(items),
-                                     handover.created_at - timedelta(days=rules.contact_window_days))
-    planned, rejected = plan_messages(
-        handover_id, handover.effective_at, handover.created_at, policy.ownership.grace_period_hours,
-        recipients, successors, rules, templates.locales(s.template for s in rules.steps))
-    existing = set(db.execute(select(Notification.idempotency_key)
-                              .where(Notification.handover_id == handover_id)).scalars())
-    fresh = [p for p in planned if p.idempotency_key not in existing]
-    departing = db.execute(select(Rep.name, Rep.email).where(Rep.id == handover.rep_id)).one()
-    names = contact_names(db, (p.contact_id for p in fresh))
-    state, held_reason = ("held", AWAITING_APPROVAL) if handover.status == "planned" else ("pending", "")
-    rows = []
-    for message in fresh:
-        item = items[message.customer_id]
-        rendered = templates.render(message.template, message.locale, {
-            "contact_name": names.get(message.contact_id, ""), "customer_name": _letter_name(item),
-            "company_name": rules.company_name, "departing_name": departing.name or departing.email,
-            "departing_email": departing.email, "successor_name": item.successor_name or item.successor_email,
-            "successor_email": item.successor_email, "shared_mailbox": rules.shared_mailbox,
-            "effective_date": handover.effective_at.date(),
-        })
-        rows.append(_outbox_row(handover_id, message, state, held_reason, rendered))
-    added = insert_notifications(db, handover_id, rows)
-    if added or rejected:
-        audit(db, actor, "notifications_planned", "handover", handover_id, {
-            "added": added, "rejected": [{"contact_id": r.contact_id, "reason": r.reason} for r in rejected]})
-    return added, rejected
-
-
-def _letter_name(item: Any) -> str:
-    """How a letter names the customer: by a name an address book or CRM gave it, never by its key
-    (a domain, an address or an org: key); empty when there is none, and the letter says "you"."""
-    named = item.customer_kind == "organisation" and item.customer_name != item.customer_key
-    return item.customer_name if named else ""
-
-
-def _outbox_row(handover_id: int, message: PlannedMessage, state: str, held_reason: str,
-                rendered: RenderedMessage) -> dict[str, object]:
-    return {
-        "idempotency_key": message.idempotency_key, "message_id_header": message.message_id_header,
-        "handover_id": handover_id, "customer_id": message.customer_id, "contact_id": message.contact_id,
-        "contact_point_id": message.contact_point_id, "step": message.step, "state": state,
-        "sender_email": message.sender_email, "to_email": message.to_email, "cc_emails": list(message.cc_emails),
-        "locale": message.locale, "subject": rendered.subject, "body_text": rendered.body_text,
-        "body_html": rendered.body_html, "send_after": message.send_after, "attempts": 0, "last_error": "",
-        "held_reason": held_reason, "lease_owner": "",
-    }
+        raise DepartureError(f"handover {handover_id} is {handover.status}; only an open handover can be changed")
+    if customer_id not in {item.customer_id for item in handover_items(db, handover_id)}:
+        raise DepartureError(f"customer {customer_id} is not part of handover {handover_id}")
+    reps = rep_profiles(db)
+    successor = reps.get(successor_rep_id)
+    if successor is None or not successor.active or successor.colleague or successor_rep_id == handover.rep_id:
+        raise DepartureError("the successor must be an active declared rep other than the departing one")
+    why = reason or f"reassigned by {actor}"
+    change_successors(db, handover_id, [Choice(customer_id, successor_rep_id, "manual", why)], actor, why)
+    letters = plan_letters(db, policy, handover_id, actor, now or utcnow(), changed=[customer_id])
+    return (f"customer {customer_id} now goes to {successor.label}: {letters.rerendered} letters rendered anew, "
+            f"{letters.added} added, {letters.corrections} corrections, {letters.withdrawn} withdrawn")
 
 
 def reactivate(engine: Engine, rep_email: str, *, actor: str = "cli", now: datetime | None = None) -> int | None:
@@ -153,10 +182,15 @@ def reactivate(engine: Engine, rep_email: str, *, actor: str = "cli", now: datet
 
 
 def reactivate_in(db: Connection, rep_email: str, *, actor: str, now: datetime) -> int | None:
+    """A rep rehired after they departed starts a new tenure: if they leave again, that is a new
+    departure and their customers hear of it."""
     rep_id = _known_rep(db, rep_email)
     lock_rep(db, rep_id)
     handover_id = open_handover_id(db, rep_id)
-    set_rep_status(db, rep_id, "active", actor, "reactivated")
+    rehired = db.execute(select(Rep.status).where(Rep.id == rep_id)).scalar_one() == "departed"
+    set_rep_status(db, rep_id, "active", actor, "rehired" if rehired else "reactivated")
+    if rehired:
+        db.execute(Rep.__table__.update().where(Rep.__table__.c.id == rep_id).values(tenure=Rep.__table__.c.tenure + 1))
     if handover_id is None:
         return None
     if handover_row(db, handover_id).effective_at > now:
@@ -189,7 +223,10 @@ def handle_directory_event(engine: Engine, policy: Policy, event: DirectoryEvent
 
 def _act(db: Connection, policy: Policy, event: DirectoryEvent, actor: str, now: datetime) -> str:
     if event.kind == "created":
-        ensure_reps(db, [PersonFact(event.email.lower(), event.name)])
+        rep_id = ensure_reps(db, [PersonFact(event.email.lower(), event.name, Role.REP)])[event.email.lower()]
+        named = {"name": event.name[:256]} if event.name else {}
+        db.execute(Rep.__table__.update().where(Rep.__table__.c.id == rep_id)
+                   .values(role=Role.REP, updated_at=now, **named))
         return "rep known"
     if rep_id_by_email(db, event.email) is None:
         return "ignored: not a known rep"
@@ -224,9 +261,28 @@ def settle_due_handovers(engine: Engine, now: datetime | None = None, actor: str
 
 
 def departure_round(engine: Engine, policy: Policy, hr_folder: Path | None, now: datetime | None = None) -> list[str]:
-    """The service's periodic job: act on new HR files, then let due handovers take effect."""
+    """The service's periodic job: act on new HR files, let late customers join open plans, mark
+    leaving reps departed on their date, then let due handovers take effect."""
+    now = now or utcnow()
     lines = process_hr_folder(engine, policy, hr_folder, now) if hr_folder else []
+    lines += update_open_plans(engine, policy, now)
+    with engine.begin() as db:
+        lines += [f"rep {rep_id}: departed" for rep_id in depart_due_leavers(db, now, "scheduler")]
     return lines + [f"handover {h}: ownership moved" for h in settle_due_handovers(engine, now)]
+
+
+def update_open_plans(engine: Engine, policy: Policy, now: datetime, actor: str = "scheduler") -> list[str]:
+    """Customers who appeared since a plan was made join it, and their letters are planned."""
+    lines = []
+    with engine.connect() as db:
+        handover_ids = open_handover_ids(db)
+    for handover_id in handover_ids:
+        with engine.begin() as db:
+            joined = join_late_customers(db, policy, handover_id, actor, now)
+            letters = plan_letters(db, policy, handover_id, actor, now)
+        if joined or letters.added:
+            lines.append(f"handover {handover_id}: {joined} customers joined, {letters.added} letters planned")
+    return lines
 
 
 def _known_rep(db: Connection, email: str) -> int:

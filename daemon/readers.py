@@ -78,7 +78,7 @@ class ReaderSetup:
 
     @classmethod
     def of(cls, settings: Settings, policy: Policy) -> ReaderSetup:
-        reps = tuple(KnownRep(r.email, r.name, tuple(r.personal_addresses)) for r in settings.reps)
+        reps = tuple(KnownRep(r.email, r.name, tuple(r.personal_addresses), tuple(r.aliases)) for r in settings.reps)
         return cls(settings.batch_size, settings.log_level, settings.default_region, reps, policy)
 
     def identity(self) -> Identity:
@@ -112,8 +112,16 @@ def read_source(connector: Connector, identity: Identity, task: ReadTask) -> Ite
                         len(batch.records) + len(batch.skipped))
 
 
-def failure(error: BaseException) -> str:
-    return str(error) or type(error).__name__
+def failure(error: BaseException, source: str) -> str:
+    """Why a source stopped, with the item it was on when the connector named it. Anything but a
+    connector's, network or config failure is a bug: logged with its traceback, and still only this
+    source fails."""
+    if not isinstance(error, (ConnectorError, OSError, ConfigError)):
+        log.error("reading source %s failed unexpectedly", source, exc_info=error)
+        text = f"unexpected {type(error).__name__}: {error}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join([text, *getattr(error, "__notes__", ())])
 
 
 class ReaderPool:
@@ -369,11 +377,8 @@ def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[
     try:
         yield from read_source(build_connector(task.source, batch_size), identity, task)
         yield ReadEvent("done", name)
-    except (ConnectorError, OSError, ConfigError) as error:
-        yield ReadEvent("failed", name, error=failure(error))
     except Exception as error:  # a bug must fail this source, not leave the writer waiting forever
-        log.exception("reading source %s failed unexpectedly", name)
-        yield ReadEvent("failed", name, error=f"unexpected {type(error).__name__}: {error}")
+        yield ReadEvent("failed", name, error=failure(error, name))
 
 
 def _packed(item: object) -> bytes:

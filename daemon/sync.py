@@ -10,18 +10,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 
 from config.policy import Policy
-from config.sections import ConfigError, SourceConfig
+from config.sections import RepConfig, SourceConfig
 from config.settings import Settings
-from connectors.base import Connector, ConnectorError
+from connectors.base import Connector
 from daemon.leases import lease_alive, lease_owner
 from daemon.readers import ReaderPool, ReadEvent, ReadTask, build_connector, failure, identity_for, read_source
 from policies.identity import Identity
 from registry.facts import PersonFact
 from registry.ingest import ensure_reps, store_batch
-from registry.models import Rep, RepAddress, Source, utcnow
+from registry.models import Source, utcnow
+from registry.people import DeclaredRep, declare_reps
 
 log = logging.getLogger("custody.sync")
 Progress = Callable[[str, int], None]
@@ -47,21 +48,18 @@ class SyncReport:
 
 
 def register_reps(engine: Engine, settings: Settings, identity: Identity) -> None:
-    """Configured reps override what discovery guessed: name, team, manager, personal addresses."""
+    """Configured reps override what mail showed: role, name, team, manager and every address."""
     with engine.begin() as db:
-        ids = ensure_reps(db, [PersonFact(_address(identity, r.email), r.name) for r in settings.reps])
-        for rep in settings.reps:
-            rep_id = ids[_address(identity, rep.email)]
-            manager = ensure_reps(db, [PersonFact(_address(identity, rep.manager))]) if rep.manager else {}
-            db.execute(update(Rep.__table__).where(Rep.__table__.c.id == rep_id).values(
-                name=rep.name, team=rep.team, locale=rep.locale, discovered=False, updated_at=utcnow(),
-                manager_id=next(iter(manager.values()), None),
-            ))
-            for personal in rep.personal_addresses:
-                address = _address(identity, personal)
-                known = db.execute(select(RepAddress.rep_id).where(RepAddress.email == address)).first()
-                if known is None:
-                    db.execute(RepAddress.__table__.insert().values(rep_id=rep_id, email=address, kind="personal"))
+        declare_reps(db, [declared_rep(identity, rep) for rep in settings.reps])
+
+
+def declared_rep(identity: Identity, rep: RepConfig) -> DeclaredRep:
+    def plain(addresses: list[str]) -> tuple[str, ...]:
+        return tuple(a for a in (identity.plain_address(x) for x in addresses) if a)
+
+    return DeclaredRep(_address(identity, rep.email), rep.name, rep.team,
+                       _address(identity, rep.manager) if rep.manager else "", rep.locale,
+                       plain(rep.aliases), plain(rep.personal_addresses))
 
 
 def sync_sources(
@@ -158,8 +156,8 @@ def _read_here(
                 writer.apply(source_id, event, report)
                 if hand_off():
                     return ReadTask(task.source, event.cursor, task.owner)
-    except (ConnectorError, OSError, ConfigError) as error:
-        writer.apply(source_id, ReadEvent("failed", task.source.name, error=failure(error)), report)
+    except Exception as error:  # one source's failure, whatever it is, never stops the others
+        writer.apply(source_id, ReadEvent("failed", task.source.name, error=failure(error, task.source.name)), report)
     return None
 
 

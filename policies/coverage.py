@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, or_, select
 
 from config.policy import Policy
-from registry.models import Customer, Interaction, Message, PersonalRelay, Rep, Sighting, Source
+from registry.models import Customer, Interaction, Message, PersonalRelay, Rep, Role, Sighting, Source
 
 COVERED = "covered"
 SINGLE_THREADED = "single-threaded"
@@ -22,6 +22,8 @@ UNATTENDED = "unattended"
 DORMANT = "dormant"
 CLASSES: tuple[str, ...] = (COVERED, SINGLE_THREADED, CONTESTED, PERSONAL_ONLY, UNATTENDED, DORMANT)
 MERGED = "merged"
+WORKING = ("active", "leaving")
+"""Rep statuses that cover a customer: a rep who is leaving still works until the effective date."""
 
 _interaction = Interaction.__table__
 _rep = Rep.__table__
@@ -45,6 +47,11 @@ def _in_window(column: ColumnElement, policy: Policy, now: datetime) -> ColumnEl
     return and_(column >= window_start(policy, now), column <= now)
 
 
+def credited(policy: Policy) -> ColumnElement[bool]:
+    """Whose mail counts: declared reps, or every employee when the policy says so."""
+    return literal(True) if policy.coverage.credit == "employees" else _rep.c.role == Role.REP
+
+
 def rep_activity(policy: Policy, now: datetime) -> Select:
     """Per customer and rep: company-channel interactions in the window, first and last of them."""
     return (
@@ -55,15 +62,28 @@ def rep_activity(policy: Policy, now: datetime) -> Select:
             func.max(_interaction.c.occurred_at).label("last_at"),
         )
         .join(_rep, _rep.c.id == _interaction.c.rep_id)
-        .where(_interaction.c.channel == "company", _in_window(_interaction.c.occurred_at, policy, now))
+        .where(_interaction.c.channel == "company", _in_window(_interaction.c.occurred_at, policy, now),
+               credited(policy))
         .group_by(_interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status, _rep.c.team)
+    )
+
+
+def colleagues_in_touch(policy: Policy, now: datetime) -> Select:
+    """Per customer: colleagues (internal people who are not declared reps) with company-channel mail
+    in the window. They get no coverage credit, but a report can say the customer is not alone."""
+    return (
+        select(_interaction.c.customer_id, func.count(func.distinct(_interaction.c.rep_id)).label("colleagues"))
+        .join(_rep, _rep.c.id == _interaction.c.rep_id)
+        .where(_interaction.c.channel == "company", _in_window(_interaction.c.occurred_at, policy, now),
+               ~credited(policy) if policy.coverage.credit == "reps" else literal(False))
+        .group_by(_interaction.c.customer_id)
     )
 
 
 def _per_customer(policy: Policy, now: datetime) -> Subquery:
     """Reps per customer; a team counts as one camp in a contest, a rep without a team as their own."""
     activity = rep_activity(policy, now).subquery("activity")
-    active = activity.c.rep_status == "active"
+    active = activity.c.rep_status.in_(WORKING)
     qualifying = and_(active, activity.c.interactions >= policy.coverage.contested.min_interactions_each)
     camp = case((activity.c.team != "", "team:" + activity.c.team),
                 else_="rep:" + cast(activity.c.rep_id, String))
@@ -81,18 +101,27 @@ def _per_customer(policy: Policy, now: datetime) -> Subquery:
 
 
 def _history(policy: Policy, now: datetime) -> Subquery:
-    """One pass over every customer's mail up to now: last company-channel contact, and the
-    interactions synced from a rep's personal mailbox (a source marked personal) in the window."""
-    company = _interaction.c.channel == "company"
-    personal_in_window = and_(~company, _interaction.c.occurred_at >= window_start(policy, now))
+    """One pass over every customer's mail up to now: last company-channel contact of a credited
+    rep, and the interactions synced from a rep's personal mailbox (a source marked personal) in the
+    window. A customer without a row had no mail with anyone yet at `now`."""
+    counts = credited(policy)
+    company = and_(_interaction.c.channel == "company", counts)
+    personal_in_window = and_(_interaction.c.channel != "company", counts,
+                              _interaction.c.occurred_at >= window_start(policy, now))
     return (
         select(_interaction.c.customer_id,
                func.max(case((company, _interaction.c.occurred_at), else_=None)).label("last_at"),
                func.sum(case((personal_in_window, 1), else_=0)).label("personal_messages"))
+        .join(_rep, _rep.c.id == _interaction.c.rep_id)
         .where(_interaction.c.occurred_at <= now)
         .group_by(_interaction.c.customer_id)
         .subquery("history")
     )
+
+
+def _in_address_books() -> Subquery:
+    """Customers an address book or import knows; books are a present state, whatever `now` is."""
+    return select(_sighting.c.customer_id).distinct().subquery("in_address_books")
 
 
 def _personal_sightings() -> Subquery:
@@ -113,7 +142,8 @@ def _relays(policy: Policy, now: datetime) -> Subquery:
         .select_from(_relay)
         .join(_interaction, and_(_interaction.c.message_id == _relay.c.message_id,
                                  _interaction.c.rep_id == _relay.c.rep_id))
-        .where(_in_window(_relay.c.occurred_at, policy, now))
+        .join(_rep, _rep.c.id == _relay.c.rep_id)
+        .where(_in_window(_relay.c.occurred_at, policy, now), credited(policy))
         .group_by(_interaction.c.customer_id)
         .subquery("relays")
     )
@@ -137,8 +167,9 @@ def _requests(policy: Policy, now: datetime) -> Subquery:
     return (
         select(_interaction.c.customer_id, func.count(func.distinct(_interaction.c.message_id)).label("n"))
         .join(_message, _message.c.id == _interaction.c.message_id)
+        .join(_rep, _rep.c.id == _interaction.c.rep_id)
         .where(_interaction.c.direction == "inbound", _in_window(_interaction.c.occurred_at, policy, now),
-               personal_request_condition(policy))
+               personal_request_condition(policy), credited(policy))
         .group_by(_interaction.c.customer_id)
         .subquery("requests")
     )
@@ -158,6 +189,7 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
     history = _history(policy, now)
     last_contact = history.c.last_at
     sightings = _personal_sightings()
+    booked = _in_address_books()
     relays, requests = _relays(policy, now), _requests(policy, now)
     active_reps = func.coalesce(per.c.active_reps, 0)
     personal = (func.coalesce(sightings.c.n, 0) + func.coalesce(history.c.personal_messages, 0)
@@ -191,7 +223,8 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
         .outerjoin(sightings, sightings.c.customer_id == _customer.c.id)
         .outerjoin(relays, relays.c.customer_id == _customer.c.id)
         .outerjoin(requests, requests.c.customer_id == _customer.c.id)
-        .where(_customer.c.status != MERGED)
+        .outerjoin(booked, booked.c.customer_id == _customer.c.id)
+        .where(_customer.c.status != MERGED, or_(history.c.customer_id.is_not(None), booked.c.customer_id.is_not(None)))
     )
 
 
@@ -222,7 +255,7 @@ def rep_exposure(policy: Policy, now: datetime) -> Select:
         select(activity.c.rep_id, func.count().label("customers"),
                func.sum(activity.c.interactions).label("interactions"))
         .join(coverage, coverage.c.customer_id == activity.c.customer_id)
-        .where(coverage.c.coverage_class == SINGLE_THREADED, activity.c.rep_status == "active")
+        .where(coverage.c.coverage_class == SINGLE_THREADED, activity.c.rep_status.in_(WORKING))
         .group_by(activity.c.rep_id)
         .subquery("single")
     )
@@ -253,7 +286,7 @@ def rep_exposure(policy: Policy, now: datetime) -> Select:
         .outerjoin(single, single.c.rep_id == _rep.c.id)
         .outerjoin(personal_only, personal_only.c.rep_id == _rep.c.id)
         .outerjoin(relays, relays.c.rep_id == _rep.c.id)
-        .where(or_(_rep.c.discovered.is_(False), totals.c.rep_id.is_not(None), relays.c.rep_id.is_not(None),
+        .where(or_(_rep.c.role == Role.REP, totals.c.rep_id.is_not(None), relays.c.rep_id.is_not(None),
                    personal_only.c.rep_id.is_not(None)))
         .order_by(func.coalesce(single.c.customers, 0).desc(), _rep.c.email)
     )

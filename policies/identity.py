@@ -17,9 +17,9 @@ import tldextract
 from config.policy import Policy
 from connectors.records import Address, AddressBookEntry, Batch, MessageHeaders
 from registry.facts import (
-    ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, RelayFact, SightingFact,
-    SkippedFact,
+    ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, RelayFact, SightingFact, SkippedFact,
 )
+from registry.models import Role
 
 _EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
@@ -28,13 +28,17 @@ _PLUS_SAFE = frozenset({"gmail.com", "googlemail.com", "outlook.com", "hotmail.c
 _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
 F = TypeVar("F", ContactFact, InteractionFact)
 MEMO_LIMIT = 100_000
+_DOCUMENTATION_TLDS = frozenset({"example", "test"})
 
 
 @dataclass(frozen=True)
 class KnownRep:
+    """A declared rep; every alias is the same person as `email`."""
+
     email: str
     name: str = ""
     personal_addresses: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass
@@ -47,12 +51,15 @@ class Identity:
     company_domains: frozenset[str] = field(init=False)
     freemail: frozenset[str] = field(init=False)
     rep_by_address: dict[str, str] = field(init=False)
+    primary_of: dict[str, str] = field(init=False)
     personal_owner: dict[str, str] = field(init=False)
     rep_names: dict[str, str] = field(init=False)
     noise_senders: tuple[re.Pattern[str], ...] = field(init=False)
+    system_locals: frozenset[str] = field(init=False)
     plus_safe: frozenset[str] = field(init=False)
     _normalised: dict[str, str | None] = field(init=False, default_factory=dict)
     _internal_domains: dict[str, bool] = field(init=False, default_factory=dict)
+    _freemail_domains: dict[str, bool] = field(init=False, default_factory=dict)
     _noise_locals: dict[str, bool] = field(init=False, default_factory=dict)
     _interned: dict[tuple[object, ...], tuple[object, ...]] = field(init=False, default_factory=dict)
 
@@ -60,23 +67,37 @@ class Identity:
         self.company_domains = frozenset(d.lower().strip(".") for d in self.policy.company_domains)
         self.freemail = self.policy.all_freemail_domains()
         self.noise_senders = tuple(re.compile(p, re.IGNORECASE) for p in self.policy.noise.sender_patterns)
-        self.rep_by_address, self.personal_owner, self.rep_names = {}, {}, {}
+        self.system_locals = frozenset(local.lower() for local in self.policy.noise.system_local_parts)
+        self.rep_by_address, self.primary_of, self.personal_owner, self.rep_names = {}, {}, {}, {}
         self.plus_safe = _PLUS_SAFE | self.company_domains
         for rep in self.reps:
-            primary = self.normalise_email(rep.email) or rep.email.lower()
+            primary = self.plain_address(rep.email) or rep.email.lower()
             self.rep_by_address[primary] = primary
             self.rep_names[primary] = _name_key(rep.name)
+            for alias in rep.aliases:
+                address = self.plain_address(alias)
+                if address and address != primary:
+                    self.primary_of[address] = primary
+                    self.rep_by_address[address] = primary
             for personal in rep.personal_addresses:
-                address = self.normalise_email(personal)
+                address = self.plain_address(personal)
                 if address:
                     self.personal_owner[address] = primary
+        self._normalised.clear()
 
     def normalise_email(self, email: str) -> str | None:
-        """Memoised: a mailbox repeats the same few thousand addresses many times."""
+        """The address as the registry knows it; a rep's alias is the rep's primary address.
+
+        Memoised: a mailbox repeats the same few thousand addresses many times."""
         if email not in self._normalised:
             _make_room(self._normalised)
-            self._normalised[email] = self._normalise(email)
+            address = self._normalise(email)
+            self._normalised[email] = self.primary_of.get(address, address) if address else None
         return self._normalised[email]
+
+    def plain_address(self, email: str) -> str | None:
+        """Normalised but not resolved to a primary: how an alias itself is registered."""
+        return self._normalise(email)
 
     def _normalise(self, email: str) -> str | None:
         """Lower-case, IDNA domain, plus-tags and Gmail dots removed where the provider ignores them."""
@@ -105,9 +126,29 @@ class Identity:
     def customer_of(self, address: str) -> tuple[str, str]:
         """(customer key, kind): the registrable domain, or the address itself at free-mail domains."""
         domain = address.rpartition("@")[2]
-        if domain in self.freemail:
+        if self.is_freemail(domain):
             return address, "person"
         return _registrable(domain), "organisation"
+
+    def is_freemail(self, domain: str) -> bool:
+        """A free-mail domain or any subdomain of one (worldnet.att.net is att.net's)."""
+        if domain not in self._freemail_domains:
+            _make_room(self._freemail_domains)
+            labels = domain.split(".")
+            self._freemail_domains[domain] = any(".".join(labels[i:]) in self.freemail for i in range(len(labels)))
+        return self._freemail_domains[domain]
+
+    def is_customer_address(self, address: str) -> bool:
+        """An outside person who can be mailed: not internal, not a rep's own personal address, not a
+        system mailbox, and at a domain under a public suffix (a typo such as bakerbotts.ocm is nobody)."""
+        return not (self.is_internal(address) or address in self.personal_owner or self.is_system(address)
+                    or not _routable(address.rpartition("@")[2]))
+
+    def is_system(self, address: str) -> bool:
+        """Role and system mailboxes (postmaster, mailer-daemon, no-reply, the noise senders) are
+        never people: neither reps, colleagues nor customer contacts."""
+        local = address.partition("@")[0]
+        return local in self.system_locals or self._noise_sender(local)
 
     def noise_reason(self, message: MessageHeaders, sender: str) -> str:
         rules = self.policy.noise
@@ -132,7 +173,7 @@ class Identity:
         """A rep's own personal address: configured, or the rep's name at a free-mail domain."""
         if self.personal_owner.get(address) == rep_email:
             return True
-        if address.rpartition("@")[2] not in self.freemail:
+        if not self.is_freemail(address.rpartition("@")[2]):
             return False
         rep_name = self.rep_names.get(rep_email) or _name_key(rep_email.partition("@")[0])
         return bool(rep_name) and rep_name in (_name_key(address.partition("@")[0]), _name_key(name))
@@ -146,7 +187,7 @@ class Identity:
         noise = self.noise_reason(message, sender)
         if people is not None:
             for address, name in [(sender, sender_address.name), *recipients]:
-                if self.is_internal(address) and (name or address not in people):
+                if self.is_internal(address) and (name or address not in people) and not self.is_system(address):
                     people[address] = name
         interactions: list[InteractionFact] = []
         relays: list[RelayFact] = []
@@ -156,16 +197,16 @@ class Identity:
                     if self.personal_address_of(sender, address, name):
                         relays.append(RelayFact(sender, address))
                         continue
-                    if self.is_internal(address) or address in self.personal_owner:
+                    if not self.is_customer_address(address):
                         continue
                     interactions.append(self._intern(
                         InteractionFact(sender, self._contact(address, name), "outbound", message.channel)))
                 relays += [RelayFact(sender, address) for address, name in self._people(message.reply_to)
                            if self.personal_address_of(sender, address, name)]
-            elif sender not in self.personal_owner and _EMAIL.match(sender):
+            elif _EMAIL.match(sender) and self.is_customer_address(sender):
                 contact = self._contact(sender, sender_address.name)
                 for address, _ in recipients:
-                    if self.is_internal(address):
+                    if self.is_internal(address) and not self.is_system(address):
                         interactions.append(self._intern(InteractionFact(address, contact, "inbound", message.channel)))
         return MessageFact(
             message_key=message.message_id,
@@ -175,10 +216,11 @@ class Identity:
             noise_reason=noise,
             interactions=tuple(dict.fromkeys(interactions)),
             relays=tuple(dict.fromkeys(relays)),
+            date_source=message.date_source,
         )
 
     def interpret_entry(self, entry: AddressBookEntry, owner_email: str) -> SightingFact | None:
-        emails = [e for e in (self.normalise_email(x) for x in entry.emails) if e and not self.is_internal(e)]
+        emails = [e for e in (self.normalise_email(x) for x in entry.emails) if e and self.is_customer_address(e)]
         phones = [p for p in (normalise_phone(x, self.default_region) for x in entry.phones) if p]
         if not emails and not phones:
             return None
@@ -202,8 +244,11 @@ class Identity:
                     facts.skipped.append(SkippedFact(f"{record.book}#{record.entry_id}", "no usable email or phone"))
                 else:
                     facts.sightings.append(sighting)
-        facts.people = [PersonFact(address, name) for address, name in people.items()]
+        facts.people = [PersonFact(address, name, self.role_of(address)) for address, name in people.items()]
         return facts
+
+    def role_of(self, address: str) -> str:
+        return Role.REP if address in self.rep_by_address else Role.COLLEAGUE
 
     def _entry_owner(self, entry: AddressBookEntry, source_owner: str) -> str:
         """An entry's own owner (a CRM's owner column) when it is internal, else the source's owner."""
@@ -248,6 +293,13 @@ def warm_public_suffixes() -> None:
     """Build the public suffix tree now, so processes forked afterwards share it instead of each
     building its own on first use."""
     _registrable("example.com")
+
+
+@lru_cache(maxsize=65536)
+def _routable(domain: str) -> bool:
+    """Under a public suffix, or under a name RFC 2606 reserves for documentation and tests (the demo
+    company and test suites write to .example and .test domains)."""
+    return bool(_EXTRACT(domain).suffix) or domain.rpartition(".")[2] in _DOCUMENTATION_TLDS
 
 
 @lru_cache(maxsize=65536)

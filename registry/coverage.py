@@ -11,7 +11,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from config.policy import Policy
 from policies.coverage import (
-    CLASSES, class_counts, customer_coverage, personal_sighting_evidence, rep_activity, rep_exposure,
+    CLASSES, class_counts, colleagues_in_touch, customer_coverage, personal_sighting_evidence, rep_activity,
+    rep_exposure,
 )
 from registry.models import CoverageSnapshot, Rep, utcnow
 
@@ -49,6 +50,12 @@ class CustomerCoverage:
     personal_requests: int
     reps: list[RepActivity] = field(default_factory=list)
     personal_sightings: list[PersonalSighting] = field(default_factory=list)
+    colleagues: int = 0
+
+    @property
+    def at_risk(self) -> bool:
+        """A rep who works this customer is leaving: the customer's coverage ends on their date."""
+        return any(r.status == "leaving" for r in self.reps)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,9 @@ def classify(engine: Engine, policy: Policy, now: datetime) -> list[CustomerCove
                 rep = reps[row.rep_id]
                 customers[row.customer_id].reps.append(
                     RepActivity(rep.email, rep.name, rep.status, int(row.interactions), row.last_at))
+        for row in db.execute(colleagues_in_touch(policy, now)):
+            if row.customer_id in customers:
+                customers[row.customer_id].colleagues = int(row.colleagues)
         for row in db.execute(personal_sighting_evidence()):
             if row.customer_id in customers:
                 owner = reps[row.rep_id].email if row.rep_id else ""

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 from policies.notification_plan import Recipient
 from policies.ownership import CoveringRep, CustomerHistory, RepProfile
 from registry.batching import chunked
-from registry.models import Contact, ContactPoint, Customer, Interaction, Rep, RepAddress, Sighting, Source
+from registry.models import Contact, ContactPoint, Customer, Interaction, Rep, RepAddress, Role, Sighting, Source
 
 
 
@@ -22,11 +22,11 @@ def rep_id_by_email(db: Connection, email: str) -> int | None:
 def rep_profiles(db: Connection) -> dict[int, RepProfile]:
     owned = (select(Customer.owner_rep_id.label("rep_id"), func.count().label("n"))
              .where(Customer.owner_rep_id.is_not(None)).group_by(Customer.owner_rep_id).subquery())
-    rows = db.execute(select(Rep.id, Rep.email, Rep.name, Rep.team, Rep.manager_id, Rep.status, Rep.discovered,
-                             func.coalesce(owned.c.n, 0))
+    rows = db.execute(select(Rep.id, Rep.email, Rep.name, Rep.team, Rep.manager_id, Rep.status, Rep.role,
+                             func.coalesce(owned.c.n, 0), Rep.tenure)
                       .outerjoin(owned, owned.c.rep_id == Rep.id))
     return {r[0]: RepProfile(id=r[0], email=r[1], name=r[2], team=r[3], manager_id=r[4], active=r[5] == "active",
-                             discovered=r[6], owned_customers=r[7]) for r in rows}
+                             colleague=r[6] == Role.COLLEAGUE, owned_customers=r[7], tenure=r[8]) for r in rows}
 
 
 def departing_customers(db: Connection, rep_id: int, covering_since: datetime) -> list[CustomerHistory]:
@@ -73,9 +73,15 @@ def mailable_recipients(db: Connection, rep_id: int, customer_ids: Sequence[int]
 
 
 def contact_names(db: Connection, contact_ids: Iterable[int]) -> dict[int, str]:
+    """Each contact's best name: an address book's (a company book's before a personal one's, then the
+    latest seen), else the name the contact was first stored with, often a mail header's display name."""
     names: dict[int, str] = {}
     for chunk in chunked(sorted(set(contact_ids))):
         names.update(db.execute(select(Contact.id, Contact.name).where(Contact.id.in_(chunk))).all())  # type: ignore[union-attr]
+        names.update(db.execute(  # the last row of a contact wins
+            select(Sighting.contact_id, Sighting.name)
+            .where(Sighting.contact_id.in_(chunk), Sighting.name != "")  # type: ignore[attr-defined]
+            .order_by(Sighting.contact_id, Sighting.channel == "company", Sighting.seen_at, Sighting.id)).all())
     return names
 
 

@@ -8,10 +8,11 @@ from typing import NamedTuple
 
 
 class PersonFact(NamedTuple):
-    """An internal address seen in mail; becomes (or matches) a Rep."""
+    """An internal address seen in mail; becomes (or matches) a rep or a colleague."""
 
     email: str
     name: str = ""
+    role: str = "colleague"
 
 
 class ContactFact(NamedTuple):
@@ -46,6 +47,7 @@ class MessageFact(NamedTuple):
     noise_reason: str
     interactions: tuple[InteractionFact, ...]
     relays: tuple[RelayFact, ...] = ()
+    date_source: str = "header"
 
 
 class SightingFact(NamedTuple):

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, String, cast, func, select
 
 from policies.ownership import Choice
 from registry.audit import audit, audit_many
+from registry.batching import chunked
 from registry.bulk import insert_ignoring
 from registry.models import AuditEvent, ContactPoint, Customer, Handover, HandoverItem, Notification, Rep, utcnow
 
@@ -62,25 +63,113 @@ def set_rep_status(db: Connection, rep_id: int, status: str, actor: str, why: st
 
 def create_handover(
     db: Connection, rep_id: int, effective_at: datetime, trigger: str, requires_approval: bool,
-    choices: Sequence[Choice], needs_human: set[int], actor: str, created_at: datetime,
+    choices: Sequence[Choice], needs_human: set[int], actor: str, created_at: datetime, tenure: int = 0,
 ) -> int:
     handover_id = db.execute(_HANDOVER.insert().values(
         rep_id=rep_id, status="planned" if requires_approval else "notifying", trigger=trigger[:32],
         effective_at=effective_at, requires_approval=requires_approval, approved_by="", cancelled_reason="",
-        created_at=created_at,
+        tenure=tenure, created_at=created_at,
     ).returning(_HANDOVER.c.id)).scalar_one()
-    if choices:
-        db.execute(_ITEM.insert(), [
-            {"handover_id": handover_id, "customer_id": c.customer_id, "successor_rep_id": c.successor_rep_id,
-             "strategy": c.strategy, "reason": c.reason[:512], "needs_human": c.customer_id in needs_human}
-            for c in choices])
+    _insert_items(db, handover_id, choices, needs_human, added_later=False)
     audit(db, actor, "handover_planned", "handover", handover_id, {
         "rep_id": rep_id, "trigger": trigger, "effective_at": effective_at.isoformat(),
         "requires_approval": requires_approval, "customers": len(choices), "needs_human": len(needs_human)})
-    audit_many(db, actor, "successor_chosen", "customer", [
-        (c.customer_id, {"handover_id": handover_id, "successor_rep_id": c.successor_rep_id,
-                         "strategy": c.strategy, "reason": c.reason}) for c in choices])
+    _audit_choices(db, actor, "successor_chosen", handover_id, choices)
     return handover_id
+
+
+def add_items(db: Connection, handover_id: int, choices: Sequence[Choice], needs_human: set[int], actor: str) -> None:
+    """Customers who joined an open plan after it was made; the plan report shows them as added later."""
+    _insert_items(db, handover_id, choices, needs_human, added_later=True)
+    audit(db, actor, "customers_joined", "handover", handover_id,
+          {"customers": [c.customer_id for c in choices], "needs_human": sorted(needs_human)})
+    _audit_choices(db, actor, "successor_chosen", handover_id, choices)
+
+
+def change_successors(db: Connection, handover_id: int, choices: Sequence[Choice], actor: str, why: str) -> None:
+    for choice in choices:
+        db.execute(_ITEM.update().where(_ITEM.c.handover_id == handover_id, _ITEM.c.customer_id == choice.customer_id)
+                   .values(successor_rep_id=choice.successor_rep_id, strategy=choice.strategy[:64],
+                           reason=choice.reason[:512]))
+    _audit_choices(db, actor, "successor_changed", handover_id, choices, why)
+
+
+def _insert_items(db: Connection, handover_id: int, choices: Sequence[Choice], needs_human: set[int],
+                  added_later: bool) -> None:
+    if choices:
+        db.execute(_ITEM.insert(), [
+            {"handover_id": handover_id, "customer_id": c.customer_id, "successor_rep_id": c.successor_rep_id,
+             "strategy": c.strategy, "reason": c.reason[:512], "needs_human": c.customer_id in needs_human,
+             "added_later": added_later}
+            for c in choices])
+
+
+def _audit_choices(db: Connection, actor: str, action: str, handover_id: int, choices: Sequence[Choice],
+                   why: str = "") -> None:
+    audit_many(db, actor, action, "customer", [
+        (c.customer_id, {"handover_id": handover_id, "successor_rep_id": c.successor_rep_id,
+                         "strategy": c.strategy, "reason": c.reason, **({"why": why} if why else {})})
+        for c in choices])
+
+
+def open_handover_ids(db: Connection) -> list[int]:
+    return list(db.execute(select(_HANDOVER.c.id).where(_HANDOVER.c.status.in_(OPEN))
+                           .order_by(_HANDOVER.c.id)).scalars())
+
+
+def ownership_moved(db: Connection, handover_id: int) -> bool:
+    """Whether the handover took effect: from then on its customers belong to their successors."""
+    return db.execute(select(AuditEvent.id).where(
+        AuditEvent.action == "ownership_transferred", AuditEvent.entity == "handover",
+        AuditEvent.entity_id == str(handover_id))).first() is not None
+
+
+def _unsettled_items() -> Any:
+    moved = select(AuditEvent.entity_id).where(AuditEvent.action == "ownership_transferred",
+                                               AuditEvent.entity == "handover")
+    return (select(_ITEM.c.handover_id, _ITEM.c.customer_id, _ITEM.c.successor_rep_id)
+            .join(_HANDOVER, _HANDOVER.c.id == _ITEM.c.handover_id)
+            .where(_HANDOVER.c.status.in_(OPEN), cast(_HANDOVER.c.id, String).not_in(moved)))
+
+
+def planned_customer_ids(db: Connection, customer_ids: Sequence[int]) -> set[int]:
+    """Those of `customer_ids` an open plan is still handing over."""
+    found: set[int] = set()
+    for chunk in chunked(sorted(customer_ids)):
+        items = _unsettled_items().where(_ITEM.c.customer_id.in_(chunk)).subquery()
+        found.update(db.execute(select(items.c.customer_id)).scalars())
+    return found
+
+
+def plans_naming(db: Connection, successor_rep_id: int) -> dict[int, list[int]]:
+    """Customers by open, not yet effective plan that hand them to this rep."""
+    items = _unsettled_items().where(_ITEM.c.successor_rep_id == successor_rep_id).subquery()
+    plans: dict[int, list[int]] = {}
+    for handover_id, customer_id in db.execute(select(items.c.handover_id, items.c.customer_id)
+                                               .order_by(items.c.handover_id, items.c.customer_id)):
+        plans.setdefault(handover_id, []).append(customer_id)
+    return plans
+
+
+def hold_letters_naming(db: Connection, handover_id: int, successor_rep_id: int, reason: str, actor: str) -> int:
+    """Letters not yet sent that introduce this successor are held, never sent from or about a rep who left."""
+    held = db.execute(_NOTE.update().where(
+        _NOTE.c.handover_id == handover_id, _NOTE.c.successor_rep_id == successor_rep_id,
+        _NOTE.c.state == "pending").values(state="held", held_reason=reason[:512])).rowcount
+    if held:
+        audit(db, actor, "notifications_held", "handover", handover_id,
+              {"successor_rep_id": successor_rep_id, "held": held, "reason": reason})
+    return held
+
+
+def depart_due_leavers(db: Connection, now: datetime, actor: str) -> list[int]:
+    """Reps `leaving` whose open plan's effective date has come are departed, approved or not."""
+    due = list(db.execute(select(Rep.id).join(_HANDOVER, _HANDOVER.c.rep_id == Rep.id)
+                          .where(Rep.status == "leaving", _HANDOVER.c.status.in_(OPEN),
+                                 _HANDOVER.c.effective_at <= now).distinct()).scalars())
+    for rep_id in due:
+        set_rep_status(db, rep_id, "departed", actor, "the effective date of the departure came")
+    return due
 
 
 def handover_row(db: Connection, handover_id: int) -> Any:
@@ -123,8 +212,15 @@ def approve_handover(db: Connection, handover_id: int, actor: str) -> int:
     return released
 
 
-def cancel_handover(db: Connection, handover_id: int, reason: str, actor: str) -> int:
-    """Stop a handover: every message not yet handed to a transport is held. Returns how many."""
+@dataclass(frozen=True)
+class Cancelled:
+    held: int
+    sent: int
+
+
+def cancel_handover(db: Connection, handover_id: int, reason: str, actor: str) -> Cancelled:
+    """Stop a handover: every message not yet handed to a transport is held, and a rep who was
+    leaving or deactivated by it is active again. Says how many were held and how many had gone out."""
     handover = handover_row(db, handover_id)
     if handover.status not in OPEN:
         raise HandoverError(f"handover {handover_id} is {handover.status}; only an open handover can be cancelled")
@@ -133,8 +229,13 @@ def cancel_handover(db: Connection, handover_id: int, reason: str, actor: str) -
     unsent = (_NOTE.c.state == "pending") | ((_NOTE.c.state == "held") & (_NOTE.c.held_reason == AWAITING_APPROVAL))
     held = db.execute(_NOTE.update().where(_NOTE.c.handover_id == handover_id, unsent)
                       .values(state="held", held_reason=f"cancelled: {reason}"[:512])).rowcount
-    audit(db, actor, "handover_cancelled", "handover", handover_id, {"reason": reason, "held": held})
-    return held
+    sent = db.execute(select(func.count()).select_from(_NOTE)
+                      .where(_NOTE.c.handover_id == handover_id, _NOTE.c.state == "sent")).scalar_one()
+    audit(db, actor, "handover_cancelled", "handover", handover_id, {"reason": reason, "held": held, "sent": sent})
+    status = db.execute(select(Rep.status).where(Rep.id == handover.rep_id)).scalar_one()
+    if status in ("leaving", "deactivated"):
+        set_rep_status(db, handover.rep_id, "active", actor, f"handover {handover_id} cancelled")
+    return Cancelled(held, sent)
 
 
 def settle_handover(db: Connection, handover_id: int, actor: str) -> bool:
@@ -145,9 +246,7 @@ def settle_handover(db: Connection, handover_id: int, actor: str) -> bool:
     handover = handover_row(db, handover_id)
     if handover.status not in ("approved", "notifying"):
         raise HandoverError(f"handover {handover_id} is {handover.status}; only an approved handover can take effect")
-    moved_before = db.execute(select(AuditEvent.id).where(
-        AuditEvent.action == "ownership_transferred", AuditEvent.entity == "handover",
-        AuditEvent.entity_id == str(handover_id))).first()
+    moved_before = ownership_moved(db, handover_id)
     if not moved_before:
         _move_ownership(db, handover, actor)
     in_flight = db.execute(select(func.count()).select_from(_NOTE).where(

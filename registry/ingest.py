@@ -16,7 +16,7 @@ from registry.batching import chunked
 from registry.bulk import insert_ignoring
 from registry.facts import ContactFact, FactBatch, MessageFact, PersonFact
 from registry.models import (
-    Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, RepAddress, Sighting,
+    Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, RepAddress, Role, Sighting,
     Source, SyncIssue, as_utc, utcnow,
 )
 
@@ -69,22 +69,27 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: di
 def ensure_reps(
     db: Connection, people: Iterable[PersonFact], known_reps: dict[str, int] | None = None
 ) -> dict[str, int]:
-    """Rep ids by address, creating discovered reps for internal addresses seen the first time;
-    addresses in `known_reps` are taken from there."""
+    """Person ids by address, creating the internal people seen the first time (as the rep or
+    colleague their fact says; an existing person keeps the role they have); addresses in
+    `known_reps` are taken from there."""
     cached = known_reps or {}
     names: dict[str, str] = {}
+    roles: dict[str, str] = {}
     found: dict[str, int] = {}
     for person in people:
         if person.email in cached:
             found[person.email] = cached[person.email]
-        elif person.name or person.email not in names:
+            continue
+        if person.name or person.email not in names:
             names[person.email] = person.name
+        if person.role == Role.REP or person.email not in roles:
+            roles[person.email] = person.role
     known = _rep_ids(db, names)
     missing = [e for e in names if e not in known]
     if missing:
         now = utcnow()
         insert_ignoring(db, Rep.__table__, [
-            {"email": e, "name": names[e], "team": "", "status": "active", "discovered": True,
+            {"email": e, "name": names[e], "team": "", "status": "active", "role": roles[e], "tenure": 0,
              "locale": "en", "created_at": now, "updated_at": now} for e in missing
         ])
         created = dict(db.execute(select(Rep.id, Rep.email).where(Rep.email.in_(missing))).all())
@@ -198,7 +203,8 @@ def _ensure_messages(
     table = Message.__table__
     insert_ignoring(db, table, [
         {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
-         "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "first_source_id": source_id}
+         "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "date_source": m.date_source,
+         "first_source_id": source_id}
         for m in messages
     ])
     found: dict[str, int] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from enum import StrEnum
 from typing import Any, Optional
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
@@ -18,8 +19,20 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+class Role(StrEnum):
+    """A declared rep (config or directory) is credited with coverage; a colleague is an internal
+    person only seen in mail, credited only when the policy credits every employee."""
+
+    REP = "rep"
+    COLLEAGUE = "colleague"
+
+
 class Rep(SQLModel, table=True):
-    """An internal person; `discovered` reps were seen in mail but not configured."""
+    """An internal person: a rep, or a colleague seen in mail (`role`).
+
+    `status`: active, leaving (a departure with a future effective date: still working, still
+    counted for coverage, never a successor), deactivated, departed. `tenure` counts rehires: a
+    departure after one is a new departure, with letters of its own."""
 
     id: Optional[int] = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True, max_length=254)
@@ -27,7 +40,8 @@ class Rep(SQLModel, table=True):
     team: str = Field(default="", max_length=128)
     manager_id: Optional[int] = Field(default=None, foreign_key="rep.id")
     status: str = Field(default="active", max_length=16)
-    discovered: bool = Field(default=False)
+    role: str = Field(default=Role.REP.value, max_length=16)
+    tenure: int = Field(default=0)
     locale: str = Field(default="en", max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -115,6 +129,7 @@ class Message(SQLModel, table=True):
     subject: str = Field(default="", max_length=998)
     sender_email: str = Field(default="", max_length=254)
     noise_reason: str = Field(default="", max_length=64)
+    date_source: str = Field(default="header", max_length=16)
     first_source_id: Optional[int] = Field(default=None, foreign_key="source.id")
 
 
@@ -176,6 +191,7 @@ class Handover(SQLModel, table=True):
     approved_by: str = Field(default="", max_length=128)
     approved_at: Optional[datetime] = None
     cancelled_reason: str = Field(default="", max_length=512)
+    tenure: int = Field(default=0)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -190,10 +206,12 @@ class HandoverItem(SQLModel, table=True):
     strategy: str = Field(max_length=64)
     reason: str = Field(default="", max_length=512)
     needs_human: bool = Field(default=False)
+    added_later: bool = Field(default=False)
 
 
 class Notification(SQLModel, table=True):
-    """The outbox: one row per (handover, contact, step) with a Message-ID fixed at planning."""
+    """The outbox: one row per (departure, contact point, step), whichever plan of that departure
+    planned it, with a Message-ID fixed at planning. `successor_rep_id` is whom the letter names."""
 
     __table_args__ = (Index("ix_notification_state_due", "state", "send_after"),)
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -204,8 +222,10 @@ class Notification(SQLModel, table=True):
     contact_id: int = Field(foreign_key="contact.id")
     contact_point_id: int = Field(foreign_key="contactpoint.id")
     step: str = Field(max_length=64)
+    successor_rep_id: Optional[int] = Field(default=None, foreign_key="rep.id")
     state: str = Field(default="pending", max_length=16)
     sender_email: str = Field(max_length=254)
+    sender_name: str = Field(default="", max_length=128)
     to_email: str = Field(max_length=254)
     cc_emails: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     delivered_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 
-from registry.models import Contact, Customer, Interaction, Message, Rep, Sighting, Source, SyncIssue
+from registry.models import Contact, Customer, Interaction, Message, Rep, Role, Sighting, Source, SyncIssue
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class SourceStatus:
 @dataclass(frozen=True)
 class RegistryCounts:
     reps: int
-    discovered_reps: int
+    colleagues: int
     customers: int
     contacts: int
     messages: int
@@ -46,6 +46,25 @@ def source_statuses(engine: Engine) -> list[SourceStatus]:
 
 
 @dataclass(frozen=True)
+class SkippedItem:
+    source: str
+    ref: str
+    reason: str
+    seen_at: datetime
+
+
+def skipped_items(engine: Engine, source: str | None = None) -> list[SkippedItem]:
+    """Every item a sync could not read, newest first, of one source or of all."""
+    query = (select(Source.name, SyncIssue.ref, SyncIssue.reason, SyncIssue.seen_at)
+             .join(Source, Source.id == SyncIssue.source_id)
+             .order_by(SyncIssue.seen_at.desc(), SyncIssue.id.desc()))  # type: ignore[attr-defined]
+    if source is not None:
+        query = query.where(Source.name == source)
+    with engine.connect() as db:
+        return [SkippedItem(*row) for row in db.execute(query)]
+
+
+@dataclass(frozen=True)
 class RepActivity:
     email: str
     name: str
@@ -59,7 +78,7 @@ def rep_activity(engine: Engine) -> list[RepActivity]:
     query = (
         select(Rep.email, Rep.name, Rep.team, func.count(Interaction.id), func.count(func.distinct(Interaction.customer_id)))
         .outerjoin(Interaction, Interaction.rep_id == Rep.id)
-        .where(Rep.discovered.is_(False))  # type: ignore[attr-defined]
+        .where(Rep.role == Role.REP)
         .group_by(Rep.id, Rep.email, Rep.name, Rep.team)
         .order_by(Rep.team, Rep.email)
     )
@@ -73,8 +92,8 @@ def registry_counts(engine: Engine) -> RegistryCounts:
 
     with engine.connect() as db:
         return RegistryCounts(
-            reps=count(Rep, Rep.discovered.is_(False)),  # type: ignore[attr-defined]
-            discovered_reps=count(Rep, Rep.discovered.is_(True)),  # type: ignore[attr-defined]
+            reps=count(Rep, Rep.role == Role.REP),
+            colleagues=count(Rep, Rep.role == Role.COLLEAGUE),
             customers=count(Customer),
             contacts=count(Contact),
             messages=count(Message),

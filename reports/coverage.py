@@ -28,6 +28,7 @@ Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (
     "customer_id", "customer", "name", "kind", "class", "owner", "pool", "reps", "interactions",
     "last_company_contact", "personal_sightings", "personal_relays", "personal_messages", "personal_requests",
+    "at_risk", "colleagues",
 )
 _ENV = Environment(loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["html", "j2"]),
                    trim_blocks=True, lstrip_blocks=True)
@@ -69,6 +70,8 @@ def customer_row(customer: CustomerCoverage) -> dict[str, Any]:
         "personal_relays": customer.personal_relays,
         "personal_messages": customer.personal_messages,
         "personal_requests": customer.personal_requests,
+        "at_risk": customer.at_risk,
+        "colleagues": customer.colleagues,
     }
 
 
@@ -107,6 +110,7 @@ def render_csv(report: CoverageReport) -> str:
         row["owner"] = row["owner"] or ""
         row["last_company_contact"] = row["last_company_contact"] or ""
         row["pool"] = "yes" if row["pool"] else "no"
+        row["at_risk"] = "yes" if row["at_risk"] else "no"
         writer.writerow(row)
     return out.getvalue()
 

@@ -76,7 +76,7 @@ def postgres_engine(postgres_schema_factory) -> Iterator[Engine]:  # type: ignor
     engine.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def enron() -> Path:
     if not ENRON.is_dir():
         pytest.skip(f"Enron corpus not found at {ENRON}")

@@ -33,8 +33,9 @@ def custody(company: DemoCompany, *args: str) -> str:
     return result.output
 
 
-def test_depart_show_approve_report_cancel(synced: tuple[DemoCompany, Engine]) -> None:
+def test_depart_show_approve_report_cancel(synced: tuple[DemoCompany, Engine], tmp_path: Path) -> None:
     company, engine = synced
+    letters = tmp_path / "letters"
     effective = (datetime.now(timezone.utc) + timedelta(days=10)).strftime("%Y-%m-%d")
     output = custody(company, "depart", DEPARTING, "--effective", effective)
     assert output.startswith("handover 1: ")
@@ -56,12 +57,18 @@ def test_depart_show_approve_report_cancel(synced: tuple[DemoCompany, Engine]) -
     assert f"handover 1 of {DEPARTING}: planned" in shown and f"messages: {len(rows)} (held {len(rows)})" in shown
     humans = sum(1 for _, _, human in items if human)
     assert humans and f"{humans} customers have no company-channel contact to mail" in shown
+    assert f"wrote {len(rows)} letters to" in custody(company, "handover", "show", "1", "--letters", str(letters))
+    assert {p.suffix for p in letters.rglob("*") if p.is_file()} == {".eml"}
+    assert len(list(letters.rglob("*.eml"))) == len(rows)
     assert "already has open handover 1" in custody(company, "depart", DEPARTING)
     assert f"{len(rows)} messages released" in custody(company, "handover", "approve", "1")
     report = json.loads(custody(company, "handover", "report", "1", "--json"))
     assert (report["status"], report["planned"], report["by_state"]) == ("notifying", len(rows), {"pending": len(rows)})
     assert f"{len(rows)} unsent messages held" in custody(company, "handover", "cancel", "1", "--reason", "test over")
     assert "held: farewell to" in custody(company, "handover", "report", "1")
+    cancelled = json.loads(custody(company, "handover", "show", "1", "--json"))
+    assert cancelled["status"] == "cancelled" and len(cancelled["customers"]) == len(items)
+    assert {x["state"] for c in cancelled["customers"] for x in c["letters"]} == {"held"}
     assert custody(company, "report", "handover", "1") == custody(company, "handover", "report", "1")
     listed = custody(company, "handover", "list")
     assert DEPARTING in listed and "cancelled" in listed

@@ -18,6 +18,7 @@ from daemon.departure import (
     DepartureError, depart, departure_round, handle_directory_events, plan_notifications, process_hr_folder, reactivate,
     settle_due_handovers,
 )
+from daemon.handover_letters import LetterPlan
 from daemon.readers import identity_for
 from daemon.sync import register_reps
 from policies.identity import KnownRep
@@ -106,11 +107,11 @@ def test_plan_assigns_every_customer_and_plans_one_message_per_contact_and_step(
     assert all(r.state == "held" and r.held_reason == "awaiting approval" for r in rows)
     assert all(r.message_id_header == f"<custody.{r.idempotency_key}@corp.example>" for r in rows)
     li_farewell = rows[4]
-    assert li_farewell.subject == "Corp：您的联系人Alice Archer将由Mary Major接替"
-    assert li_farewell.body_text.startswith("尊敬的李雷：") and "2026年7月7日" in li_farewell.body_text
+    assert li_farewell.subject == "【Corp】联系人变更：Mary Major将接替Alice Archer"
+    assert li_farewell.body_text.startswith("李雷您好：") and "2026年7月7日" in li_farewell.body_text
     assert li_farewell.send_after == EFFECTIVE - timedelta(days=2)
-    assert "Bob Baker looks after you from now on" in rows[2].body_text and "<p>" in rows[2].body_html
-    assert company.rep_status("alice") == "deactivated"
+    assert "Bob Baker will look after you from 7 July 2026" in rows[2].body_text and "<p>" in rows[2].body_html
+    assert company.rep_status("alice") == "leaving"
 
 
 def test_letters_name_a_customer_only_by_a_name_an_address_book_gave_it(company: Company) -> None:
@@ -118,9 +119,9 @@ def test_letters_name_a_customer_only_by_a_name_an_address_book_gave_it(company:
     company.built.address_book(rep("bob"), "company", entry("9", "John Smith", emails=("john@acme.example",),
                                                              organisation="Acme  Corporation", book="crm"))
     letters = {(r.to_email, r.step): r.body_text for r in company.notifications(company.depart().handover_id)}
-    assert "from Alice Archer as the contact for Acme Corporation." in letters[("john@acme.example", "introduction")]
+    assert "from Alice Archer as the contact for Acme Corporation at Corp." in letters[("john@acme.example", "introduction")]
     assert "make sure Acme Corporation keeps a direct line" in letters[("jane@acme.example", "farewell")]
-    assert "我已接替Alice Archer，成为您的联系人" in letters[("li@globex.com.cn", "introduction")]
+    assert "接替Alice Archer，负责与您的业务联系" in letters[("li@globex.com.cn", "introduction")]
     assert not any("globex" in text for (to, _), text in letters.items() if to == "li@globex.com.cn")
 
 
@@ -129,7 +130,7 @@ def test_planning_twice_creates_nothing_new(company: Company) -> None:
     before = company.notifications(first.handover_id)
     again = company.depart(now=NOW + timedelta(hours=3))
     with company.engine.begin() as db:
-        assert plan_notifications(db, POLICY, first.handover_id, "test") == (0, [])
+        assert plan_notifications(db, POLICY, first.handover_id, "test") == LetterPlan()
     assert (again.handover_id, again.created, again.planned) == (first.handover_id, False, 0)
     assert company.notifications(first.handover_id) == before
     with company.engine.connect() as db:
@@ -161,7 +162,7 @@ def test_cancel_holds_everything_not_yet_sent(company: Company) -> None:
         db.execute(update(Notification.__table__).where(Notification.__table__.c.to_email == "john@acme.example",
                                                         Notification.__table__.c.step == "farewell")
                    .values(state="sent", sent_at=NOW))
-        assert cancel_handover(db, handover_id, "wrong person", "cli:compliance") == 5
+        assert cancel_handover(db, handover_id, "wrong person", "cli:compliance").held == 5
     states = {(r.to_email, r.step): (r.state, r.held_reason) for r in company.notifications(handover_id)}
     assert states[("john@acme.example", "farewell")] == ("sent", "")
     assert {v for k, v in states.items() if k != ("john@acme.example", "farewell")} == {("held", "cancelled: wrong person")}
@@ -278,7 +279,7 @@ def test_hostile_names_and_addresses_from_mail_cannot_inject_headers(company: Co
     for row in rows:
         assert "\r" not in row.subject and "\n" not in row.subject
     john = [r for r in rows if r.to_email == "john@acme.example" and r.step == "farewell"][0]
-    assert john.subject == "Corp: your contact Alice Archer is changing to Bob Subject: free money"
+    assert john.subject == "Alice Archer is leaving Corp: Bob Subject: free money will be your new contact"
     assert "Dear John Bcc: everyone@corp.example," in john.body_text
     assert "Acme &lt;b&gt;Corp&lt;/b&gt;" in john.body_html
 

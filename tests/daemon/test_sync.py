@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine, func, select
@@ -14,6 +15,8 @@ from sqlalchemy import Engine, func, select
 from config.policy import Policy
 from config.sections import RepConfig, SourceConfig
 from config.settings import Settings
+from connectors.maildir import MaildirConnector
+from connectors.records import Batch
 from daemon.sync import sync_source
 from registry.models import Message, Rep, Source
 from registry.status import source_statuses
@@ -94,15 +97,16 @@ def test_a_missing_archive_marks_only_that_source_failing(engine: Engine, tmp_pa
     assert statuses["ann"].status == "ok"
 
 
-def test_configured_reps_get_names_managers_and_are_not_discovered(engine: Engine, tmp_path: Path) -> None:
+def test_configured_reps_get_names_and_managers_and_others_are_colleagues(engine: Engine, tmp_path: Path) -> None:
     ann = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 2)})
     settings = Settings(data_dir=tmp_path, sources=[maildir_source("ann", ann, "ann@acme.test")],
                         reps=[RepConfig(email="Ann@acme.test", name="Ann", manager="boss@acme.test")])
     sync_source(engine, settings, POLICY, settings.sources[0])
     with engine.connect() as db:
         reps = {r.email: r for r in db.execute(select(Rep))}
-    assert reps["ann@acme.test"].discovered is False
+    assert reps["ann@acme.test"].role == "rep"
     assert reps["ann@acme.test"].manager_id == reps["boss@acme.test"].id
+    assert reps["boss@acme.test"].role == "colleague"
 
 
 def write_config(path: Path, archive: Path, registry_target: tuple[str, str | None]) -> Path:
@@ -162,3 +166,34 @@ def test_sigkill_mid_sync_then_restart_gives_the_registry_of_an_uninterrupted_sy
     expected = snapshot(open_registry(*reference_target))
     assert snapshot(engine) == expected
     assert len(expected["messages"]) == len(mails)
+
+
+class _ConnectorWithABug:
+    """Yields one good batch, then fails the way a bug would: with no connector error class at all."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.inner = MaildirConnector(maildir, batch_size=1)
+
+    def sync(self, cursor: dict | None) -> Iterator[Batch]:
+        batches = self.inner.sync(cursor)
+        yield next(batches)
+        error = KeyError("uidvalidity")
+        error.add_note("at INBOX/2")
+        raise error
+
+
+def test_a_source_that_fails_in_any_way_keeps_what_it_stored_and_names_where_it_stopped(
+        engine: Engine, tmp_path: Path) -> None:
+    ann = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 3)})
+    tom = write_maildir(tmp_path / "tom", {"INBOX": conversation("tom@acme.test", ["li@qq.com"], 2, prefix="t")})
+    settings = settings_for(tmp_path, maildir_source("ann", ann, "ann@acme.test"),
+                            maildir_source("tom", tom, "tom@acme.test"))
+
+    broken = sync_source(engine, settings, POLICY, settings.sources[0], connector=_ConnectorWithABug(ann))
+    fine = sync_source(engine, settings, POLICY, settings.sources[1])
+
+    assert (broken.ok, broken.messages, fine.ok, fine.messages) == (False, 1, True, 2)
+    statuses = {s.name: s for s in source_statuses(engine)}
+    assert statuses["ann"].status == "failing"
+    assert statuses["ann"].last_error == "unexpected KeyError: 'uidvalidity' at INBOX/2"
+    assert message_count(engine) == 3

@@ -86,3 +86,36 @@ def test_a_reader_of_millions_of_addresses_keeps_bounded_memos_and_the_same_answ
     bounded = Identity(POLICY, [KnownRep("ann@acme.test", "Ann Lee")])
     assert bounded.interpret(Batch(list(mails), {})) == unbounded
     assert max(len(bounded._normalised), len(bounded._internal_domains), len(bounded._noise_locals)) <= 50
+
+
+def test_free_mail_is_matched_by_suffix_and_covers_historical_isps() -> None:
+    """worldnet.att.net is att.net's; old ISPs' subscribers are private people, not one organisation."""
+    for address in ("pat@worldnet.att.net", "lee@earthlink.net", "kim@juno.com", "sam@mail.comcast.net",
+                    "jo@prodigy.net", "ola@daum.net"):
+        assert IDENTITY.customer_of(address) == (address, "person"), address
+    assert IDENTITY.customer_of("buyer@att.com") == ("att.com", "organisation")
+    assert IDENTITY.customer_of("buyer@notatt.net") == ("notatt.net", "organisation")
+
+
+def test_system_mailboxes_are_never_people() -> None:
+    """A bounce or a postmaster notice neither creates a colleague nor a customer contact."""
+    people: dict[str, str] = {}
+    inbound = IDENTITY.interpret_message(parse_headers(message(
+        "postmaster@shop.co.uk", "ann@acme.test, mailer-daemon@mail.acme.test, noreply@acme.test"), "INBOX"), people)
+    outbound = IDENTITY.interpret_message(parse_headers(message(
+        "ann@acme.test", "abuse@shop.co.uk, bo@shop.co.uk"), "INBOX"), people)
+    assert inbound.interactions == ()
+    assert [i.contact.value for i in outbound.interactions] == ["bo@shop.co.uk"]
+    assert set(people) == {"ann@acme.test"}
+
+
+def test_a_reps_aliases_are_the_rep() -> None:
+    identity = Identity(POLICY, [KnownRep("ann@acme.test", "Ann Lee", aliases=("a.lee@acme-sales.test",))])
+    facts = identity.interpret(Batch([
+        parse_headers(message("Ann <a.lee@acme-sales.test>", "bo@shop.co.uk", message_id="<1@x>"), "INBOX"),
+        parse_headers(message("bo@shop.co.uk", "A. Lee <A.Lee@acme-sales.test>, tom@acme.test", message_id="<2@x>"),
+                      "INBOX"),
+    ], {}))
+    assert {(i.rep_email, i.direction) for m in facts.messages for i in m.interactions} == {
+        ("ann@acme.test", "outbound"), ("ann@acme.test", "inbound"), ("tom@acme.test", "inbound")}
+    assert {(p.email, p.role) for p in facts.people} == {("ann@acme.test", "rep"), ("tom@acme.test", "colleague")}

@@ -35,9 +35,9 @@ def test_co_covering_prefers_the_most_recent_company_mail() -> None:
     assert "2 company-channel interactions, the latest on 2026-06-20" in choice.reason
 
 
-def test_co_covering_skips_inactive_and_discovered_reps() -> None:
+def test_co_covering_skips_inactive_reps_and_colleagues() -> None:
     reps = dict(REPS) | {BOB.id: RepProfile(BOB.id, BOB.email, active=False),
-                         7: RepProfile(7, "assistant@corp.example", discovered=True)}
+                         7: RepProfile(7, "assistant@corp.example", colleague=True)}
     history = customer(1, CoveringRep(BOB.id, DAY, 3), CoveringRep(7, DAY, 3))
     [choice] = choose_successors(Departure(ALICE), [history], reps, ["co_covering", "manager"])
     assert (choice.successor_rep_id, choice.strategy) == (MARY.id, "manager")
@@ -85,3 +85,67 @@ def test_order_decides_between_strategies() -> None:
 def test_unknown_strategy_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown successor strategies: coin_flip"):
         choose_successors(Departure(ALICE), [customer(1)], REPS, ["coin_flip"])
+
+
+def test_no_cap_lets_the_manager_take_every_customer() -> None:
+    choices = choose_successors(Departure(ALICE), [customer(n) for n in range(1, 6)], REPS, ["manager", "pool"])
+    assert {c.successor_rep_id for c in choices} == {MARY.id}
+
+
+def test_manager_at_the_cap_spills_over_to_the_next_strategy_and_says_so() -> None:
+    """Mary owns none, Carol 1, Bob 5: with a cap of 3 Mary takes 3, Carol 2, Bob none, the pool one."""
+    choices = choose_successors(Departure(ALICE), [customer(n) for n in range(1, 7)], REPS,
+                                ["manager", "team_least_loaded", "pool"], max_per_successor=3)
+    assert [(c.successor_rep_id, c.strategy) for c in choices] == [
+        (MARY.id, "manager"), (MARY.id, "manager"), (MARY.id, "manager"),
+        (CAROL.id, "team_least_loaded"), (CAROL.id, "team_least_loaded"), (None, "pool")]
+    assert choices[3].reason == ("manager: Mary <mary@corp.example> is at the cap of 3 customers; "
+                                 "Carol <carol@corp.example> owns the fewest customers in team east "
+                                 "(1 before this one)")
+    assert choices[5].reason.startswith("manager: Mary <mary@corp.example> is at the cap of 3 customers; "
+                                        "team_least_loaded: every team mate in team east is at the cap of 3 customers; "
+                                        "no strategy of the policy found")
+
+
+def test_the_cap_counts_customers_already_owned() -> None:
+    busy = RepProfile(MARY.id, MARY.email, "Mary", owned_customers=3)
+    [choice] = choose_successors(Departure(ALICE), [customer(1)], REPS | {MARY.id: busy}, ["manager", "pool"],
+                                 max_per_successor=3)
+    assert (choice.successor_rep_id, choice.strategy) == (None, "pool")
+    assert choice.reason.startswith("manager: Mary <mary@corp.example> is at the cap of 3 customers; ")
+
+
+def test_round_robin_skips_a_team_mate_at_the_cap() -> None:
+    """Bob already owns 5: with a cap of 5 every turn goes to Carol until she holds 5 too."""
+    choices = choose_successors(Departure(ALICE), [customer(n) for n in range(1, 7)], REPS,
+                                ["team_round_robin", "pool"], max_per_successor=5)
+    assert [c.successor_rep_id for c in choices] == [CAROL.id, CAROL.id, CAROL.id, CAROL.id, None, None]
+    assert "team_round_robin: every team mate in team east is at the cap of 5 customers" in choices[4].reason
+
+
+def test_round_robin_keeps_its_turns_under_a_cap_nobody_reaches() -> None:
+    capped = choose_successors(Departure(ALICE), [customer(n) for n in range(1, 4)], REPS, ["team_round_robin"],
+                               max_per_successor=100)
+    assert [c.successor_rep_id for c in capped] == [BOB.id, CAROL.id, BOB.id]
+
+
+def test_co_covering_passes_over_a_capped_rep_to_the_next_covering_rep() -> None:
+    history = customer(1, CoveringRep(BOB.id, DAY.replace(day=20), 4), CoveringRep(CAROL.id, DAY, 2))
+    [choice] = choose_successors(Departure(ALICE), [history], REPS, ["co_covering", "pool"], max_per_successor=5)
+    assert (choice.successor_rep_id, choice.strategy) == (CAROL.id, "co_covering")
+    assert choice.reason.startswith("Bob <bob@corp.example> is at the cap of 5 customers; Carol <carol@corp.example> "
+                                    "also covers customer1.example")
+
+
+def test_co_covering_declines_when_every_covering_rep_is_capped() -> None:
+    history = customer(1, CoveringRep(BOB.id, DAY, 4))
+    [choice] = choose_successors(Departure(ALICE), [history], REPS, ["co_covering", "manager"], max_per_successor=5)
+    assert (choice.successor_rep_id, choice.strategy) == (MARY.id, "manager")
+    assert choice.reason == ("co_covering: Bob <bob@corp.example> is at the cap of 5 customers; "
+                             "Mary <mary@corp.example> is the manager of Alice <alice@corp.example>")
+
+
+def test_an_explicit_successor_is_never_capped() -> None:
+    choices = choose_successors(Departure(ALICE, explicit_successor_id=BOB.id), [customer(1), customer(2)], REPS,
+                                ["explicit", "pool"], max_per_successor=1)
+    assert [(c.successor_rep_id, c.strategy) for c in choices] == [(BOB.id, "explicit"), (BOB.id, "explicit")]

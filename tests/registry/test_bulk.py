@@ -7,14 +7,14 @@ from datetime import datetime, timezone
 from sqlalchemy import Engine, select
 
 from registry.bulk import insert_ignoring
-from registry.models import Message, Rep
+from registry.models import Customer, Message
 
 WHEN = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=timezone.utc)
 
 
 def message_row(key: str, subject: str = "Order") -> dict:
     return {"message_key": key, "occurred_at": WHEN, "subject": subject, "sender_email": "ann@acme.test",
-            "noise_reason": "", "first_source_id": None}
+            "noise_reason": "", "date_source": "header", "first_source_id": None}
 
 
 def test_rows_that_exist_are_skipped_and_the_rest_stored(engine: Engine) -> None:
@@ -32,13 +32,13 @@ def test_values_read_back_as_sqlalchemy_stores_them(engine: Engine) -> None:
     with engine.begin() as db:
         db.execute(Message.__table__.insert().values(message_row("<orm@x>")))
         insert_ignoring(db, Message.__table__, [message_row("<bulk@x>")])
-        insert_ignoring(db, Rep.__table__, [{"email": "bob@acme.test", "name": "Bob", "team": "", "status": "active",
-                                             "discovered": True, "locale": "en", "created_at": WHEN,
-                                             "updated_at": WHEN}])
+        insert_ignoring(db, Customer.__table__, [{"key": "acme.test", "name": "Acme", "kind": "organisation",
+                                                  "owner_reason": "", "pool": True, "status": "active", "locale": "",
+                                                  "timezone": "", "created_at": WHEN}])
     with engine.connect() as db:
         same_moment = db.execute(select(Message.message_key).where(Message.occurred_at == WHEN)
                                  .order_by(Message.message_key)).scalars().all()
-        rep = db.execute(select(Rep.discovered, Rep.created_at).where(Rep.email == "bob@acme.test")).one()
+        customer = db.execute(select(Customer.pool, Customer.created_at).where(Customer.key == "acme.test")).one()
     assert same_moment == ["<bulk@x>", "<orm@x>"]
-    assert rep.discovered is True
-    assert rep.created_at.replace(tzinfo=timezone.utc) == WHEN
+    assert customer.pool is True
+    assert customer.created_at.replace(tzinfo=timezone.utc) == WHEN

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from daemon.cli import app
 from policies.identity import KnownRep
-from registry.models import AuditEvent, Customer
-from reports.coverage import CSV_FIELDS, build_report, export_report, render_csv
+from registry.models import AuditEvent, CoverageSnapshot, Customer
+from reports.coverage import CSV_FIELDS, build_report, export_report, render_csv, render_json
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
 
 ALICE, BOB = rep("alice"), rep("bob")
@@ -48,7 +48,7 @@ def test_json_export_has_one_row_per_customer_with_its_evidence_and_is_audited(w
         "customer_id": rows["acme.example"]["customer_id"], "customer": "acme.example", "name": "acme.example",
         "kind": "organisation", "class": "covered", "owner": None, "pool": False, "reps": [ALICE, BOB],
         "interactions": 4, "last_company_contact": "2026-06-20T14:00:00+00:00", "personal_sightings": [],
-        "personal_relays": 0, "personal_messages": 0, "personal_requests": 0,
+        "personal_relays": 0, "personal_messages": 0, "personal_requests": 0, "at_risk": False, "colleagues": 0,
     }
     assert rows["globex.example"]["personal_relays"] == 1
     assert rows["umbrella.example"]["class"] == "personal-channel-only"
@@ -116,3 +116,47 @@ def test_pool_recycle_command_clears_owners_of_dormant_customers(
     with world.engine.connect() as db:
         assert db.execute(select(Customer.pool, Customer.owner_rep_id)
                           .where(Customer.key == "sleepy.example")).one() == (True, None)
+
+
+def test_a_report_as_of_a_past_day_classifies_that_day_and_stores_no_snapshot(
+        world: HandBuilt, tmp_path: Path, registry_target: tuple[str, str | None]) -> None:
+    """An audit of last quarter sees the customers as they were then; today's trend is left alone."""
+    config = config_for(tmp_path, registry_target)
+
+    past = CliRunner().invoke(app, ["-c", str(config), "report", "coverage", "-f", "json", "-o", "-",
+                                    "--as-of", NOW.date().isoformat()])
+    today = CliRunner().invoke(app, ["-c", str(config), "report", "coverage", "-f", "json", "-o", "-"])
+
+    assert past.exit_code == 0 and today.exit_code == 0, past.output + today.output
+    then, now = json.loads(past.stdout), json.loads(today.stdout)
+    assert then["as_of"] == "2026-06-30T23:59:59.999999+00:00"
+    assert {c["customer"]: c["class"] for c in then["customers"]} == {
+        "acme.example": "covered", "globex.example": "single-threaded", "umbrella.example": "personal-channel-only"}
+    assert {c["customer"]: c["class"] for c in now["customers"]}["acme.example"] == "unattended"
+    with world.engine.connect() as db:
+        days = db.execute(select(CoverageSnapshot.day).distinct()).scalars().all()
+    assert days == [datetime.now(timezone.utc).date()]
+
+
+@pytest.mark.parametrize("as_of", ["yesterday", "2999-01-01"])
+def test_an_unusable_as_of_is_one_line_and_exit_2(world: HandBuilt, tmp_path: Path,
+                                                   registry_target: tuple[str, str | None], as_of: str) -> None:
+    result = CliRunner().invoke(app, ["-c", str(config_for(tmp_path, registry_target)), "report", "coverage",
+                                      "--as-of", as_of])
+
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "--as-of" in result.output
+
+
+def test_customers_of_a_leaving_rep_are_at_risk_and_colleagues_in_touch_are_counted(world: HandBuilt) -> None:
+    """Alice is leaving: she still covers until her date, and her customers are flagged. A colleague
+    (an internal address that is not a declared rep) who also wrote to Globex is counted, not credited."""
+    world.update_rep(ALICE, status="leaving")
+    world.mail(rep("support"), "ops@globex.example", days_ago=5)
+
+    rows = {row["customer"]: row for row in json.loads(render_json(build_report(world.engine, POLICY, NOW)))["customers"]}
+
+    assert (rows["globex.example"]["class"], rows["globex.example"]["at_risk"]) == ("single-threaded", True)
+    assert (rows["acme.example"]["class"], rows["acme.example"]["at_risk"]) == ("covered", True)
+    assert rows["umbrella.example"]["at_risk"] is False
+    assert (rows["globex.example"]["colleagues"], rows["acme.example"]["colleagues"]) == (1, 0)

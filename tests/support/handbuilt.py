@@ -14,6 +14,7 @@ from connectors.records import Address, AddressBookEntry, Batch, MessageHeaders
 from policies.identity import Identity, KnownRep
 from registry.ingest import store_batch
 from registry.models import Customer, Rep, Source
+from registry.people import DeclaredRep, declare_reps
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=timezone.utc)
 COMPANY = "corp.example"
@@ -59,6 +60,13 @@ class HandBuilt:
 
     def address_book(self, owner: str, channel: str, *entries: AddressBookEntry, kind: str = "vcard") -> None:
         self._store(f"{owner}-{channel}-{kind}", Batch(list(entries), {}), owner, kind)
+
+    def declare(self, *reps: KnownRep) -> None:
+        """Declare reps as the config does at the start of a sync; later mail is read knowing them."""
+        self.reps = reps
+        with self.engine.begin() as db:
+            declare_reps(db, [DeclaredRep(r.email, r.name, aliases=r.aliases,
+                                          personal_addresses=r.personal_addresses) for r in reps])
 
     def update_rep(self, email: str, **values: str) -> None:
         """Status or team as the directory or the config would set them."""
