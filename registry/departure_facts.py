@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, Select, String, and_, cast, func, or_, select
 
 from policies.notification_plan import Recipient
 from policies.ownership import CoveringRep, CustomerHistory, RepProfile
 from registry.batching import chunked
-from registry.models import Contact, ContactPoint, Customer, Interaction, Rep, RepAddress, Role, Sighting, Source
+from registry.models import (
+    AuditEvent, Contact, ContactPoint, Customer, Handover, HandoverItem, Interaction, Rep, RepAddress, Role, Sighting,
+    Source,
+)
+
+OPEN_STATES = ("planned", "approved", "notifying")
 
 
 
@@ -19,12 +24,26 @@ def rep_id_by_email(db: Connection, email: str) -> int | None:
     return db.execute(select(RepAddress.rep_id).where(RepAddress.email == email.strip().lower())).scalar()
 
 
+def unsettled_items() -> Select:
+    """(handover, customer, successor) of open plans that have not taken effect yet."""
+    moved = select(AuditEvent.entity_id).where(AuditEvent.action == "ownership_transferred",
+                                               AuditEvent.entity == "handover")
+    return (select(HandoverItem.handover_id, HandoverItem.customer_id, HandoverItem.successor_rep_id)
+            .join(Handover, Handover.id == HandoverItem.handover_id)
+            .where(Handover.status.in_(OPEN_STATES), cast(Handover.id, String).not_in(moved)))
+
+
 def rep_profiles(db: Connection) -> dict[int, RepProfile]:
+    """Reps with their load: customers they own, plus those open plans promise them (so a successor
+    cap holds across plans)."""
     owned = (select(Customer.owner_rep_id.label("rep_id"), func.count().label("n"))
              .where(Customer.owner_rep_id.is_not(None)).group_by(Customer.owner_rep_id).subquery())
+    items = unsettled_items().subquery()
+    promised = (select(items.c.successor_rep_id.label("rep_id"), func.count().label("n"))
+                .where(items.c.successor_rep_id.is_not(None)).group_by(items.c.successor_rep_id).subquery())
     rows = db.execute(select(Rep.id, Rep.email, Rep.name, Rep.team, Rep.manager_id, Rep.status, Rep.role,
-                             func.coalesce(owned.c.n, 0), Rep.tenure)
-                      .outerjoin(owned, owned.c.rep_id == Rep.id))
+                             func.coalesce(owned.c.n, 0) + func.coalesce(promised.c.n, 0), Rep.tenure)
+                      .outerjoin(owned, owned.c.rep_id == Rep.id).outerjoin(promised, promised.c.rep_id == Rep.id))
     return {r[0]: RepProfile(id=r[0], email=r[1], name=r[2], team=r[3], manager_id=r[4], active=r[5] == "active",
                              colleague=r[6] == Role.COLLEAGUE, owned_customers=r[7], tenure=r[8]) for r in rows}
 

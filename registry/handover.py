@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, func, select
+from sqlalchemy import Connection, func, select
 
 from policies.ownership import Choice
 from registry.audit import audit, audit_many
 from registry.batching import chunked
 from registry.bulk import insert_ignoring
+from registry.departure_facts import OPEN_STATES, unsettled_items
 from registry.models import AuditEvent, ContactPoint, Customer, Handover, HandoverItem, Notification, Rep, utcnow
 
 AWAITING_APPROVAL = "awaiting approval"
-OPEN = ("planned", "approved", "notifying")
+OPEN = OPEN_STATES
 _HANDOVER, _ITEM, _NOTE = Handover.__table__, HandoverItem.__table__, Notification.__table__
 
 
@@ -124,26 +125,18 @@ def ownership_moved(db: Connection, handover_id: int) -> bool:
         AuditEvent.entity_id == str(handover_id))).first() is not None
 
 
-def _unsettled_items() -> Any:
-    moved = select(AuditEvent.entity_id).where(AuditEvent.action == "ownership_transferred",
-                                               AuditEvent.entity == "handover")
-    return (select(_ITEM.c.handover_id, _ITEM.c.customer_id, _ITEM.c.successor_rep_id)
-            .join(_HANDOVER, _HANDOVER.c.id == _ITEM.c.handover_id)
-            .where(_HANDOVER.c.status.in_(OPEN), cast(_HANDOVER.c.id, String).not_in(moved)))
-
-
 def planned_customer_ids(db: Connection, customer_ids: Sequence[int]) -> set[int]:
     """Those of `customer_ids` an open plan is still handing over."""
     found: set[int] = set()
     for chunk in chunked(sorted(customer_ids)):
-        items = _unsettled_items().where(_ITEM.c.customer_id.in_(chunk)).subquery()
+        items = unsettled_items().where(_ITEM.c.customer_id.in_(chunk)).subquery()
         found.update(db.execute(select(items.c.customer_id)).scalars())
     return found
 
 
 def plans_naming(db: Connection, successor_rep_id: int) -> dict[int, list[int]]:
     """Customers by open, not yet effective plan that hand them to this rep."""
-    items = _unsettled_items().where(_ITEM.c.successor_rep_id == successor_rep_id).subquery()
+    items = unsettled_items().where(_ITEM.c.successor_rep_id == successor_rep_id).subquery()
     plans: dict[int, list[int]] = {}
     for handover_id, customer_id in db.execute(select(items.c.handover_id, items.c.customer_id)
                                                .order_by(items.c.handover_id, items.c.customer_id)):
