@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, func, or_, select
+from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, tuple_
 
 from config.policy import DispatchRules
 from daemon.compose import Letter, UnsafeMessage, compose
@@ -148,7 +148,8 @@ class Dispatcher:
         return self._pending(now, due_only=True)
 
     def _pending(self, now: datetime, due_only: bool) -> Iterator[Row[Any]]:
-        """Pending rows of handovers cleared to send, in id order, one page at a time."""
+        """Pending rows of handovers cleared to send, one page at a time, in the order they are due: a
+        dispatcher that was down sends a customer's letters in their planned order when it comes back."""
         handover = Handover.__table__
         query = (
             select(outbox, ContactPoint.bounced_at, ContactPoint.bounce_reason,
@@ -158,18 +159,19 @@ class Dispatcher:
             .join(Contact.__table__, Contact.id == outbox.c.contact_id)
             .join(Customer.__table__, Customer.id == outbox.c.customer_id)
             .where(outbox.c.state == "pending", _cleared_to_send(handover))
-            .order_by(outbox.c.id).limit(PAGE)
+            .order_by(outbox.c.send_after, outbox.c.id).limit(PAGE)
         )
         if due_only:
             query = query.where(outbox.c.send_after <= now)
-        last = 0
+        after = query
         while True:
             with self.engine.connect() as db:
-                page = db.execute(query.where(outbox.c.id > last)).all()
+                page = db.execute(after).all()
             yield from page
             if len(page) < PAGE:
                 return
-            last = page[-1].id
+            last = page[-1]
+            after = query.where(tuple_(outbox.c.send_after, outbox.c.id) > tuple_(last.send_after, last.id))
 
     def _sent_since(self, since: datetime) -> list[tuple[str, str]]:
         with self.engine.connect() as db:
@@ -206,8 +208,9 @@ class Dispatcher:
                          attempts=outbox.c.attempts - 1, last_error=str(error)[:2000], **reached)
         elif error.permanent or row.attempts + 1 >= self.rules.max_attempts:
             report.failed += 1
-            self._change(row.id, "sending", "notification.failed", detail, state="failed",
-                         last_error=str(error)[:2000], **reached)
+            verdict = "permanent" if error.permanent else f"gave up after {row.attempts + 1} attempts"
+            self._change(row.id, "sending", "notification.failed", {**detail, "verdict": verdict}, state="failed",
+                         last_error=f"{verdict}: {error}"[:2000], **reached)
         else:
             report.retrying += 1
             retry_at = self.clock() + self._backoff(row.attempts + 1)
@@ -280,7 +283,8 @@ def _cleared_to_send(handover: Any) -> Any:
 
 def letter_for(row: Row[Any]) -> Letter:
     return Letter(message_id=row.message_id_header, sender=row.sender_email, to=row.to_email,
-                  cc=tuple(row.cc_emails or ()), subject=row.subject, text=row.body_text, html=row.body_html)
+                  cc=tuple(row.cc_emails or ()), subject=row.subject, text=row.body_text, html=row.body_html,
+                  sender_name=row.sender_name)
 
 
 

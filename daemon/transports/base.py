@@ -12,9 +12,10 @@ from connectors.network import is_loopback
 class TransportError(Exception):
     """A send that did not complete.
 
-    `permanent`: retrying cannot help (a 5xx refusal). `unreachable`: nothing can be sent right now
-    (no connection, login refused), so the run should stop. `in_doubt`: the connection broke after
-    the message was handed over, so it may have gone out and must be checked before any retry.
+    `permanent`: retrying cannot help (a 5xx refusal, an address the relay cannot take).
+    `unreachable`: nothing can be sent right now (no connection, login refused), so the run should
+    stop. `in_doubt`: the connection broke after the message was handed over, so it may have gone
+    out and must be checked before any retry.
     `delivered`: recipients that accepted the message although the addressee did not; a retry must
     not send it to them again.
     """
@@ -34,7 +35,8 @@ class Transport(Protocol):
         TransportError; returning means the system accepted the message."""
 
     def find_sent(self, message_id: str) -> bool | None:
-        """Whether the sending mailbox holds the message: True sent, False never sent, None cannot tell."""
+        """Whether the sending mailbox holds the message: True sent, False never sent, None cannot tell.
+        Asked only about sends attempted before the run began; it may wait for a relay to file its copy."""
 
     def close(self) -> None:
         """Release connections; the transport may be used again afterwards."""

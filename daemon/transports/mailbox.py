@@ -4,10 +4,15 @@ The copy is filed before the message is handed to SMTP, flagged with the keyword
 the flag is cleared once the relay has accepted it. A lookup after a crash therefore knows:
 no copy means it never reached SMTP, a plain copy means it was sent, and a copy still flagged
 pending means the crash hit the SMTP transaction itself, which no client can see into.
+
+Where the relay files each message it accepts itself (`filed_by = "relay"`), custody files nothing:
+a copy means sent, and no copy once the relay has had time to file one means it never took the
+message, so nothing is left that cannot tell.
 """
 
 from __future__ import annotations
 
+import time
 from email.message import EmailMessage
 
 from imapclient import IMAPClient
@@ -19,6 +24,7 @@ from daemon.transports.base import TransportError, refuse_plain_text_off_loopbac
 
 PENDING = "$CustodyPending"
 REPORT_READ = "$CustodyReportRead"
+_POLL_SECONDS = 1.0
 
 
 class SendingMailbox:
@@ -26,6 +32,7 @@ class SendingMailbox:
         self.config = config
         self._client: IMAPClient | None = None
         self._selected = ""
+        self._relay_copies_due: float | None = None
 
     def file_pending(self, message: EmailMessage) -> None:
         """File the copy flagged pending; failing here means nothing was sent yet."""
@@ -48,6 +55,9 @@ class SendingMailbox:
         self._guarded(discard)
 
     def lookup(self, message_id: str) -> bool | None:
+        if self.config.filed_by == "relay":
+            return self._await_relay_copy(message_id)
+
         def look(client: IMAPClient) -> bool | None:
             uids = self._copies(client, message_id)
             if not uids:
@@ -57,6 +67,22 @@ class SendingMailbox:
                 return True
             return None
         return self._guarded(look)
+
+    def _await_relay_copy(self, message_id: str) -> bool:
+        """Whether the relay filed a copy, waiting until it has had `relay_copy_wait_seconds` to do so.
+
+        Every send looked up between two `close()` calls was attempted before the first lookup (the
+        outbox settles sends left in doubt before it sends anything), so one wait counted from that
+        lookup covers them all, however many there are.
+        """
+        if self._relay_copies_due is None:
+            self._relay_copies_due = time.monotonic() + self.config.relay_copy_wait_seconds
+        while not self._guarded(lambda c: bool(self._copies(c, message_id))):
+            remaining = self._relay_copies_due - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(_POLL_SECONDS, remaining))
+        return True
 
     def unread_reports(self) -> dict[int, bytes]:
         """Delivery reports in the bounce folder that custody has not read yet, by UID."""
@@ -73,6 +99,7 @@ class SendingMailbox:
 
     def close(self) -> None:
         client, self._client, self._selected = self._client, None, ""
+        self._relay_copies_due = None
         if client is not None:
             try:
                 client.logout()

@@ -1,7 +1,8 @@
 """SMTP through smtplib: STARTTLS or implicit TLS with certificate verification, optional login.
 
 With a sent folder configured, each message is filed there first (flagged pending) so that a send
-a crash left in doubt can be looked up afterwards; see daemon/transports/mailbox.py.
+a crash left in doubt can be looked up afterwards, unless the relay files its own copy there; see
+daemon/transports/mailbox.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from daemon.transports.mailbox import SendingMailbox
 
 log = logging.getLogger("custody.smtp")
 _DEFAULT_PORTS = {"tls": 465, "starttls": 587, "plain": 25}
+_SESSION_INTACT = (smtplib.SMTPResponseException, smtplib.SMTPNotSupportedError)
+"""Failures after which the session is still in step: the server answered, or nothing was sent."""
 
 
 class _TracksData:
@@ -43,19 +46,21 @@ class SmtpTransport:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
         self.mailbox = SendingMailbox(config.sent_folder) if config.sent_folder else None
+        # Where custody files its own copy of each message; None without a sent folder or where the relay files it.
+        self._filing = self.mailbox if config.sent_folder and config.sent_folder.filed_by == "custody" else None
         self._smtp: _SMTP | _SMTPS | None = None
 
     def send(self, message: EmailMessage, already: Collection[str] = ()) -> None:
         message_id = str(message["Message-ID"])
-        if self.mailbox:
-            self.mailbox.file_pending(message)
+        if self._filing:
+            self._filing.file_pending(message)
         try:
             self._deliver(message, _envelope_recipients(message, already))
         except TransportError as error:
-            if self.mailbox and not error.in_doubt:
+            if self._filing and not error.in_doubt:
                 self._discard_copy(message_id)
             raise
-        if self.mailbox:
+        if self._filing:
             self._confirm_copy(message_id)
 
     def find_sent(self, message_id: str) -> bool | None:
@@ -74,28 +79,20 @@ class SmtpTransport:
     def _deliver(self, message: EmailMessage, recipients: list[str]) -> None:
         smtp = self._connected()
         smtp.data_started = False
-        try:
-            refused = smtp.send_message(message, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as error:
-            self._reset()
-            codes = [code for code, _ in error.recipients.values()]
-            raise TransportError(f"recipients refused: {_describe_refusals(error.recipients)}",
-                                 permanent=all(code >= 500 for code in codes)) from None
-        except smtplib.SMTPResponseException as error:
-            self._reset()
-            raise TransportError(f"SMTP {error.smtp_code}: {_text(error.smtp_error)}",
-                                 permanent=error.smtp_code >= 500) from None
-        except (smtplib.SMTPException, OSError) as error:
-            in_doubt = smtp.data_started
-            self._drop()
-            raise TransportError(f"SMTP connection to {self.config.host} broke: {type(error).__name__}",
-                                 in_doubt=in_doubt) from None
         addressee = str(message["To"]).lower()
-        refused_addresses = {address.lower() for address in refused}
-        if addressee in refused_addresses:
-            code = next(code for address, (code, _) in refused.items() if address.lower() == addressee)
+        try:
+            refused = _send(smtp, message, recipients)
+        except _SESSION_INTACT as error:
+            self._reset()
+            raise classify(error, addressee, smtp.data_started, self.config.host) from None
+        except (smtplib.SMTPException, OSError) as error:
+            self._drop()
+            raise classify(error, addressee, smtp.data_started, self.config.host) from None
+        code = _addressee_code(refused, addressee)
+        if code is not None:
+            refused_addresses = {address.lower() for address in refused}
             raise TransportError(f"recipient refused (copies went out): {_describe_refusals(refused)}",
-                                 permanent=code >= 500,
+                                 permanent=_permanent(code),
                                  delivered=tuple(a for a in recipients if a.lower() not in refused_addresses))
         if refused:
             log.warning("relay accepted the message for some recipients only: %s", _describe_refusals(refused))
@@ -148,16 +145,31 @@ class SmtpTransport:
 
     def _discard_copy(self, message_id: str) -> None:
         try:
-            self.mailbox.discard_pending(message_id)  # type: ignore[union-attr]
+            self._filing.discard_pending(message_id)  # type: ignore[union-attr]
         except TransportError as error:
             log.warning("could not remove the unsent copy of %s from the sent folder: %s", message_id, error)
 
     def _confirm_copy(self, message_id: str) -> None:
         """The relay has the message: a failure here must not turn into a retry, only a warning."""
         try:
-            self.mailbox.confirm(message_id)  # type: ignore[union-attr]
+            self._filing.confirm(message_id)  # type: ignore[union-attr]
         except TransportError as error:
             log.warning("sent %s but could not clear its pending flag in the sent folder: %s", message_id, error)
+
+
+def _send(smtp: smtplib.SMTP, message: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
+    """Serialised with the message's own policy: smtplib's send_message uses a generator that turns
+    every body line starting with "From " into ">From ", which would change a customer's letter. As
+    send_message does, an address that is not ASCII needs the relay's SMTPUTF8."""
+    sender = message["From"].addresses[0].addr_spec
+    smtp.ehlo_or_helo_if_needed()
+    if sender.isascii() and all(address.isascii() for address in recipients):
+        return smtp.sendmail(sender, recipients, message.as_bytes(policy=message.policy))
+    if not smtp.has_extn("smtputf8"):
+        raise smtplib.SMTPNotSupportedError(
+            "an address needs internationalized email (SMTPUTF8), which the relay does not offer")
+    return smtp.sendmail(sender, recipients, message.as_bytes(policy=message.policy.clone(utf8=True)),
+                         mail_options=("SMTPUTF8", "BODY=8BITMIME"))
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:
@@ -170,6 +182,43 @@ def _envelope_recipients(message: EmailMessage, already: Collection[str]) -> lis
     skip = {address.lower() for address in already}
     fields = [str(value) for name in ("To", "Bcc", "Cc") for value in message.get_all(name, [])]
     return [address for _, address in getaddresses(fields) if address and address.lower() not in skip]
+
+
+def classify(error: Exception, addressee: str, data_started: bool, host: str) -> TransportError:
+    """What one failed SMTP transaction means for its notification; the only place reply codes are read.
+
+    failure                                                      verdict
+    an address needs SMTPUTF8 and the relay does not offer it    permanent: no retry changes the address
+    addressee refused at RCPT, 5xx (no such user, bad syntax)    permanent
+    sender refused at MAIL, or the message at DATA, 5xx          permanent
+    any refusal with 4xx, or another reply                       retry with backoff
+    line lost before DATA began                                  retry with backoff
+    line lost once DATA began                                    in doubt: looked up before any retry
+    """
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return TransportError(f"the relay {host} does not offer SMTPUTF8, which a non-ASCII address needs",
+                              permanent=True)
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return TransportError(f"recipients refused: {_describe_refusals(error.recipients)}",
+                              permanent=_permanent(_addressee_code(error.recipients, addressee)))
+    if isinstance(error, smtplib.SMTPSenderRefused):
+        return TransportError(f"sender {error.sender} refused: {error.smtp_code} {_text(error.smtp_error)}",
+                              permanent=_permanent(error.smtp_code))
+    if isinstance(error, smtplib.SMTPDataError):
+        return TransportError(f"message refused at DATA: {error.smtp_code} {_text(error.smtp_error)}",
+                              permanent=_permanent(error.smtp_code))
+    if isinstance(error, smtplib.SMTPResponseException):
+        return TransportError(f"SMTP {error.smtp_code}: {_text(error.smtp_error)}", permanent=_permanent(error.smtp_code))
+    return TransportError(f"SMTP connection to {host} broke: {type(error).__name__}", in_doubt=data_started)
+
+
+def _permanent(code: int | None) -> bool:
+    return code is not None and 500 <= code <= 599
+
+
+def _addressee_code(refusals: dict[str, tuple[int, bytes]], addressee: str) -> int | None:
+    """The addressee's reply code, None when it was not refused: refused copies alone fail nothing."""
+    return next((code for address, (code, _) in refusals.items() if address.lower() == addressee), None)
 
 
 def _describe_refusals(refusals: dict[str, tuple[int, bytes]]) -> str:

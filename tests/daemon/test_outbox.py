@@ -75,6 +75,19 @@ def test_each_due_notification_goes_out_once_with_its_headers_and_both_bodies(en
     assert actions.count("notification.sending") == actions.count("notification.sent") == 6
 
 
+def test_a_line_starting_with_from_reaches_the_customer_as_written(engine: Engine, smtp_server: SmtpServer) -> None:
+    """An mbox-style generator would write ">From 7 July, Sam ..." into the customer's letter."""
+    [note] = plan_notifications(engine, 1)
+    body = "Dear Ann,\n\nFrom 7 July, Sam looks after you.\nFrom now on write to sam@company.example.\n"
+    with engine.begin() as db:
+        db.execute(update(Notification).values(body_text=body))
+
+    dispatch(engine, smtp_server)
+
+    [received] = smtp_server.received
+    assert received.message.get_body(("plain",)).get_content().replace("\r\n", "\n") == body
+
+
 def test_starttls_with_login_verifies_the_certificate(engine: Engine, smtp_tls_server: SmtpServer) -> None:
     planned = plan_notifications(engine, 2)
     untrusted = SmtpTransport(smtp_config(smtp_tls_server, security="starttls", username="sender", password="s3cret"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
@@ -16,7 +18,7 @@ from daemon.transports.smtp import SmtpTransport
 from registry.models import AuditEvent, Notification
 from tests.daemon.test_outbox import UNPACED, Clock, dispatch
 from tests.servers.dovecot import DovecotServer
-from tests.servers.smtp import SmtpServer
+from tests.servers.smtp import FilingRelay, SmtpServer
 from tests.support.outbox import PLANNED_AT, Planned, plan_notifications
 
 
@@ -40,6 +42,20 @@ def transport_with_sent_folder(smtp: SmtpServer, dovecot: DovecotServer) -> Smtp
     sent_folder = SentFolderConfig(host="127.0.0.1", port=dovecot.port, security="plain", username="outbox",
                                    password="outbox-secret", folder="Sent")
     return SmtpTransport(SmtpConfig(host="127.0.0.1", port=smtp.port, security="plain", sent_folder=sent_folder))
+
+
+def transport_with_relay_filing(relay: FilingRelay, wait_seconds: float) -> SmtpTransport:
+    sent_folder = SentFolderConfig(host="127.0.0.1", port=relay.dovecot.port, security="plain", username=relay.user,
+                                   password=relay.dovecot.users[relay.user], folder=relay.folder,
+                                   filed_by="relay", relay_copy_wait_seconds=wait_seconds)
+    return SmtpTransport(SmtpConfig(host="127.0.0.1", port=relay.port, security="plain", sent_folder=sent_folder))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
 
 
 def test_without_a_sent_folder_an_interrupted_send_is_held_for_a_human(engine: Engine, smtp_server: SmtpServer) -> None:
@@ -116,3 +132,24 @@ def test_a_line_dropped_after_the_message_data_leaves_the_send_in_doubt_not_retr
     assert (first.in_doubt, first.sent, first.retrying) == (1, 1, 0)
     assert (second.in_doubt, second.held) == (1, 1)
     assert sorted(smtp_server.message_ids()) == sorted([dropped.message_id, other.message_id])
+
+
+def test_where_the_relay_files_the_copy_custody_files_nothing_and_settles_every_send_left_in_doubt(
+        engine: Engine, filing_relay: FilingRelay) -> None:
+    """One send the relay took just before the crash (its copy shows up a second later), one it never got."""
+    filing_relay.delay = 1.0
+    taken, never = plan_notifications(engine, 2)
+    transport = transport_with_relay_filing(filing_relay, wait_seconds=4.0)
+    with engine.connect() as db:
+        row = db.execute(select(Notification.__table__).where(Notification.id == taken.id)).one()
+    transport.send(compose(letter_for(row), PLANNED_AT))
+    for note in (taken, never):
+        interrupted(engine, note)
+
+    report = Dispatcher(engine, UNPACED, transport, clock=Clock(PLANNED_AT)).run()
+
+    assert (report.in_doubt, report.found_sent, report.requeued, report.held, report.sent) == (2, 1, 1, 0, 1)
+    assert sorted(filing_relay.message_ids()) == sorted([taken.message_id, never.message_id])
+    assert outbox_summary(engine).states == {"sent": 2}
+    wait_until(lambda: filing_relay.copies_filed == 2)
+    assert sorted(filing_relay.filed()) == sorted([taken.message_id, never.message_id])
