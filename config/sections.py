@@ -24,11 +24,14 @@ class Strict(BaseModel):
 
 
 class RepConfig(Strict):
+    """A declared rep; `aliases` are the rep's other company addresses, one person with the primary."""
+
     email: str
     name: str = ""
     team: str = ""
     manager: str = ""
     locale: str = "en"
+    aliases: list[str] = Field(default_factory=list)
     personal_addresses: list[str] = Field(default_factory=list)
 
 
@@ -76,7 +79,13 @@ def read_secret(key: str, password: SecretStr | None, password_env: str) -> str:
 
 
 class SentFolderConfig(Strict):
-    """The sending mailbox over IMAP: every sent message is filed in `folder`, bounces arrive in `bounce_folder`."""
+    """The sending mailbox over IMAP: every sent message is filed in `folder`, bounces arrive in `bounce_folder`.
+
+    `filed_by` says who files the copy. "custody" files it before sending, so a crash in the middle of
+    the SMTP transaction leaves a copy that cannot tell. "relay" is for relays that file every message
+    they accept themselves (Microsoft 365, Gmail): custody files nothing, and a copy that has not shown
+    up `relay_copy_wait_seconds` after a send means the relay never took it.
+    """
 
     host: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -88,6 +97,8 @@ class SentFolderConfig(Strict):
     folder: str = "Sent"
     bounce_folder: str = "INBOX"
     timeout_seconds: float = Field(default=60.0, gt=0)
+    filed_by: Literal["custody", "relay"] = "custody"
+    relay_copy_wait_seconds: float = Field(default=120.0, gt=0, le=3600)
 
     def secret(self) -> str:
         return read_secret("smtp.sent_folder", self.password, self.password_env)
@@ -111,13 +122,20 @@ class SmtpConfig(Strict):
 
 
 class ServiceConfig(Strict):
-    """How `custody run` schedules work and where it answers health checks and Prometheus."""
+    """How `custody run` schedules work and where it answers health checks and Prometheus.
 
-    sync_interval_minutes: float = Field(default=15, gt=0)
-    jitter_seconds: int = Field(default=60, ge=0)
-    listen_host: str = "127.0.0.1"
+    The floors keep a typo from turning the service into a busy loop: a job due more often than it
+    can run only piles up skipped runs and log lines.
+    """
+
+    sync_interval_minutes: float = Field(default=15, ge=1, le=7 * 24 * 60)
+    handover_interval_minutes: float = Field(default=5, ge=1, le=24 * 60)
+    coverage_interval_minutes: float = Field(default=6 * 60, ge=15, le=7 * 24 * 60)
+    jitter_seconds: int = Field(default=60, ge=0, le=3600)
+    listen_host: str = Field(default="127.0.0.1", min_length=1)
     listen_port: int = Field(default=9464, ge=0, le=65535)
-    handover_interval_minutes: float = Field(default=5, gt=0)
+    ready_failing_minutes: float = Field(default=60, ge=0)
+    stop_timeout_seconds: float = Field(default=30, ge=0, le=3600)
     hr_folder: Path | None = None
 
 

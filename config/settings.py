@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from config.sections import (
     ConfigError, RepConfig, ServiceConfig, SmtpConfig, SourceConfig, describe_validation_error,
 )
+from registry.store import database_url_problem
 
 CONFIG_ENV = "CUSTODY_CONFIG"
 DEFAULT_CONFIG = Path("custody.toml")
@@ -38,6 +39,13 @@ class Settings(BaseSettings):
 
     @field_validator("reps")
     @classmethod
+    def _one_entry_per_rep(cls, reps: list[RepConfig]) -> list[RepConfig]:
+        """Two entries for one rep would each overwrite the other's name, team and manager."""
+        _refuse_repeats("email", [rep.email.strip().lower() for rep in reps])
+        return reps
+
+    @field_validator("reps")
+    @classmethod
     def _one_person_per_address(cls, reps: list[RepConfig]) -> list[RepConfig]:
         """An address (primary, alias or personal) names one rep; two reps sharing one would merge them."""
         owner: dict[str, str] = {}
@@ -47,6 +55,23 @@ class Settings(BaseSettings):
                 if owner.setdefault(key, rep.email) != rep.email:
                     raise ValueError(f"{address} is an address of both {owner[key]} and {rep.email}")
         return reps
+
+    @field_validator("sources")
+    @classmethod
+    def _one_source_per_name(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        """A source's name keys its cursor and lease in the registry: two sources sharing one would
+        resume from each other's cursor and skip mail."""
+        _refuse_repeats("name", [source.name for source in sources])
+        return sources
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            problem = database_url_problem(url.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return url
 
     @classmethod
     def settings_customise_sources(
@@ -71,30 +96,38 @@ class Settings(BaseSettings):
         raise ConfigError(f"sources: no source named {name!r}")
 
 
+def _refuse_repeats(key: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"two entries have the {key} {value!r}")
+        seen.add(value)
+
+
 def config_path(explicit: Path | None) -> Path:
     return explicit or Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Load and validate; relative paths in the file are relative to the file itself."""
+    """Load and validate; relative paths in the file are relative to the file itself.
+
+    A missing file is an error, never an empty config: a service started from the wrong
+    directory would otherwise report healthy with no sources and a registry nobody meant."""
     path = config_path(path)
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    elif explicit_config_requested(path):
-        raise ConfigError(f"{path}: config file not found")
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path.absolute()}: config file not found (give --config PATH or set {CONFIG_ENV}; "
+                          "`custody init PATH` writes one)") from None
+    except OSError as error:
+        raise ConfigError(f"{path.absolute()}: cannot read config file: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
     try:
         settings = Settings(**data)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, data)) from None
     return _anchor_paths(settings, path.parent.resolve())
-
-
-def explicit_config_requested(path: Path) -> bool:
-    return path != DEFAULT_CONFIG
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import tomllib
+from enum import Enum
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -11,14 +14,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from config.policy import DEFAULT_POLICY
 from config.sections import ConfigError, SourceConfig
 from config.settings import CONFIG_ENV
 from daemon.demo import generate_demo
+from daemon.cli_check import check_command
 from daemon.cli_handover import depart_command, handover_app
 from daemon.cli_outbox import outbox_app
 from daemon.cli_pool import pool_app
 from daemon.cli_reports import report_app
 from daemon.cli_templates import templates_app
+from daemon.logs import LOG_FORMAT_ENV
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service import run_service
 from daemon.sync import SyncReport, sync_sources
@@ -33,26 +39,55 @@ app.add_typer(pool_app, name="pool")
 app.add_typer(handover_app, name="handover")
 app.add_typer(templates_app, name="templates")
 app.command("depart")(depart_command)
+app.command("check")(check_command)
 console = Console()
 EXAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "custody.example.toml"
+
+
+class LogFormatChoice(str, Enum):
+    json = "json"
+    text = "text"
+
+
+def print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"custody {installed_version()}")
+        raise typer.Exit()
+
+
+def installed_version() -> str:
+    try:
+        return metadata.version("custody")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 @app.callback()
 def main(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", envvar=CONFIG_ENV, help="Path to custody.toml."),
+    log_format: Optional[LogFormatChoice] = typer.Option(
+        None, "--log-format", envvar=LOG_FORMAT_ENV,
+        help="Log lines as JSON or text; default: text on a terminal, JSON otherwise (a service)."),
+    _version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                  help="Print the version and exit."),
 ) -> None:
-    ctx.obj = Runtime(config)
+    ctx.obj = Runtime(config, log_format.value if log_format else None)
 
 
 @app.command()
 def init(path: Path = typer.Argument(Path("custody.toml")), force: bool = typer.Option(False, "--force")) -> None:
-    """Write a commented starter config."""
-    if path.exists() and not force:
-        typer.echo(f"custody: {path} exists; use --force to overwrite", err=True)
-        raise typer.Exit(1)
-    shutil.copyfile(EXAMPLE_CONFIG, path)
-    typer.echo(f"wrote {path}: edit reps and sources, then run `custody --config {path} sync`")
+    """Write a commented starter config and the policy file it names."""
+    policy_name = tomllib.loads(EXAMPLE_CONFIG.read_text(encoding="utf-8")).get("policy_file")
+    written = [(EXAMPLE_CONFIG, path)] + ([(DEFAULT_POLICY, path.parent / policy_name)] if policy_name else [])
+    for _, target in written:
+        if target.exists() and not force:
+            typer.echo(f"custody: {target} exists; use --force to overwrite", err=True)
+            raise typer.Exit(1)
+    for origin, target in written:
+        shutil.copyfile(origin, target)
+    names = " and ".join(str(target) for _, target in written)
+    typer.echo(f"wrote {names}: edit reps, sources and company_domains, then run `custody --config {path} check`")
 
 
 @app.command()
@@ -93,8 +128,12 @@ def sync_with_progress(rt: Runtime, sources: list[SourceConfig]) -> list[SyncRep
 
 @app.command()
 def run(ctx: typer.Context) -> None:
-    """Run as a service: scheduled syncs and jobs, /healthz and /metrics on the configured port."""
-    run_service(runtime(ctx))
+    """Run as a service: scheduled syncs and jobs, /healthz, /readyz and /metrics on the configured port."""
+    rt = runtime(ctx)
+    try:
+        run_service(rt)
+    except ConfigError as error:
+        fail_config(error)
 
 
 @app.command()
@@ -120,14 +159,16 @@ def status(
                   f"contacts {counts.contacts}, messages {counts.messages} ({counts.noise_messages} noise), "
                   f"interactions {counts.interactions}, address-book sightings {counts.sightings}")
     if counts.reps == 0 and rt.policy.coverage.credit == "reps":
-        console.print("[yellow]no reps are declared ([[reps]] in the config): nobody is credited with coverage[/]")
+        console.print("[yellow]no reps are declared (\\[\\[reps]] in the config): nobody is credited with coverage[/]")
 
 
 def print_skipped(rt: Runtime, source: str | None) -> None:
     if source is not None and source not in {s.name for s in rt.settings.sources}:
         fail_config(ConfigError(f"sources: no source named {source!r}"))
     items = skipped_items(rt.engine, source)
-    table = Table("when", "source", "item", "reason", title=f"{len(items)} skipped items")
+    table = Table("when", "source", title=f"{len(items)} skipped items")
+    table.add_column("item", overflow="fold")
+    table.add_column("reason", overflow="fold")
     for item in items:
         table.add_row(item.seen_at.strftime("%Y-%m-%d %H:%M"), item.source, item.ref, item.reason)
     console.print(table)
@@ -151,7 +192,7 @@ def demo(
     company = generate_demo(root, seed=seed)
     console.print(f"generated {company.messages} messages and {company.address_book_entries} address-book entries "
                   f"for {len(company.reps)} reps under {root}")
-    ctx.obj = Runtime(company.config_path)
+    ctx.obj = Runtime(company.config_path, ctx.obj.log_format)
     rt = runtime(ctx)
     reports = sync_with_progress(rt, rt.settings.sources)
     skipped = sum(r.skipped for r in reports)

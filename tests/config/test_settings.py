@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,15 @@ def custody(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 @pytest.mark.parametrize("body, expected", [
     ('data_dir = "d"\nbatch_sise = 10\n', "config error: batch_sise: unknown key"),
+    ('[[sources]]\nname = "a"\nkind = "mbox"\npath = "x"\n[[sources]]\nname = "a"\nkind = "mbox"\npath = "y"\n',
+     "config error: sources: two entries have the name 'a'"),
+    ('[[reps]]\nemail = "ann@acme.test"\n[[reps]]\nemail = "Ann@acme.test"\nteam = "b"\n',
+     "config error: reps: two entries have the email 'ann@acme.test'"),
+    ('database_url = "mysql://custody:hunter2@db/custody"\n', "config error: database_url: mysql is not supported"),
+    ('database_url = "not a url"\n', "config error: database_url: not a database URL; expected sqlite:///"),
+    ('[service]\nsync_interval_minutes = 0.0001\n',
+     "config error: service.sync_interval_minutes: Input should be greater than or equal to 1"),
+    ('[service]\nhandover_interval_minutes = 0.5\n', "config error: service.handover_interval_minutes:"),
     ('[[sources]]\nname = "ann"\nkind = "pop3"\npath = "x"\n', "config error: sources.ann.kind: Input should be"),
     ('[[sources]]\nname = "ann"\nkind = "maildir"\n', "config error: sources.ann: a maildir source needs 'path'"),
     ('[[sources]]\nname = "ann"\nkind = "imap"\nhost = "h"\nport = 70000\n', "config error: sources.ann.port:"),
@@ -32,6 +43,7 @@ def test_bad_config_is_one_line_naming_the_key_and_exit_code_2(tmp_path: Path, b
     assert result.returncode == 2
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in result.stderr
 
 
 def test_bad_policy_names_the_policy_key(tmp_path: Path) -> None:
@@ -45,6 +57,25 @@ def test_bad_policy_names_the_policy_key(tmp_path: Path) -> None:
 def test_a_missing_explicit_config_file_is_a_config_error(tmp_path: Path) -> None:
     result = custody("--config", str(tmp_path / "absent.toml"), "status")
     assert (result.returncode, "config file not found" in result.stderr) == (2, True)
+
+
+@pytest.mark.parametrize("command", [["status"], ["run"], ["sync"], ["check"], ["report", "coverage"]])
+def test_without_any_config_file_every_command_but_init_and_demo_refuses(tmp_path: Path, command: list[str]) -> None:
+    """Not an empty config: a service started in the wrong directory would report healthy with no
+    sources and create a registry there."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CUSTODY_")}
+    result = custody(*command, env=env, cwd=tmp_path)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, output
+    assert output.endswith(f" {tmp_path / 'custody.toml'}: config file not found "
+                           "(give --config PATH or set CUSTODY_CONFIG; `custody init PATH` writes one)")
+    assert len(output.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version() -> None:
+    result = custody("--version")
+    assert (result.returncode, result.stdout) == (0, f"custody {metadata.version('custody')}\n")
 
 
 def test_environment_overrides_the_file_and_secrets_are_not_printed(
@@ -71,9 +102,24 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert settings.sources[0].path == config.parent / "mail" / "a.mbox"
 
 
-def test_init_writes_a_starter_config_that_loads(tmp_path: Path) -> None:
+def test_init_writes_a_starter_config_and_its_policy_that_work_together(tmp_path: Path) -> None:
     result = custody("init", str(tmp_path / "custody.toml"))
     assert result.returncode == 0, result.stderr
     settings = load_settings(tmp_path / "custody.toml")
     assert settings.sources and settings.reps
-    assert load_policy(None).lookback_days == 180
+    assert settings.policy_file == tmp_path / "policy.yaml"
+    assert load_policy(settings.policy_file).lookback_days == 180
+    status = custody("--config", str(tmp_path / "custody.toml"), "status")
+    assert status.returncode == 0, status.stderr
+    again = custody("init", str(tmp_path / "custody.toml"))
+    assert (again.returncode, again.stderr.strip()) == (1, f"custody: {tmp_path / 'custody.toml'} exists; "
+                                                           "use --force to overwrite")
+
+
+def test_nested_keys_are_overridden_by_double_underscore_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a container sets the listen address without editing the mounted config."""
+    config = tmp_path / "custody.toml"
+    config.write_text('[service]\nlisten_port = 9000\njitter_seconds = 5\n')
+    monkeypatch.setenv("CUSTODY_SERVICE__LISTEN_HOST", "0.0.0.0")
+    service = load_settings(config).service
+    assert (service.listen_host, service.listen_port, service.jitter_seconds) == ("0.0.0.0", 9000, 5)

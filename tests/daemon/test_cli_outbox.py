@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from daemon.cli import app
 from daemon.runtime import Runtime
-from daemon.service import build_scheduler
+from daemon.service import Service
 from registry.models import AuditEvent, Notification
 from registry.store import open_registry
 from tests.servers.smtp import SmtpServer
@@ -88,14 +89,20 @@ def test_a_held_message_is_released_by_a_human_decision(tmp_path: Path, smtp_ser
     assert decided.action == "notification.sent" and decided.actor.startswith("cli:")
 
 
+def scheduled(rt: Runtime) -> BackgroundScheduler:
+    service = Service(rt)
+    service.schedule()
+    return service.scheduler
+
+
 def test_the_service_schedules_an_outbox_round_when_smtp_is_configured(tmp_path: Path, smtp_server: SmtpServer) -> None:
     with_smtp = Runtime(configure(tmp_path, smtp_server))
     planned = plan_notifications(with_smtp.engine, 2)
     (tmp_path / "no-smtp").mkdir()
     without_smtp = Runtime(configure(tmp_path / "no-smtp", None))
 
-    outbox_job = build_scheduler(with_smtp).get_job("outbox")
+    outbox_job = scheduled(with_smtp).get_job("outbox")
     outbox_job.func(*outbox_job.args)
 
-    assert build_scheduler(without_smtp).get_job("outbox") is None
+    assert scheduled(without_smtp).get_job("outbox") is None
     assert sorted(smtp_server.message_ids()) == sorted(p.message_id for p in planned)

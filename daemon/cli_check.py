@@ -1,0 +1,123 @@
+"""`custody check`: what a service started with this config would trip over, one line per item.
+
+Read-only: it never creates the SQLite file, applies a migration or logs in anywhere, so IT can
+run it before the first start, after an upgrade, or beside a running service.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.sections import ConfigError, SourceConfig
+from config.settings import Settings
+from daemon.logs import configure_logging
+from daemon.runtime import CONFIG_EXIT, UNREACHABLE_EXIT, Runtime, first_line
+from registry.store import migration_state, open_registry
+
+FILE_KINDS = ("maildir", "mbox", "vcard", "csv")
+REACH_TIMEOUT_SECONDS = 5
+Outcome = Literal["ok", "config", "unreachable"]
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    outcome: Outcome
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok' if self.outcome == 'ok' else 'FAIL':<4}  {self.name}: {self.detail}"
+
+
+def check_command(ctx: typer.Context) -> None:
+    """Check config, policy, data_dir, registry and sources, one line each; exit 2: config problem, 1: unreachable.
+
+    Read-only: safe before the first start, after an upgrade, or beside a running service."""
+    rt: Runtime = ctx.obj
+    items = list(check_items(rt))
+    for item in items:
+        typer.echo(item.line())
+    outcomes = {item.outcome for item in items}
+    if "config" in outcomes:
+        raise typer.Exit(CONFIG_EXIT)
+    if "unreachable" in outcomes:
+        raise typer.Exit(UNREACHABLE_EXIT)
+
+
+def check_items(rt: Runtime) -> Iterator[Item]:
+    try:
+        settings = rt.settings
+    except ConfigError as error:
+        yield Item("config", "config", str(error))
+        return
+    configure_logging(settings.log_level, rt.log_format)
+    yield Item("config", "ok", f"{len(settings.reps)} reps, {len(settings.sources)} sources")
+    try:
+        rt.policy  # noqa: B018
+        yield Item("policy", "ok", str(settings.policy_file or "the shipped default"))
+    except ConfigError as error:
+        yield Item("policy", "config", str(error))
+    yield check_data_dir(settings.data_dir)
+    yield from check_registry(settings)
+    for source in settings.sources:
+        yield check_source(source)
+
+
+def check_data_dir(path: Path) -> Item:
+    """Reports and the SQLite registry are written here: under systemd it must be the state directory."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return Item("data_dir", "unreachable", f"{path} is not writable by this user")
+    return Item("data_dir", "ok", str(path) if existing == path else f"{path} (created on first start)")
+
+
+def check_registry(settings: Settings) -> Iterator[Item]:
+    url, schema = settings.registry_url(), settings.database_schema or None
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        yield Item("database", "ok", f"SQLite {parsed.database} (created on first start)")
+        yield Item("migrations", "ok", "every migration is applied on first start")
+        return
+    engine = open_registry(url, schema, migrate=False)
+    try:
+        state = migration_state(engine, schema)
+    except SQLAlchemyError as error:
+        yield Item("database", "unreachable", f"{parsed.get_backend_name()} unreachable: {first_line(error)}")
+        return
+    finally:
+        engine.dispose()
+    where = parsed.database if parsed.get_backend_name() == "sqlite" else f"{parsed.host or 'localhost'}/{parsed.database}"
+    yield Item("database", "ok", f"{parsed.get_backend_name()} {where}" + (f" schema {schema}" if schema else ""))
+    yield Item("migrations", "unreachable" if state.unknown else "ok", state.describe())
+
+
+def check_source(source: SourceConfig) -> Item:
+    """A file source's path exists; a server source's secret is set and its server accepts a
+    connection. Credentials themselves are tried by the first sync."""
+    name = f"source {source.name}"
+    if source.kind in FILE_KINDS:
+        assert source.path is not None  # SourceConfig requires it for these kinds
+        if not source.path.exists():
+            return Item(name, "unreachable", f"{source.path} not found")
+        return Item(name, "ok", f"{source.kind} {source.path}")
+    if source.kind != "imap":
+        return Item(name, "config", f"the {source.kind} connector is not available in this build")
+    try:
+        source.secret()
+    except ConfigError as error:
+        return Item(name, "config", str(error))
+    port = source.port or (993 if source.security == "tls" else 143)
+    try:
+        socket.create_connection((source.host, port), timeout=REACH_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        return Item(name, "unreachable", f"{source.host}:{port} unreachable: {error.strerror or error}")
+    return Item(name, "ok", f"imap {source.host}:{port} reachable (the first sync logs in)")
