@@ -543,8 +543,8 @@ class Mailroom:
         stamp = format_datetime(moment).encode()
         broken = (
             b"To: wang.lei@" + COMPANY_DOMAIN.encode() + b"\nSubject: no sender\nDate: " + stamp + b"\n\nbody\n",
-            b"From: Broken Date <info@bad-date.example>\nTo: lukas.meyer@" + COMPANY_DOMAIN.encode()
-            + b"\nSubject: date\nDate: the day after tomorrow\n\nbody\n",
+            b"From: Undisclosed sender\nTo: lukas.meyer@" + COMPANY_DOMAIN.encode()
+            + b"\nSubject: who wrote this?\nDate: " + stamp + b"\n\nbody\n",
             bytes(range(256)) * 4,
             b"From: =?utf-8?B?!!!garbage?=\nSubject: =?x-unknown?Q?=FF=FE?=\nDate: " + stamp + b"\n\n",
             b"Received: from mx.example by mail\nFrom: trunc",

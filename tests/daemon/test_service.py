@@ -19,21 +19,9 @@ from registry.models import Notification
 from tests.conftest import POSTGRES_URL
 from tests.servers.smtp import SmtpServer
 from tests.support.mail import conversation, write_maildir
-from tests.support.service import Service, free_port, metric, wait_until
+from tests.support.service import Service, free_port, maildir_source, metric, service_config, wait_until
 
 DEPARTING = "wang.lei@northwind-demo.example"
-
-
-def service_config(folder: Path, port: int, sources: str, extra: str = "", service: str = "") -> Path:
-    (folder / "policy.yaml").write_text("company_domains: [acme.test]\n")
-    config = folder / "custody.toml"
-    config.write_text(f'data_dir = "data"\npolicy_file = "policy.yaml"\n{extra}'
-                      f"[service]\nlisten_port = {port}\njitter_seconds = 0\n{service}{sources}")
-    return config
-
-
-def maildir_source(name: str, path: Path) -> str:
-    return f'[[sources]]\nname = "{name}"\nkind = "maildir"\npath = "{path}"\nowner = "ann@acme.test"\n'
 
 
 def test_service_syncs_on_start_reports_health_and_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy import create_engine, func, select
 
 from registry.models import Message
 from tests.support.mail import START, conversation, write_maildir
-from tests.support.service import Service, free_port, metric, wait_until
+from tests.support.service import Service, free_port, maildir_source, metric, wait_until
+from tests.support.service import service_config as shared_service_config
 
 MESSAGES = 3000
 
@@ -34,15 +35,7 @@ def write_many(root: Path, count: int) -> Path:
 
 
 def service_config(folder: Path, port: int, sources: str, service: str = "", batch_size: int = 1) -> Path:
-    (folder / "policy.yaml").write_text("company_domains: [acme.test]\n")
-    config = folder / "custody.toml"
-    config.write_text(f'data_dir = "data"\npolicy_file = "policy.yaml"\nbatch_size = {batch_size}\n'
-                      f"[service]\nlisten_port = {port}\njitter_seconds = 0\n{service}{sources}")
-    return config
-
-
-def maildir_source(name: str, path: Path) -> str:
-    return f'[[sources]]\nname = "{name}"\nkind = "maildir"\npath = "{path}"\nowner = "ann@acme.test"\n'
+    return shared_service_config(folder, port, sources, extra=f"batch_size = {batch_size}\n", service=service)
 
 
 def stored_messages(folder: Path) -> int:

@@ -81,9 +81,10 @@ def test_a_folder_of_broken_mail_is_counted_and_loses_none_of_the_good_ones(engi
     settings = settings_for(tmp_path, maildir_source("ann", ann, "ann@acme.test"))
     report = sync_source(engine, settings, POLICY, settings.sources[0])
     keys = {m for m, _ in snapshot(engine)["messages"]}
-    assert report.ok and report.skipped == 4
-    assert {f"m{n}@mail.test" for n in range(20)} | {"latin@shop.test", "garbage@shop.test", "long@shop.test"} == keys
-    assert source_statuses(engine)[0].skipped == 4
+    assert report.ok and report.skipped == 2
+    assert {f"m{n}@mail.test" for n in range(20)} | {"latin@shop.test", "garbage@shop.test", "long@shop.test"} < keys
+    assert len(keys) == 24, "dated by their delivery, the two without a Date are one message: same sender, recipient, second"
+    assert source_statuses(engine)[0].skipped == 2
 
 
 def test_a_missing_archive_marks_only_that_source_failing(engine: Engine, tmp_path: Path) -> None:

@@ -124,3 +124,16 @@ class Service:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def service_config(folder: Path, port: int, sources: str, extra: str = "", service: str = "") -> Path:
+    """A custody.toml for a service under test: `extra` top-level keys, `service` [service] keys."""
+    (folder / "policy.yaml").write_text("company_domains: [acme.test]\n")
+    config = folder / "custody.toml"
+    config.write_text(f'data_dir = "data"\npolicy_file = "policy.yaml"\n{extra}'
+                      f"[service]\nlisten_port = {port}\njitter_seconds = 0\n{service}{sources}")
+    return config
+
+
+def maildir_source(name: str, path: Path) -> str:
+    return f'[[sources]]\nname = "{name}"\nkind = "maildir"\npath = "{path}"\nowner = "ann@acme.test"\n'
