@@ -105,20 +105,31 @@ class CsvContactsConnector:
                             [r for r in chunk if isinstance(r, Skipped)])
 
     def _entries(self, book: str, data: bytes) -> Iterator[Record | Skipped]:
-        reader = csv.reader(io.StringIO(self._decode(data), newline=""), delimiter=self.delimiter)
-        header = next(reader, None)
+        rows = _rows(csv.reader(io.StringIO(self._decode(data), newline=""), delimiter=self.delimiter))
+        header = next(rows, None)
+        if isinstance(header, csv.Error):
+            yield Skipped(book, f"unreadable header row: {header}")
+            return
         if header is None:
             return
         columns = self.columns.resolve(header, book)
-        for line, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
+        for line, row in enumerate(rows, start=2):
+            if isinstance(row, csv.Error):
+                yield Skipped(f"{book}#{line}", f"unreadable row: {row}")
+            elif not any(cell.strip() for cell in row):
                 continue
-            if len(row) > len(header):
+            elif len(row) > len(header):
                 yield Skipped(f"{book}#{line}", f"row has {len(row)} cells, header has {len(header)}")
-                continue
+            else:
+                yield self._entry(book, line, row, columns)
+
+    def _entry(
+        self, book: str, line: int, row: list[str], columns: dict[str, list[int]]
+    ) -> AddressBookEntry | Skipped:
+        try:
             values = {name: [row[i].strip() for i in positions if i < len(row) and row[i].strip()]
                       for name, positions in columns.items()}
-            yield AddressBookEntry(
+            return AddressBookEntry(
                 book=book,
                 entry_id=_first(values["id"]) or hashlib.sha1(repr(row).encode()).hexdigest()[:20],
                 name=_first(values["name"]),
@@ -128,6 +139,8 @@ class CsvContactsConnector:
                 channel=self.channel,
                 owner=_first(values["owner"]),
             )
+        except Exception as error:  # one row, whatever is wrong with it, never ends the file
+            return Skipped(f"{book}#{line}", f"unreadable row: {type(error).__name__}: {error}"[:200])
 
     def _decode(self, data: bytes) -> str:
         try:
@@ -136,6 +149,18 @@ class CsvContactsConnector:
             return data.decode("cp1252", "replace")
         except LookupError:
             raise ConnectorError(f"csv encoding {self.encoding!r} is unknown") from None
+
+
+def _rows(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:
+    """Each row, or the error that made it unreadable (a cell past the csv module's field size
+    limit): the reader goes on with the next row, and so does the file."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield error
 
 
 def _first(values: list[str]) -> str:

@@ -10,19 +10,25 @@ import hashlib
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import HeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
+from typing import Literal, NamedTuple
 
-from connectors.records import Address, Channel, MessageHeaders
+from connectors.records import Address, Channel, MessageHeaders, Skipped
 
 HEADER_FIELDS: tuple[str, ...] = (
     "Message-ID", "Date", "From", "To", "Cc", "Bcc", "Reply-To", "Subject", "In-Reply-To",
-    "Auto-Submitted", "Precedence", "List-Id", "Content-Type", "Return-Path",
+    "Auto-Submitted", "Precedence", "List-Id", "Content-Type", "Return-Path", "Received",
 )
 MAX_TEXT = 998
+MAX_ADDRESSES = 10_000
+MAX_HEADER_BYTES = 16 << 20
+HEADER_TOO_LARGE = f"header section larger than {MAX_HEADER_BYTES >> 20} MiB"
+MAX_REASON = 200
 _PARSER = HeaderParser()
 _FIELD_NAME = re.compile(r"[\041-\071\073-\176]+")
 _OTHER_LINE_BREAKS = re.compile(r"[\x0b\x0c\x1c-\x1e]")
@@ -45,37 +51,82 @@ def header_block(raw: bytes) -> bytes:
     return raw
 
 
+DateSource = Literal["header", "received", "delivery", "internaldate"]
+
+
+class DateFallback(NamedTuple):
+    """Where a connector finds a date when the message's own headers give none; asked only then."""
+
+    source: DateSource
+    date: Callable[[], datetime | None]
+
+
+def read_message(
+    raw: bytes | Callable[[], bytes],
+    ref: str,
+    folder: str,
+    channel: Channel = "company",
+    fallback: DateFallback | None = None,
+) -> tuple[MessageHeaders | None, list[Skipped]]:
+    """The one guard every mail connector puts around one message, so no message can stop a source.
+
+    Whatever the bytes hold, and whatever reading them raises (`raw` may be the function that reads
+    them), the result is the record, or None and a Skipped naming `ref` and why. A record can come
+    with a Skipped too: for the addresses past MAX_ADDRESSES in one field, which were not read.
+    """
+    try:
+        headers, unread = _parse(raw() if callable(raw) else raw, folder, channel, fallback)
+    except MalformedMessage as error:
+        return None, [Skipped(ref, str(error))]
+    except OSError as error:
+        return None, [Skipped(ref, f"unreadable: {error.strerror or _described(error)}")]
+    except Exception as error:  # any other failure is this message's, never the source's
+        return None, [Skipped(ref, f"unreadable header: {_described(error)}")]
+    return headers, [Skipped(ref, reason) for reason in unread] if unread else []
+
+
 def parse_headers(
     raw: bytes,
     folder: str,
     channel: Channel = "company",
-    fallback_date: Callable[[], datetime | None] | None = None,
+    fallback: DateFallback | None = None,
 ) -> MessageHeaders:
     """Parse a header block; raise MalformedMessage when it cannot become a registry record.
 
-    `fallback_date` is asked only when the Date header is missing or unreadable.
+    Connectors use read_message instead, which also catches every other exception and says how
+    many addresses past MAX_ADDRESSES a field had.
     """
+    return _parse(raw, folder, channel, fallback)[0]
+
+
+def _parse(
+    raw: bytes, folder: str, channel: Channel, fallback: DateFallback | None
+) -> tuple[MessageHeaders, list[str]]:
+    """The record and why some of its addresses were not read. A header section is read whole, as
+    RFC 5322 sets no limit on a folded field and a cut one would end in a truncated address; only
+    past MAX_HEADER_BYTES is the message refused."""
+    if len(raw) > MAX_HEADER_BYTES and len(header_block(raw)) > MAX_HEADER_BYTES:
+        raise MalformedMessage(HEADER_TOO_LARGE)
     fields = _fields(header_fields(raw))
     if not fields:
         raise MalformedMessage("no headers")
-    sender = _addresses(fields.get("from"))
+    unread: list[str] = []
+    sender = _addresses(fields.get("from"), "From", unread)
     if not sender:
         raise MalformedMessage("no usable From address")
-    date = _date(_first(fields, "date")) or (fallback_date() if fallback_date else None)
-    if date is None:
-        raise MalformedMessage("missing or invalid Date")
-    to = _addresses(fields.get("to"))
-    cc = _addresses(fields.get("cc"))
+    date, date_source = _message_date(fields, fallback)
+    to = _addresses(fields.get("to"), "To", unread)
+    cc = _addresses(fields.get("cc"), "Cc", unread)
     subject = _decoded(_first(fields, "subject"))
-    return MessageHeaders(
+    headers = MessageHeaders(
         message_id=_message_id(_first(fields, "message-id"), sender, to, date, subject),
         folder=folder,
         date=date,
         sender=sender,
         to=to,
         cc=cc,
-        bcc=_addresses(fields.get("bcc")),
-        reply_to=_addresses(fields.get("reply-to")),
+        bcc=_addresses(fields.get("bcc"), "Bcc", unread),
+        reply_to=_addresses(fields.get("reply-to"), "Reply-To", unread),
         subject=subject,
         in_reply_to=_first_msgid(_text(_first(fields, "in-reply-to"))),
         auto_submitted=_text(_first(fields, "auto-submitted")).lower(),
@@ -84,7 +135,35 @@ def parse_headers(
         content_type=_text(_first(fields, "content-type")).split(";", 1)[0].strip().lower(),
         return_path=_text(_first(fields, "return-path")),
         channel=channel,
+        date_source=date_source,
     )
+    return headers, unread
+
+
+def _message_date(fields: dict[str, list[object]], fallback: DateFallback | None) -> tuple[datetime, DateSource]:
+    """The Date header, else the newest Received stamp, else the connector's own delivery date:
+    a message is not lost for a date its sender's client forgot or garbled."""
+    date = parse_date(_first(fields, "date"))
+    if date is not None:
+        return date, "header"
+    received = _received_date(fields.get("received"))
+    if received is not None:
+        return received, "received"
+    if fallback is not None:
+        delivered = fallback.date()
+        if delivered is not None:
+            return delivered, fallback.source
+    raise MalformedMessage("missing or invalid Date")
+
+
+def _received_date(values: list[object] | None) -> datetime | None:
+    """Each relay stamps its Received field with the time after the last ';' (RFC 5322 3.6.7)."""
+    dates = [date for value in values or () if (date := parse_date(_text(value, None).rpartition(";")[2]))]
+    return max(dates, default=None)
+
+
+def _described(error: BaseException) -> str:
+    return _text(f"{type(error).__name__}: {error}")[:MAX_REASON]
 
 
 def header_fields(raw: bytes) -> list[tuple[str, str]]:
@@ -136,8 +215,10 @@ def _first(fields: dict[str, list[object]], name: str) -> object:
     return values[0] if values else None
 
 
-def _text(value: object) -> str:
-    """Header values may carry undecodable bytes as surrogates; make them storable text."""
+def _text(value: object, limit: int | None = MAX_TEXT) -> str:
+    """Header values may carry undecodable bytes as surrogates; make them storable text. Free text is
+    cut to one line's worth for storage; address lists (`limit` None) never are, as a cut one ends in
+    a truncated address."""
     if value is None:
         return ""
     text = str(value)
@@ -148,7 +229,7 @@ def _text(value: object) -> str:
             text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if not text.isprintable():
         text = _CONTROL.sub(" ", text)
-    return text.strip()[:MAX_TEXT]
+    return text.strip()[:limit]
 
 
 def _decoded(value: object) -> str:
@@ -157,32 +238,47 @@ def _decoded(value: object) -> str:
         return raw
     try:
         return _text(str(make_header(decode_header(raw))))
-    except (LookupError, UnicodeError, ValueError, AssertionError):
+    except (LookupError, UnicodeError, ValueError, AssertionError, MessageError):
         return raw
 
 
-def _addresses(values: list[object] | None) -> tuple[Address, ...]:
+def _addresses(values: list[object] | None, name: str, unread: list[str]) -> tuple[Address, ...]:
+    """Every address of one field, up to MAX_ADDRESSES: the count, not the length, bounds the work
+    each message gives the registry; how many were left is said in `unread`."""
     if not values:
         return ()
     if len(values) == 1:
-        text = _text(values[0])
-        return _parsed_addresses(text) or _bracketed_addresses(text)
-    found = tuple(a for value in values for a in _parsed_addresses(_text(value)))
-    return found or tuple(a for value in values for a in _bracketed_addresses(_text(value)))
+        text = _text(values[0], None)
+        found = _parsed_addresses(text) or _bracketed_addresses(text)
+    else:
+        texts = [_text(value, None) for value in values]
+        found = tuple(a for text in texts for a in _parsed_addresses(text))
+        found = found or tuple(a for text in texts for a in _bracketed_addresses(text))
+    if len(found) <= MAX_ADDRESSES:
+        return found
+    unread.append(f"{len(found) - MAX_ADDRESSES} {name} addresses past the first {MAX_ADDRESSES} not read")
+    return found[:MAX_ADDRESSES]
 
 
-@lru_cache(maxsize=65536)
 def _parsed_addresses(text: str) -> tuple[Address, ...]:
     """getaddresses is the slowest step, and long recipient lists are mostly the same few thousand
     mailboxes: without quotes, comments, groups or domain literals a comma can only separate
-    mailboxes, so each one is parsed once and remembered."""
+    mailboxes, so each one is parsed once and remembered. A whole field is remembered only up to
+    one line's length, so the cache never holds the rare field of thousands of recipients."""
+    return _remembered_addresses(text) if len(text) <= MAX_TEXT else _split_addresses(text)
+
+
+def _split_addresses(text: str) -> tuple[Address, ...]:
     if _UNSPLITTABLE.search(text):
         return _mailboxes(text)
     return tuple(a for piece in text.split(",") for a in _mailboxes(piece.strip()))
 
 
-@lru_cache(maxsize=65536)
 def _mailboxes(text: str) -> tuple[Address, ...]:
+    return _remembered_mailboxes(text) if len(text) <= MAX_TEXT else _read_mailboxes(text)
+
+
+def _read_mailboxes(text: str) -> tuple[Address, ...]:
     found: list[Address] = []
     for name, email in getaddresses([text]):
         email = email.strip().strip("'\"")
@@ -192,12 +288,17 @@ def _mailboxes(text: str) -> tuple[Address, ...]:
     return tuple(found)
 
 
+_remembered_addresses = lru_cache(maxsize=65536)(_split_addresses)
+_remembered_mailboxes = lru_cache(maxsize=65536)(_read_mailboxes)
+
+
 def _bracketed_addresses(text: str) -> tuple[Address, ...]:
     """Last resort for headers whose display names break RFC 5322 parsing (stray parentheses, bytes)."""
     return tuple(Address("", email) for email in _BRACKETED.findall(text) if len(email) <= 254)
 
 
-def _date(value: object) -> datetime | None:
+def parse_date(value: object) -> datetime | None:
+    """An RFC 5322 (or asctime) date in UTC, None when there is none to read."""
     text = _text(value)
     if not text:
         return None

@@ -27,7 +27,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from config.sections import SourceConfig
 from connectors.base import ConnectorError
-from connectors.headers import HEADER_FIELDS, MalformedMessage, parse_headers
+from connectors.headers import HEADER_FIELDS, DateFallback, read_message
 from connectors.network import is_loopback
 from connectors.prefetch import prefetched
 from connectors.records import Batch, Channel, Record, Skipped
@@ -77,7 +77,7 @@ class Fetched(NamedTuple):
     internaldate: bytes
 
     def received(self) -> datetime | None:
-        """INTERNALDATE, parsed only for a message whose own Date header is missing or unreadable."""
+        """INTERNALDATE, parsed only for a message whose headers give no readable Date or Received stamp."""
         return _utc(parse_to_datetime(self.internaldate, normalise=False)) if self.internaldate else None
 
 
@@ -100,18 +100,25 @@ class ImapConnector:
         self._examined: str | None = None
         self._condstore = False
         self._where = f"{source.host}:{self._port()}"
+        self._at = ""
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         return prefetched(lambda: self._batches(cursor))
 
     def _batches(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         states = {name: FolderState(**saved) for name, saved in (cursor or {}).get("folders", {}).items()}
+        self._at = ""
         try:
             folders, missing = self._call(self._choose_folders)
             if missing:
                 yield Batch([], _cursor(states), missing)
             for folder in folders:
+                self._at = folder
                 yield from self._sync_folder(folder, states)
+        except Exception as error:
+            if self._at:
+                error.add_note(f"at {self._at}")
+            raise
         finally:
             self._disconnect()
 
@@ -137,6 +144,7 @@ class ImapConnector:
             known = FolderState(uidvalidity)
         uids = self._call(self._uids_after, folder, known)
         for chunk in uid_chunks(uids, self.batch_size):
+            self._at = f"{folder}/{uidvalidity}/{chunk[0]}"
             rows = self._call(self._fetch, folder, uidvalidity, chunk)
             records, skipped = parse_fetched(rows, folder, self.source.channel, uidvalidity)
             done = chunk[-1] == uids[-1]
@@ -312,10 +320,11 @@ def parse_fetched(
     records: list[Record] = []
     skipped: list[Skipped] = []
     for row in rows:
-        try:
-            records.append(parse_headers(row.header, folder, channel, fallback_date=row.received))
-        except MalformedMessage as error:
-            skipped.append(Skipped(ref=f"{folder}/{uidvalidity}/{row.uid}", reason=str(error)))
+        headers, problems = read_message(row.header, f"{folder}/{uidvalidity}/{row.uid}", folder, channel,
+                                         DateFallback("internaldate", row.received))
+        if headers is not None:
+            records.append(headers)
+        skipped += problems
     return records, skipped
 
 

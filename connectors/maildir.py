@@ -11,15 +11,17 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from connectors.headers import MalformedMessage, parse_headers
+from connectors.headers import MAX_HEADER_BYTES, DateFallback, read_message
 from connectors.records import Batch, Channel, Record, Skipped
 
 SKIPPED_FOLDERS = re.compile(r"^(junk|spam|trash|deleted[ _-]?(items|messages)?|drafts?|tmp|outbox)$", re.I)
 MAILDIR_PARTS = ("new", "cur")
-MAX_HEADER_BYTES = 1 << 20
+_DELIVERY_SECONDS = re.compile(r"(\d{9,10})\.")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,12 @@ class MaildirConnector:
         skipped: list[Skipped] = []
         for folder, directories in self.folders():
             after = tuple(positions.get(folder, (-1, "")))
-            for mail in _files_after(folder, directories, after):
+            try:
+                mails = _files_after(folder, directories, after)
+            except OSError as error:
+                error.add_note(f"at {folder}")
+                raise
+            for mail in mails:
                 self._read(mail, records, skipped)
                 positions[folder] = mail.position
                 if len(records) + len(skipped) >= self.batch_size:
@@ -92,12 +99,11 @@ class MaildirConnector:
 
     def _read(self, mail: MailFile, records: list[Record], skipped: list[Skipped]) -> None:
         ref = f"{mail.folder}/{mail.name.split(':', 1)[0]}"
-        try:
-            records.append(parse_headers(_read_head(mail.path), mail.folder, self.channel))
-        except MalformedMessage as error:
-            skipped.append(Skipped(ref, str(error)))
-        except OSError as error:
-            skipped.append(Skipped(ref, f"unreadable: {error.strerror}"))
+        headers, problems = read_message(partial(_read_head, mail.path), ref, mail.folder, self.channel,
+                                         DateFallback("delivery", partial(_delivery_time, mail)))
+        if headers is not None:
+            records.append(headers)
+        skipped += problems
 
 
 def _folder_name(relative: str) -> str:
@@ -121,21 +127,30 @@ def _files_after(folder: str, directories: list[str], after: tuple[Any, ...]) ->
 
 
 def _read_head(path: str) -> bytes:
-    """Read only as far as the blank line that ends the headers."""
+    """Read as far as the blank line that ends the headers, however far that is; past
+    MAX_HEADER_BYTES stop, and the parser refuses a header section that long."""
     chunks: list[bytes] = []
     size = 0
     with open(path, "rb") as handle:
-        while size < MAX_HEADER_BYTES:
+        while size <= MAX_HEADER_BYTES:
             chunk = handle.read(16384)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
-            if b"\n\n" in chunk or b"\r\n\r\n" in chunk or (len(chunks) > 1 and _ends_headers(chunks[-2:])):
+            if _ends_headers(chunk) or (len(chunks) > 1 and _ends_headers(chunks[-2][-1:] + chunk[:1])):
                 break
     return b"".join(chunks)
 
 
-def _ends_headers(tail: list[bytes]) -> bool:
-    joined = tail[0][-4:] + tail[1][:4]
-    return b"\n\n" in joined or b"\r\n\r\n" in joined
+def _ends_headers(data: bytes) -> bool:
+    """A blank line as email.parser sees one: it breaks lines at CR, LF and CRLF alike."""
+    return b"\n\n" in data or b"\n\r" in data or b"\r\r" in data
+
+
+def _delivery_time(mail: MailFile) -> datetime:
+    """When the message was delivered: the seconds a Maildir file name starts with
+    (`1234567890.M1P2.host:2,S`), else, for names like CMU's `1.`, the file's modification time."""
+    named = _DELIVERY_SECONDS.match(mail.name)
+    seconds = int(named.group(1)) if named else os.stat(mail.path).st_mtime
+    return datetime.fromtimestamp(seconds, timezone.utc)

@@ -102,3 +102,15 @@ def test_a_file_without_email_or_phone_column_is_refused(tmp_path: Path) -> None
 
     with pytest.raises(ConnectorError, match="no email or phone column"):
         entries(CsvContactsConnector(tmp_path / "a.csv"))
+
+
+def test_a_row_the_csv_module_cannot_read_is_skipped_and_the_rows_after_it_are_read(tmp_path: Path) -> None:
+    notes = "x" * 200_000
+    (tmp_path / "crm.csv").write_text(f'name,email,notes\nAnn,ann@client.test,\nBen,ben@buyer.test,"{notes}"\n'
+                                      "Cy,cy@client.test,\n", encoding="utf-8")
+
+    batches = list(CsvContactsConnector(tmp_path / "crm.csv").sync(None))
+
+    assert [e.name for b in batches for e in b.records] == ["Ann", "Cy"]  # type: ignore[union-attr]
+    assert [(s.ref, s.reason) for b in batches for s in b.skipped] == [
+        ("crm.csv#3", "unreadable row: field larger than field limit (131072)")]

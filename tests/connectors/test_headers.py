@@ -1,12 +1,17 @@
 """The header parser keeps every message it can and names what it cannot read."""
 
-from datetime import timezone
+from datetime import datetime, timezone
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import pytest
 
-from connectors.headers import MalformedMessage, header_block, header_fields, parse_headers
+from connectors.headers import (
+    HEADER_TOO_LARGE, MAX_ADDRESSES, MAX_HEADER_BYTES, DateFallback, MalformedMessage, header_block, header_fields,
+    parse_headers, read_message,
+)
+from connectors.records import Address, Skipped
+from tests.support.damaged_mail import recipients, with_headers
 from tests.support.mail import message
 
 
@@ -89,3 +94,63 @@ def test_header_fields_match_email_parser_across_the_enron_corpus(enron: Path) -
     for path in files:
         raw = path.read_bytes()
         assert header_fields(raw) == email_parser_fields(raw), path
+
+
+def test_a_malformed_encoded_word_in_a_display_name_keeps_the_message_and_its_text() -> None:
+    """decode_header raises HeaderParseError, which is no ValueError, on base64 that cannot be padded."""
+    headers = parse_headers(b"From: =?utf-8?b?a?= <ann@client.test>\r\nTo: bob@acme.test\r\n"
+                            b"Date: Tue, 3 Mar 2026 10:00:00 +0000\r\nSubject: =?utf-8?b?a?=\r\n\r\n", "INBOX")
+    assert headers.sender == (Address("=?utf-8?b?a?=", "ann@client.test"),)
+    assert headers.subject == "=?utf-8?b?a?="
+
+
+def test_any_failure_reading_one_message_becomes_a_skipped_item_naming_it() -> None:
+    def unreadable() -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    def failing() -> bytes:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    assert read_message(unreadable, "INBOX/7", "INBOX") == (None, [Skipped("INBOX/7", "unreadable: Permission denied")])
+    assert read_message(failing, "INBOX/8", "INBOX") == (
+        None, [Skipped("INBOX/8", "unreadable header: RecursionError: maximum recursion depth exceeded")])
+    assert read_message(b"To: bob@acme.test\r\n\r\n", "INBOX/9", "INBOX") == (
+        None, [Skipped("INBOX/9", "no usable From address")])
+
+
+def test_recipients_past_998_characters_are_all_read() -> None:
+    to = ", ".join(f"Buyer {n} <buyer{n}@enron.com>" for n in range(60))
+    headers = parse_headers(message("ann@client.test", to), "INBOX")
+    assert len(to) > 998
+    assert [a.email for a in headers.to] == [f"buyer{n}@enron.com" for n in range(60)]
+
+
+def test_addresses_past_ten_thousand_in_a_field_are_counted_not_read() -> None:
+    raw = with_headers(b"From: ann@client.test", b"To: " + recipients(MAX_ADDRESSES + 3), b"Cc: " + recipients(2))
+    record, skipped = read_message(raw, "INBOX/9", "INBOX")
+    assert record is not None and len(record.to) == MAX_ADDRESSES and len(record.cc) == 2
+    assert skipped == [Skipped("INBOX/9", "3 To addresses past the first 10000 not read")]
+
+
+def test_a_header_section_past_16_mib_is_refused_whole() -> None:
+    raw = b"X-Big: " + b"x" * MAX_HEADER_BYTES + b"\r\n" + message("ann@client.test", "bob@acme.test")
+    assert read_message(raw, "INBOX/9", "INBOX") == (None, [Skipped("INBOX/9", HEADER_TOO_LARGE)])
+
+
+DELIVERED = DateFallback("delivery", lambda: datetime(2026, 3, 3, 12, tzinfo=timezone.utc))
+
+
+@pytest.mark.parametrize("fields, date, source", [
+    (b"Date: Tue, 3 Mar 2026 10:00:00 +0100\r\nReceived: by mx; Wed, 4 Mar 2026 10:00:00 +0000\r\n",
+     datetime(2026, 3, 3, 9, tzinfo=timezone.utc), "header"),
+    (b"Received: by mx2; Tue, 3 Mar 2026 10:05:00 +0000\r\nReceived: by mx1; Tue, 3 Mar 2026 10:07:00 +0000\r\n",
+     datetime(2026, 3, 3, 10, 7, tzinfo=timezone.utc), "received"),
+    (b"Date: soon\r\nReceived: from a (b [192.0.2.1]) by mx; id 7;\r\n\tTue, 3 Mar 2026 10:05:00 +0000\r\n"
+     b"Received: by a relay that wrote no date\r\n", datetime(2026, 3, 3, 10, 5, tzinfo=timezone.utc), "received"),
+    (b"Date: soon\r\nReceived: by a relay that wrote no date\r\n", datetime(2026, 3, 3, 12, tzinfo=timezone.utc),
+     "delivery"),
+])
+def test_every_message_gets_a_date_and_says_where_it_came_from(fields: bytes, date: datetime, source: str) -> None:
+    headers = parse_headers(b"From: ann@client.test\r\nTo: bob@acme.test\r\n" + fields + b"\r\n", "INBOX",
+                            fallback=DELIVERED)
+    assert (headers.date, headers.date_source) == (date, source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +28,7 @@ from registry.models import ContactPoint, Interaction, Message, Rep, Source, Syn
 from registry.store import open_registry
 from tests.servers.dovecot import DovecotServer
 from tests.servers.tokeninfo import TokenInfoServer
+from tests.support.damaged_mail import damaged_messages
 from tests.support.mail import conversation, message, write_maildir
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -403,5 +405,38 @@ def test_a_message_without_a_date_header_takes_the_server_internaldate() -> None
     rows = [Fetched(7, b"From: ann@client.test\r\nTo: bo@acme.test\r\n\r\n", b"02-Mar-2026 09:00:00 +0100"),
             Fetched(8, b"From: ann@client.test\r\nTo: bo@acme.test\r\n\r\n", b"")]
     records, skipped = parse_fetched(rows, "INBOX", "company", 1)
-    assert [r.date for r in records] == [datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)]  # type: ignore[union-attr]
+    assert [(r.date, r.date_source) for r in records] == [  # type: ignore[union-attr]
+        (datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc), "internaldate")]
     assert [(s.ref, s.reason) for s in skipped] == [("INBOX/1/8", "missing or invalid Date")]
+
+
+def test_damaged_messages_are_records_or_named_skips_and_dated_by_header_received_or_internaldate(
+    dovecot: DovecotServer,
+) -> None:
+    damaged = [m for m in damaged_messages() if m.raw]  # Dovecot stores no empty message
+    fill(dovecot, "alice", {"INBOX": [m.raw for m in damaged]})
+
+    batches = list(ImapConnector(imap_source(dovecot, "alice"), batch_size=7).sync(None))
+
+    uidvalidity = batches[-1].cursor["folders"]["INBOX"]["uidvalidity"]
+    records = [r for batch in batches for r in batch.records]
+    assert [(len(r.to) + len(r.cc) + len(r.bcc), r.date_source) for r in records] == [  # type: ignore[union-attr]
+        (m.record.recipients, m.record.date_source.replace("delivery", "internaldate")) for m in damaged if m.record]
+    assert [r.date for r in records if r.date_source != "internaldate"] == [  # type: ignore[union-attr]
+        m.record.date for m in damaged if m.record and m.record.date_source != "delivery"]
+    assert {s.ref: s.reason for batch in batches for s in batch.skipped} == {
+        f"INBOX/{uidvalidity}/{uid}": m.skipped for uid, m in enumerate(damaged, start=1) if m.skipped}
+
+
+def test_a_server_gone_mid_sync_fails_the_sync_with_the_fetch_position_noted(dovecot: DovecotServer) -> None:
+    fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 200, "in")})
+    batches = ImapConnector(imap_source(dovecot, "alice"), batch_size=20).sync(None)
+    next(batches)
+    dovecot.stop()
+
+    with pytest.raises(ConnectorError, match="connection failed") as failure:
+        list(batches)
+
+    [note] = failure.value.__notes__
+    position = re.fullmatch(r"at INBOX/\d+/(\d+)", note)
+    assert position is not None and int(position.group(1)) > 20 and int(position.group(1)) % 20 == 1

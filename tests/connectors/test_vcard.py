@@ -33,3 +33,12 @@ def test_reads_exports_of_outlook_google_apple_and_android() -> None:
     books = {e.book for e in entries}
     assert {"John_Doe_ANDROID.vcf", "John_Doe_GMAIL.vcf", "John_Doe_IPHONE.vcf", "outlook-2007.vcf"} <= books
     assert any("john.doe@ibm.com" in e.emails for e in entries)
+
+
+def test_cards_whose_end_lines_are_mangled_are_read_in_one_pass(tmp_path: Path) -> None:
+    """Every BEGIN:VCARD without an END:VCARD after it once cost a scan to the end of the file."""
+    book = tmp_path / "export.vcf"
+    book.write_bytes(b"BEGIN:VCARD\r\nFN:Li Wei\r\nEMAIL:li.wei@kunde.cn\r\nEND VCARD\r\n" * 20_000)
+    [batch] = list(VcardConnector(book).sync(None))
+    assert (batch.records, [(s.ref, s.reason) for s in batch.skipped]) == (
+        [], [("export.vcf", "no vCard found in file")])
