@@ -44,14 +44,18 @@ def merge_contacts(engine: Engine, actor: str) -> int:
 
 
 def _groups(db: Connection) -> list[set[int]]:
-    """Contact ids that belong together, joined transitively through shared entries."""
-    shared = (select(_sighting.c.source_id, _sighting.c.entry_ref)
-              .group_by(_sighting.c.source_id, _sighting.c.entry_ref)
-              .having(func.count(func.distinct(_sighting.c.contact_id)) > 1).subquery())
+    """Contact ids that belong together, joined transitively through the email addresses one entry
+    lists (a phone number may be a switchboard several colleagues share: it proves nothing)."""
+    points = ContactPoint.__table__
+    by_address = (select(_sighting.c.source_id, _sighting.c.entry_ref, _sighting.c.contact_id)
+                  .join(points, points.c.id == _sighting.c.contact_point_id).where(points.c.kind == "email"))
+    entries = by_address.subquery()
+    shared = (select(entries.c.source_id, entries.c.entry_ref)
+              .group_by(entries.c.source_id, entries.c.entry_ref)
+              .having(func.count(func.distinct(entries.c.contact_id)) > 1).subquery())
     rows = db.execute(
-        select(_sighting.c.source_id, _sighting.c.entry_ref, _sighting.c.contact_id)
-        .where(tuple_(_sighting.c.source_id, _sighting.c.entry_ref).in_(select(shared.c.source_id, shared.c.entry_ref)))
-        .distinct()
+        by_address.where(tuple_(_sighting.c.source_id, _sighting.c.entry_ref)
+                         .in_(select(shared.c.source_id, shared.c.entry_ref))).distinct()
     ).all()
     parent: dict[int, int] = {}
 

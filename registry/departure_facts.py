@@ -92,15 +92,19 @@ def mailable_recipients(db: Connection, rep_id: int, customer_ids: Sequence[int]
 
 
 def contact_names(db: Connection, contact_ids: Iterable[int]) -> dict[int, str]:
-    """Each contact's best name: an address book's (a company book's before a personal one's, then the
-    latest seen), else the name the contact was first stored with, often a mail header's display name."""
+    """Each contact's best name: an address book's (an entry that lists one of the contact's addresses
+    before one that only shares a phone number, which may be a colleague's switchboard; a company
+    book's before a personal one's; then the latest seen), else the name the contact was first stored
+    with, often a mail header's display name."""
     names: dict[int, str] = {}
     for chunk in chunked(sorted(set(contact_ids))):
         names.update(db.execute(select(Contact.id, Contact.name).where(Contact.id.in_(chunk))).all())  # type: ignore[union-attr]
         names.update(db.execute(  # the last row of a contact wins
             select(Sighting.contact_id, Sighting.name)
+            .join(ContactPoint, ContactPoint.id == Sighting.contact_point_id)
             .where(Sighting.contact_id.in_(chunk), Sighting.name != "")  # type: ignore[attr-defined]
-            .order_by(Sighting.contact_id, Sighting.channel == "company", Sighting.seen_at, Sighting.id)).all())
+            .order_by(Sighting.contact_id, ContactPoint.kind == "email", Sighting.channel == "company",
+                      Sighting.seen_at, Sighting.id)).all())
     return names
 
 

@@ -127,8 +127,9 @@ def _ensure_contacts(
         keys = [(c.kind, c.value) for c in group]
         if all(k in owners or k in planned for k in keys):
             continue
-        existing = next((owners[k] for k in keys if k in owners), None)
-        slot = next((planned[k] for k in keys if k in planned), None)
+        deciding = _identifying(keys)
+        existing = next((owners[k] for k in deciding if k in owners), None)
+        slot = next((planned[k] for k in deciding if k in planned), None)
         if existing is None and slot is None:
             slot = len(new_contacts)
             new_contacts.append(group[0])
@@ -149,6 +150,13 @@ def _ensure_contacts(
     if unused:
         db.execute(delete(Contact.__table__).where(Contact.__table__.c.id.in_(sorted(unused))))
     return {key: point_id for key, (point_id, _) in known.items()}
+
+
+def _identifying(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The points that say whose entry this is: its email addresses. A phone number is often a
+    company's switchboard shared by colleagues, so it decides only for an entry without an address."""
+    emails = [key for key in keys if key[0] == "email"]
+    return emails or keys
 
 
 def _insert_contacts(db: Connection, firsts: list[ContactFact], customer_ids: dict[str, int]) -> list[int]:

@@ -7,6 +7,7 @@ from sqlalchemy import Engine, func, select
 from policies.identity import KnownRep
 from registry.contacts import merge_contacts
 from registry.coverage import classify
+from registry.departure_facts import contact_names
 from registry.models import AuditEvent, Contact, ContactPoint, Customer, Interaction
 from tests.support.handbuilt import NOW, HandBuilt, entry, rep
 
@@ -52,3 +53,19 @@ def test_merges_follow_chains_of_entries(engine: Engine) -> None:
 
     assert merge_contacts(engine, "test") == 2
     assert len({contact_of(engine, a) for a in ("a@chain.example", "b@chain.example", "c@chain.example")}) == 1
+
+
+def test_colleagues_sharing_a_switchboard_number_stay_two_people(engine: Engine) -> None:
+    """A company's main number in two people's cards proves nothing: only an address does."""
+    world = HandBuilt(engine, reps=(KnownRep(ALICE), KnownRep(BOB)))
+    world.mail(ALICE, "james@orion.example", days_ago=3)
+    world.address_book(BOB, "company", entry("1", "James Morgan", ("james@orion.example",), ("+44 20 7946 0708",),
+                                              channel="company"),
+                       entry("2", "Laura Carter", ("laura@orion.example",), ("+44 20 7946 0708",), channel="company"))
+
+    merge_contacts(engine, "test")
+
+    james, laura = contact_of(engine, "james@orion.example"), contact_of(engine, "laura@orion.example")
+    assert james != laura
+    with engine.connect() as db:
+        assert contact_names(db, [james, laura]) == {james: "James Morgan", laura: "Laura Carter"}
