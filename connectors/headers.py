@@ -233,6 +233,8 @@ def _text(value: object, limit: int | None = MAX_TEXT) -> str:
 
 
 def _decoded(value: object) -> str:
+    """RFC 2047 words decoded; one the email package cannot decode (a bogus charset, base64 that cannot
+    be padded: HeaderParseError and CharsetError are no ValueError) stays as it came."""
     raw = _text(value)
     if "=?" not in raw:
         return raw
