@@ -83,7 +83,6 @@ class Identity:
                 address = self.plain_address(personal)
                 if address:
                     self.personal_owner[address] = primary
-        self._normalised.clear()
 
     def normalise_email(self, email: str) -> str | None:
         """The address as the registry knows it; a rep's alias is the rep's primary address.
