@@ -36,7 +36,7 @@ from config.policy import Policy  # noqa: E402
 from config.sections import SourceConfig  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from connectors.imap import FETCH_ITEMS, ImapConnector, uid_chunks  # noqa: E402
-from daemon.sync import sync_sources  # noqa: E402
+from daemon.sync.engine import sync_sources  # noqa: E402
 from registry.store import open_registry  # noqa: E402
 from tests.servers.dovecot import DovecotServer, require_dovecot  # noqa: E402
 

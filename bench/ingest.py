@@ -59,7 +59,7 @@ def custody_sync(corpus: Path, postgres: str | None) -> dict[str, Any]:
     from config.policy import Policy
     from config.sections import SourceConfig
     from config.settings import Settings
-    from daemon.sync import sync_source
+    from daemon.sync.engine import sync_source
     from registry.status import registry_counts
     from registry.store import open_registry
 

@@ -64,7 +64,7 @@ def main() -> None:
                       f'policy_file = "policy.yaml"\nlog_level = "WARNING"\n'
                       f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "plain"\n')
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "daemon.cli", "--config", str(config), "outbox", "run"],
+    run = subprocess.run([sys.executable, "-m", "daemon.cli.app", "--config", str(config), "outbox", "run"],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - started
     server.stop()

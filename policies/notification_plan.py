@@ -168,7 +168,7 @@ def sender_name(message: PlannedMessage, successor: RepProfile | None, rules: No
 
 def letter_context(message: PlannedMessage, names: LetterNames, successor: RepProfile | None,
                    rules: NotificationRules, effective_at: datetime) -> dict[str, Any]:
-    """Every variable a template gets; daemon/notification_templates.py says what each one means.
+    """Every variable a template gets; daemon/outbox/letters.py says what each one means.
 
     `before_effective` compares the planned send time with the effective date, so a farewell planned
     two days ahead says who *will* look after the customer, and one planned late says who does."""

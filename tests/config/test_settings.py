@@ -15,7 +15,7 @@ from config.settings import load_settings
 
 
 def custody(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "daemon.cli.app", *args], capture_output=True, text=True,
                           env=env, cwd=cwd)
 
 

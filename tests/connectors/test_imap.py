@@ -23,7 +23,7 @@ from config.settings import Settings
 from connectors.base import ConnectorError
 from connectors.imap import MAX_COMMAND_BYTES, Fetched, ImapConnector, fetched_headers, parse_fetched, uid_chunks
 from connectors.records import Batch, MessageHeaders
-from daemon.sync import SyncReport, sync_source
+from daemon.sync.engine import SyncReport, sync_source
 from registry.models import ContactPoint, Interaction, Message, Rep, Source, SyncIssue
 from registry.store import open_registry
 from tests.servers.dovecot import DovecotServer
@@ -295,7 +295,7 @@ def password_env(user: str) -> str:
 
 def custody(config: Path, *args: str, passwords: dict[str, str]) -> subprocess.Popen[str]:
     env = os.environ | {password_env(user): secret for user, secret in passwords.items()} | {"COLUMNS": "400"}
-    return subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(config), *args], cwd=PROJECT,
+    return subprocess.Popen([sys.executable, "-m", "daemon.cli.app", "--config", str(config), *args], cwd=PROJECT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

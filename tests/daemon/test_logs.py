@@ -79,7 +79,7 @@ def test_text_on_a_terminal_json_elsewhere_and_the_option_wins(tmp_path: Path, t
         config.parent.mkdir(exist_ok=True)
         config.write_text(f'data_dir = "{len(option)}"\n')
         leader, follower = pty.openpty() if terminal else os.pipe()
-        process = subprocess.Popen([sys.executable, "-m", "daemon.cli", *option, "--config", str(config), "status"],
+        process = subprocess.Popen([sys.executable, "-m", "daemon.cli.app", *option, "--config", str(config), "status"],
                                    stdout=subprocess.DEVNULL, stderr=follower, env=env)
         os.close(follower)
         assert process.wait(timeout=60) == 0

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from daemon.cli import app
+from daemon.cli.app import app
 from policies.identity import KnownRep
 from registry.models import AuditEvent, CoverageSnapshot, Customer
 from reports.coverage import CSV_FIELDS, build_report, export_report, render_csv, render_json

@@ -64,7 +64,7 @@ class Service:
 
     def __init__(self, config: Path, port: int, *options: str) -> None:
         self.port = port
-        self.process = subprocess.Popen([sys.executable, "-m", "daemon.cli", *options, "--config", str(config), "run"],
+        self.process = subprocess.Popen([sys.executable, "-m", "daemon.cli.app", *options, "--config", str(config), "run"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

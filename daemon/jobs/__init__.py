@@ -1,0 +1,1 @@
+"""The jobs the service schedules and the commands share: coverage upkeep and departures."""

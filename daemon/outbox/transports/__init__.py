@@ -1,0 +1,15 @@
+"""Ways out for the outbox: each hands a finished message to one delivery system."""
+
+from __future__ import annotations
+
+from config.sections import ConfigError
+from config.settings import Settings
+from daemon.outbox.transports.base import Transport
+from daemon.outbox.transports.smtp import SmtpTransport
+
+
+def build_transport(settings: Settings) -> Transport:
+    """The configured transport; the only place that maps settings to a delivery protocol."""
+    if settings.smtp is None:
+        raise ConfigError("smtp: no [smtp] section, so nothing can be sent (use --dry-run DIR to review)")
+    return SmtpTransport(settings.smtp)

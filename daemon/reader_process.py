@@ -1,8 +1,0 @@
-"""Reader processes started by `daemon.readers.ReaderPool`; the arguments are their pipes' descriptors."""
-
-import sys
-
-from daemon.readers import serve
-
-if __name__ == "__main__":
-    serve([int(fd) for fd in sys.argv[1:]])

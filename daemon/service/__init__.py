@@ -1,0 +1,1 @@
+"""`custody run`: the scheduler and its HTTP endpoints."""

@@ -1,0 +1,385 @@
+"""Reader processes: each reads one source at a time and interprets it into fact batches.
+
+Parsing headers and applying the identity policy are most of a sync's CPU. In their own processes
+they run beside the registry writes instead of taking turns with them under one GIL, and several
+mailboxes are read at once. Readers never open the registry: the one writer stores each batch with
+its cursor, so a reader that dies loses nothing that was committed and commits nothing half-done.
+
+One new interpreter (not multiprocessing) imports the reading code once and forks the other
+readers from itself. Each reader speaks pickled tasks and events over its own pair of pipes and
+exits on its own when the writer is gone (SIGKILL included), at its next send or receive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from config.policy import Policy
+from config.sections import ConfigError, SourceConfig
+from connectors.base import Connector, ConnectorError
+from connectors.csv_contacts import CsvContactsConnector
+from connectors.imap import ImapConnector
+from connectors.maildir import MaildirConnector
+from connectors.mbox import MboxConnector
+from connectors.vcard import VcardConnector
+from daemon.logs import configure_logging
+from policies.identity import Identity, KnownRep, warm_public_suffixes
+from registry.facts import FactBatch
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+log = logging.getLogger("custody.readers")
+_EXIT_SECONDS = 5
+EventKind = Literal["ready", "batch", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    source: SourceConfig
+    cursor: dict[str, Any] | None
+    owner: str
+
+
+@dataclass(frozen=True)
+class ReadEvent:
+    """What a reader reports: that it is up, a batch with the cursor after it, the end of a source,
+    or why it failed."""
+
+    kind: EventKind
+    source: str
+    facts: FactBatch | None = None
+    cursor: dict[str, Any] | None = None
+    items: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ReaderSetup:
+    """What reading needs of the config. Not `Settings` itself: unpickling that would make every
+    reader import pydantic-settings, a tenth of its start-up, for nothing."""
+
+    batch_size: int
+    log_level: str
+    default_region: str
+    reps: tuple[KnownRep, ...]
+    policy: Policy
+
+    @classmethod
+    def of(cls, settings: Settings, policy: Policy) -> ReaderSetup:
+        reps = tuple(KnownRep(r.email, r.name, tuple(r.personal_addresses), tuple(r.aliases)) for r in settings.reps)
+        return cls(settings.batch_size, settings.log_level, settings.default_region, reps, policy)
+
+    def identity(self) -> Identity:
+        return Identity(self.policy, self.reps, self.default_region)
+
+
+def build_connector(source: SourceConfig, size: int) -> Connector:
+    """The connector for a source's kind, reading `size` items per batch; the only place that maps
+    config to protocol code."""
+    if source.kind == "maildir":
+        return MaildirConnector(source.path, source.channel, size, source.folders, source.exclude_folders)  # type: ignore[arg-type]
+    if source.kind == "mbox":
+        return MboxConnector(source.path, source.channel, size)  # type: ignore[arg-type]
+    if source.kind == "vcard":
+        return VcardConnector(source.path, source.channel)  # type: ignore[arg-type]
+    if source.kind == "csv":
+        return CsvContactsConnector(source.path, source.channel, size, source.options)  # type: ignore[arg-type]
+    if source.kind == "imap":
+        return ImapConnector(source, batch_size=size)
+    raise ConfigError(f"sources.{source.name}.kind: {source.kind} connector is not available in this build")
+
+
+def identity_for(settings: Settings, policy: Policy) -> Identity:
+    return ReaderSetup.of(settings, policy).identity()
+
+
+def read_source(connector: Connector, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
+    """A source's batches as facts, each with the cursor that is valid once it is stored."""
+    for batch in connector.sync(task.cursor):
+        yield ReadEvent("batch", task.source.name, identity.interpret(batch, task.owner), batch.cursor,
+                        len(batch.records) + len(batch.skipped))
+
+
+def failure(error: BaseException, source: str) -> str:
+    """Why a source stopped, with the item it was on when the connector named it. Anything but a
+    connector's, network or config failure is a bug: logged with its traceback, and still only this
+    source fails."""
+    if not isinstance(error, (ConnectorError, OSError, ConfigError)):
+        log.error("reading source %s failed unexpectedly", source, exc_info=error)
+        text = f"unexpected {type(error).__name__}: {error}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join([text, *getattr(error, "__notes__", ())])
+
+
+class ReaderPool:
+    """`size` reader processes, one source each at a time, each talking over its own pair of pipes.
+
+    A full pipe is the back-pressure: a reader waits while the writer is behind, so memory stays
+    flat however large the mailboxes are.
+    """
+
+    def __init__(self, settings: Settings, policy: Policy, size: int) -> None:
+        self._setup = _packed(ReaderSetup.of(settings, policy))
+        self._readers = _Reader.start(self._setup, size)
+        self._reading: dict[int, str] = {}
+        self._up: set[int] = set()
+
+    def __enter__(self) -> ReaderPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def idle(self) -> bool:
+        return len(self._reading) < len(self._readers)
+
+    @property
+    def starting(self) -> bool:
+        """Whether an idle reader is still starting: only then is the writer better off reading a
+        source itself than waiting for events."""
+        return bool(self._starting_slots())
+
+    def idle_and_up(self) -> bool:
+        """Whether an idle reader has finished starting; never waits, so the writer can read a
+        source itself meanwhile instead of waiting for the readers' imports."""
+        starting = [self._readers[slot].events for slot in self._starting_slots()]
+        for connection in wait(starting, timeout=0) if starting else []:
+            slot = next(i for i, reader in enumerate(self._readers) if reader.events is connection)
+            try:
+                self._note(slot, self._readers[slot].receive())
+            except (EOFError, OSError):
+                self._restart(slot)
+        return any(slot not in self._reading for slot in self._up)
+
+    def assign(self, task: ReadTask) -> None:
+        """Hand a source to an idle reader, one that is up if there is one, restarting it first if it
+        died while idle."""
+        slot = min((i for i in range(len(self._readers)) if i not in self._reading), key=lambda i: i not in self._up)
+        try:
+            self._readers[slot].send(task)
+        except OSError:
+            self._restart(slot)
+            self._readers[slot].send(task)
+        self._reading[slot] = task.source.name
+
+    def next_event(self) -> ReadEvent:
+        """The next report; a reader that died mid-source reports that source failed and is replaced."""
+        while True:
+            ready = set(wait([reader.events for reader in self._readers]))
+            for slot, reader in enumerate(self._readers):
+                if reader.events not in ready:
+                    continue
+                try:
+                    event: ReadEvent = reader.receive()
+                except (EOFError, OSError):
+                    died = self._replace(slot)
+                    if died is not None:
+                        return died
+                    continue
+                if self._note(slot, event):
+                    return event
+
+    def close(self) -> None:
+        """Stop every reader now, a forked one mid-fetch included: each started interpreter leads a
+        process group of its own, which is also why a Ctrl-C at the terminal reaches only the writer."""
+        for reader in self._readers:
+            reader.interrupt()
+        for reader in self._readers:
+            reader.stop()
+        for reader in self._readers:
+            reader.flush_log()
+
+    def _starting_slots(self) -> list[int]:
+        return [slot for slot in range(len(self._readers)) if slot not in self._up and slot not in self._reading]
+
+    def _note(self, slot: int, event: ReadEvent) -> bool:
+        """Track what `event` says of its reader; False for a reader's own news (it is up)."""
+        if event.kind == "ready":
+            log.debug("reader %d is up", slot)
+            self._up.add(slot)
+            return False
+        if event.kind != "batch":
+            self._reading.pop(slot, None)
+        return True
+
+    def _replace(self, slot: int) -> ReadEvent | None:
+        code = self._restart(slot)
+        name = self._reading.pop(slot, None)
+        if name is None:
+            return None
+        how = "" if code is None else f" (exit code {code})"
+        return ReadEvent("failed", name, error=f"reader process died{how}")
+
+    def _restart(self, slot: int) -> int | None:
+        code = self._readers[slot].stop()
+        self._up.discard(slot)
+        self._readers[slot] = _Reader.start(self._setup)[0]
+        return code
+
+
+@dataclass
+class _Reader:
+    tasks: Connection
+    events: Connection
+    process: subprocess.Popen[bytes] | None = None
+    echo: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, setup: bytes, count: int = 1) -> list[_Reader]:
+        """`count` readers from one new interpreter, which imports the reading code once and forks
+        the other readers from itself; each reader gets its own pair of pipes.
+
+        `python -m daemon.sync.reader_process`, not multiprocessing: a child started by spawn or forkserver
+        re-imports the caller's whole main module (the CLI, a test runner), which costs more than
+        the reading it is started for. `-P` keeps a `daemon/` folder in the working directory from
+        being imported instead of ours.
+        """
+        pipes = [(os.pipe(), os.pipe()) for _ in range(count)]
+        theirs = [fd for (task_read, _), (_, event_write) in pipes for fd in (task_read, event_write)]
+        process = subprocess.Popen([sys.executable, "-P", "-m", "daemon.sync.reader_process", *map(str, theirs)],
+                                   pass_fds=theirs, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   process_group=0)
+        for fd in theirs:
+            os.close(fd)
+        readers = [cls(Connection(task_write, readable=False), Connection(event_read, writable=False))
+                   for (_, task_write), (event_read, _) in pipes]
+        readers[0].process = process
+        readers[0].echo = threading.Thread(target=_echo, args=(process.stderr,), daemon=True)
+        readers[0].echo.start()
+        for reader in readers:
+            reader.tasks.send_bytes(setup)
+        return readers
+
+    def send(self, task: ReadTask) -> None:
+        self.tasks.send_bytes(_packed(task))
+
+    def receive(self) -> ReadEvent:
+        event: ReadEvent = pickle.loads(self.events.recv_bytes())
+        return event
+
+    def interrupt(self) -> None:
+        """Signal the process group of a reader this process started: it and the readers it forked."""
+        if self.process is not None and self.process.returncode is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
+    def stop(self) -> int | None:
+        """Stop the reader; the exit code of a reader this process started.
+
+        That one is stopped at once: between sources it holds nothing, and while starting it would
+        otherwise finish its imports first. A forked reader is never starting, and with its pipes
+        closed it exits at its next send or receive.
+        """
+        self.tasks.close()
+        code = None if self.process is None else _end(self.process)
+        self.events.close()
+        return code
+
+    def flush_log(self) -> None:
+        """Wait until the last log line of a stopped interpreter, and of the readers it forked, is copied."""
+        if self.echo is not None:
+            self.echo.join(_EXIT_SECONDS)
+
+
+def _end(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout=_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def _echo(stream: IO[bytes]) -> None:
+    """Copy a reader interpreter's log lines to this process's stderr as it is now, so a live
+    progress bar prints them above itself instead of being cut by them."""
+    with stream:
+        for line in stream:
+            sys.stderr.write(line.decode("utf-8", "replace"))
+
+
+def serve(fds: list[int]) -> None:
+    """A reader process's life, given (task, event) pipe descriptors for one or more readers: fork a
+    reader for each pair after the first, before any thread or connection exists, then serve the
+    first pair. Stray prints go to stderr, never into a pipe."""
+    os.dup2(2, 1)
+    pairs = [(Connection(task, writable=False), Connection(event, readable=False))
+             for task, event in zip(fds[::2], fds[1::2])]
+    warm_public_suffixes()
+    children = [_fork_reader(pairs, pair) for pair in pairs[1:]]
+    _keep_only(pairs, pairs[0])
+    _serve(*pairs[0])
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connection, Connection]) -> int:
+    """Fork a reader for `pair`; in the parent, return its pid. The child never returns."""
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        _keep_only(pairs, pair)
+        _serve(*pair)
+    except KeyboardInterrupt:
+        code = 1
+    except BaseException:
+        log.exception("forked reader failed")
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _keep_only(pairs: list[tuple[Connection, Connection]], kept: tuple[Connection, Connection]) -> None:
+    """Close every other reader's pipe ends, so each reader's death is seen as the end of its own pipe."""
+    for pair in pairs:
+        if pair is not kept:
+            for connection in pair:
+                connection.close()
+
+
+def _serve(tasks: Connection, events: Connection) -> None:
+    """Read sources as tasks arrive, report each batch, until the writer closes the task pipe or
+    stops listening."""
+    setup: ReaderSetup = pickle.loads(tasks.recv_bytes())
+    configure_logging(setup.log_level)
+    identity = setup.identity()
+    try:
+        events.send_bytes(_packed(ReadEvent("ready", "")))
+        while True:
+            task: ReadTask = pickle.loads(tasks.recv_bytes())
+            log.debug("reader process %d reads source %s", os.getpid(), task.source.name)
+            for event in _events_of(setup.batch_size, identity, task):
+                events.send_bytes(_packed(event))
+    except (EOFError, OSError):
+        return
+
+
+def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
+    name = task.source.name
+    try:
+        yield from read_source(build_connector(task.source, batch_size), identity, task)
+        yield ReadEvent("done", name)
+    except Exception as error:  # a bug must fail this source, not leave the writer waiting forever
+        yield ReadEvent("failed", name, error=failure(error, name))
+
+
+def _packed(item: object) -> bytes:
+    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)

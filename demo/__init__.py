@@ -1,0 +1,1 @@
+"""A generated demo company for `custody demo` and the tests."""

@@ -1,0 +1,221 @@
+"""Sources read by reader processes while this process writes the registry: the same registry as
+reading them one by one, whatever happens to a reader or to the writer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from config.policy import Policy
+from config.sections import RepConfig, SourceConfig
+from config.settings import Settings
+from daemon.sync.engine import sync_sources
+from registry.models import Message
+from registry.status import source_statuses
+from registry.store import open_registry
+from tests.support.mail import conversation, write_maildir
+from tests.support.registry import snapshot
+
+POLICY = Policy(company_domains=["acme.test"])
+REPS = [RepConfig(email=f"rep{n}@acme.test", name=f"Rep {n}") for n in range(4)]
+
+
+def mailboxes(root: Path, count: int = 4, messages: int = 300) -> list[SourceConfig]:
+    """`count` rep mailboxes sharing some customers, so readers race to create the same contacts."""
+    sources = []
+    for n in range(count):
+        rep = f"rep{n}@acme.test"
+        mails = conversation(rep, [f"buyer{c}@client{c % 7}.test" for c in range(n, n + 25)], messages, prefix=f"r{n}-")
+        path = write_maildir(root / f"rep{n}", {"INBOX": mails[: messages // 2], "Sent": mails[messages // 2:]})
+        sources.append(SourceConfig(name=f"rep{n}", kind="maildir", path=path, owner=rep))
+    return sources
+
+
+def settings_for(tmp_path: Path, sources: list[SourceConfig], workers: int) -> Settings:
+    return Settings(data_dir=tmp_path, reps=REPS, sources=sources, batch_size=40, sync_workers=workers)
+
+
+def reference(tmp_path: Path, sources: list[SourceConfig]) -> dict[str, object]:
+    engine = open_registry(f"sqlite:///{tmp_path / 'reference.db'}")
+    assert all(r.ok for r in sync_sources(engine, settings_for(tmp_path, sources, 0), POLICY, sources))
+    return snapshot(engine)
+
+
+def reader_pids(parent: int) -> list[int]:
+    """The reader processes `parent` started, and the readers they forked."""
+    readers: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
+            command = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration):
+            continue
+        if b"daemon.sync.reader_process" in command:
+            readers[int(status.parent.name)] = ppid
+    started = [pid for pid, ppid in readers.items() if ppid == parent]
+    return started + [pid for pid, ppid in readers.items() if ppid in started]
+
+
+def test_reader_processes_build_the_registry_of_an_in_process_sync(engine: Engine, tmp_path: Path) -> None:
+    """Mailboxes large enough that this process cannot read them all while the readers start."""
+    sources = mailboxes(tmp_path, messages=1500)
+    seen: set[int] = set()
+    reports = sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources,
+                           progress=lambda _source, _items: seen.update(reader_pids(os.getpid())))
+    assert [(r.source, r.ok, r.messages) for r in reports] == [(s.name, True, 1500) for s in sources]
+    assert snapshot(engine) == reference(tmp_path, sources)
+    assert len(seen) == 2
+    assert gone(seen)
+
+
+def test_reader_log_lines_reach_this_process_stderr_as_it_is_now(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live progress bar swaps sys.stderr to print log lines above itself; a reader writing to the
+    terminal directly would cut into it."""
+    sources = mailboxes(tmp_path, count=3, messages=600)
+    settings = settings_for(tmp_path, sources, 2).model_copy(update={"log_level": "DEBUG"})
+    seen: set[int] = set()
+    sync_sources(engine, settings, POLICY, sources, progress=lambda *_: seen.update(reader_pids(os.getpid())))
+    logged = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert {int(text.split()[2]) for text in logged if text.startswith("reader process ")} <= seen
+    assert any(text.endswith("reads source rep2") for text in logged)
+
+
+def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(engine: Engine, tmp_path: Path) -> None:
+    """One large mailbox: this process reads its first batches during the reader's start-up and
+    hands the rest over from the cursor of the last batch it stored."""
+    sources = mailboxes(tmp_path, count=1, messages=4000)
+    settings = settings_for(tmp_path, sources, 1).model_copy(update={"batch_size": 10})
+    reports = sync_sources(engine, settings, POLICY, sources)
+    assert [(r.ok, r.messages) for r in reports] == [(True, 4000)]
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def test_once_every_reader_is_up_this_process_only_writes(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reading a source here while both readers are busy would leave them blocked on full pipes."""
+    caplog.set_level(logging.DEBUG, logger="custody")
+    sources = mailboxes(tmp_path, count=8, messages=600)
+    assert all(r.ok for r in sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources))
+    said = [r.getMessage() for r in caplog.records]
+    last_up = max(i for i, text in enumerate(said) if text.startswith("reader ") and text.endswith(" is up"))
+    assert not [text for text in said[last_up:] if text.startswith("reading source ")]
+
+
+def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, tmp_path: Path) -> None:
+    sources = mailboxes(tmp_path, count=2)
+    sources.insert(1, SourceConfig(name="gone", kind="maildir", path=tmp_path / "nowhere", owner="rep3@acme.test"))
+    reports = sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources)
+    assert [(r.source, r.ok) for r in reports] == [("rep0", True), ("gone", False), ("rep1", True)]
+    statuses = {s.name: s for s in source_statuses(engine)}
+    assert statuses["gone"].status == "failing" and "does not exist" in statuses["gone"].last_error
+
+
+def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_completes_it(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="custody")
+    sources = mailboxes(tmp_path, count=3, messages=1500)  # far more than a pipe buffers ahead
+    settings = settings_for(tmp_path, sources, 2)
+    stored: dict[str, int] = {}
+    killed: list[int] = []
+
+    def kill_the_readers(source: str, items: int) -> None:
+        """Once both readers are up, this process only stores what they read: at the next batch of
+        a source far from done, its reader is mid-source. Kill both readers then."""
+        stored[source] = stored.get(source, 0) + items
+        up = sum(1 for record in caplog.records if record.getMessage().endswith(" is up"))
+        if not killed and up == 2 and stored[source] < 1000:
+            killed.extend(reader_pids(os.getpid()))
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    first = sync_sources(engine, settings, POLICY, sources, progress=kill_the_readers)
+    assert len(killed) == 2
+    assert any("reader process died" in r.error for r in first)
+    assert all(r.ok for r in sync_sources(engine, settings, POLICY, sources))
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def test_readers_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) -> None:
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    config, engine = sync_config(tmp_path, sources)
+    writer = subprocess.Popen([sys.executable, "-m", "daemon.cli.app", "--config", str(config), "sync"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    readers = wait_for_progress(writer, engine)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert gone(readers)
+
+
+def test_ctrl_c_stops_the_writer_and_its_readers_at_once_and_the_next_sync_completes(tmp_path: Path) -> None:
+    """A terminal sends SIGINT to its foreground process group: the writer's, not the readers'."""
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    config, engine = sync_config(tmp_path, sources)
+    command = [sys.executable, "-m", "daemon.cli.app", "--config", str(config), "sync"]
+    writer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    readers = wait_for_progress(writer, engine)
+    os.killpg(writer.pid, signal.SIGINT)
+    _, stderr = writer.communicate(timeout=30)
+    assert writer.returncode == 130
+    assert b"Traceback" not in stderr and b"sync interrupted; every batch stored so far is kept" in stderr
+    assert gone(readers, seconds=2)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def sync_config(tmp_path: Path, sources: list[SourceConfig]) -> tuple[Path, Engine]:
+    """A config syncing `sources` with two readers in small batches, and the registry it writes."""
+    config = tmp_path / "custody.toml"
+    database = tmp_path / "registry.db"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\ndatabase_url = "sqlite:///{database}"\nbatch_size = 20\nsync_workers = 2\n'
+        'policy_file = "policy.yaml"\n'
+        + "".join(f'[[sources]]\nname = "{s.name}"\nkind = "maildir"\npath = "{s.path}"\nowner = "{s.owner}"\n'
+                  for s in sources)
+    )
+    (tmp_path / "policy.yaml").write_text("company_domains: [acme.test]\n")
+    return config, open_registry(f"sqlite:///{database}")
+
+
+def wait_for_progress(writer: subprocess.Popen[bytes], engine: Engine) -> list[int]:
+    """The writer's readers once it has stored its first messages (and is far from done)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert writer.poll() is None, "the sync finished before it could be killed"
+        with engine.connect() as db:
+            stored = db.execute(select(func.count()).select_from(Message)).scalar_one()
+        readers = reader_pids(writer.pid)
+        if stored and len(readers) == 2:
+            return readers
+        time.sleep(0.02)
+    raise AssertionError("the sync stored nothing within a minute")
+
+
+def gone(pids: Iterable[int], seconds: float = 15) -> bool:
+    """Whether every process in `pids` has exited within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(alive(pid) for pid in pids)
+
+
+def alive(pid: int) -> bool:
+    """Running, and not merely a zombie waiting for its parent to read its exit code."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
