@@ -27,7 +27,7 @@ from registry.handover import approve_handover
 from registry.models import AuditEvent, Handover, HandoverItem, Notification, Rep
 from registry.store import open_registry
 from tests.conftest import POSTGRES_URL
-from tests.daemon.test_departure_sequences import POLICY
+from tests.daemon.jobs.test_departure_sequences import POLICY
 from tests.support.handbuilt import NOW, HandBuilt, rep
 
 PROJECT = Path(__file__).resolve().parents[3]

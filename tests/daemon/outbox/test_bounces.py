@@ -9,8 +9,8 @@ from sqlalchemy import Engine, select
 from daemon.outbox.bounces import collect_bounces, handover_bounces, parse_report
 from daemon.outbox.dispatch import Dispatcher
 from registry.models import ContactPoint, Notification
-from tests.daemon.test_outbox import UNPACED, Clock
-from tests.daemon.test_outbox_in_doubt import transport_with_sent_folder
+from tests.daemon.outbox.test_outbox import UNPACED, Clock
+from tests.daemon.outbox.test_outbox_in_doubt import transport_with_sent_folder
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import SmtpServer
 from tests.support.outbox import COPY, PLANNED_AT, plan_notifications

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 from registry.store import open_registry
 from tests.servers.dovecot import DovecotServer
-from tests.daemon.test_outbox_in_doubt import wait_until
+from tests.daemon.outbox.test_outbox_in_doubt import wait_until
 from tests.servers.smtp import FilingRelay, SmtpServer
 from tests.support.outbox import Planned, plan_notifications
 

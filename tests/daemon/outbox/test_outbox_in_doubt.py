@@ -16,7 +16,7 @@ from daemon.outbox.dispatch import Dispatcher, letter_for, outbox_summary
 from daemon.outbox.transports.mailbox import PENDING
 from daemon.outbox.transports.smtp import SmtpTransport
 from registry.models import AuditEvent, Notification
-from tests.daemon.test_outbox import UNPACED, Clock, dispatch
+from tests.daemon.outbox.test_outbox import UNPACED, Clock, dispatch
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import FilingRelay, SmtpServer
 from tests.support.outbox import PLANNED_AT, Planned, plan_notifications

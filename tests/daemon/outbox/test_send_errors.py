@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select, update
 from daemon.outbox.dispatch import Dispatcher
 from daemon.outbox.transports.smtp import SmtpTransport
 from registry.models import Notification, as_utc
-from tests.daemon.test_outbox import UNPACED, Clock, smtp_config
+from tests.daemon.outbox.test_outbox import UNPACED, Clock, smtp_config
 from tests.servers.smtp import HANG_UP, SmtpServer
 from tests.support.outbox import PLANNED_AT, Planned, plan_notifications
 
