@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,16 +11,18 @@ from sqlalchemy import Engine, select
 
 from config.policy import load_policy
 from config.settings import load_settings
-from demo.company import DemoCompany, generate_demo
 from daemon.sync.engine import sync_source
+from demo.company import DemoCompany, generate_demo
 from registry.models import Customer, Interaction, Message, PersonalRelay, Rep, Sighting, SyncIssue
+from tests.conftest import DEMO_TODAY
 
-TODAY = date(2026, 6, 1)
+TODAY = DEMO_TODAY
 
 
 @pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> DemoCompany:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "northwind", seed=7, today=TODAY)
+def company(demo_company: DemoCompany) -> DemoCompany:
+    """The session's demo company, generated with seed 7 as of TODAY."""
+    return demo_company
 
 
 def written_files(root: Path) -> dict[str, list[bytes]]:

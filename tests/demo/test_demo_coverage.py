@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import datetime, time, timezone
 
 import pytest
 from sqlalchemy import Engine
 
 from config.policy import load_policy
 from config.settings import load_settings
-from demo.company import DemoCompany, generate_demo
 from daemon.sync.engine import sync_source
-from registry.coverage import classify, coverage_summary
+from demo.company import DemoCompany
+from reports.classification import classify, coverage_summary
+from tests.conftest import DEMO_TODAY
 
-TODAY = date(2026, 6, 1)
+TODAY = DEMO_TODAY
 NOW = datetime.combine(TODAY, time(18), tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> DemoCompany:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "northwind", seed=7, today=TODAY)
+def company(demo_company: DemoCompany) -> DemoCompany:
+    """The session's demo company, generated with seed 7 as of TODAY."""
+    return demo_company
 
 
 def test_every_customer_lands_in_the_class_the_demo_built_it_for(company: DemoCompany, engine: Engine) -> None:

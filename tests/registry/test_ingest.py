@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -73,7 +73,7 @@ def test_two_writers_adding_one_new_address_leave_one_contact(postgres_engine: E
         store_facts(first, source_id, batch("ann@acme.test", "shop.test", buyer="new"), {})
         second = pool.submit(store_batch, engine, source_id, batch("bob@acme.test", "shop.test", buyer="new"), {})
         try:
-            wait_until_blocked(engine)
+            wait_until_blocked(engine, second)
         finally:
             transaction.commit()
         second.result(timeout=30)
@@ -83,14 +83,17 @@ def test_two_writers_adding_one_new_address_leave_one_contact(postgres_engine: E
     assert (contacts, points) == (2, 2)
 
 
-def wait_until_blocked(engine: Engine) -> None:
-    """Until a session of this database waits for a lock another holds."""
-    deadline = time.monotonic() + 30
+def wait_until_blocked(engine: Engine, writer: Future[None]) -> None:
+    """Until a session of this database (the test's own) waits for a lock another holds, however long
+    the writer takes to get there; fails when the writer ended without waiting. Each look is a
+    transaction of its own: PostgreSQL shows one transaction the same pg_stat_activity throughout."""
     with engine.connect() as db:
-        while time.monotonic() < deadline:
+        while not writer.done():
             waiting = db.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                       "AND datname = current_database()")).scalar_one()
+            db.rollback()
             if waiting:
                 return
             time.sleep(0.01)
+    writer.result()
     raise AssertionError("the second writer never waited for the first")

@@ -3,13 +3,18 @@
 Everything (config, passwd-file users, Maildir storage, rawlogs, TLS key) lives in one
 directory, so several servers can run side by side and nothing touches /etc/dovecot.
 When started as root, Dovecot drops mail processes to `nobody`, which must reach that directory.
+
+Tests share one plain-text server per session, each through a tenant with users of its own
+(`dovecot`); a test that stops, restarts or reconfigures a server has one of its own.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import grp
 import ipaddress
+import itertools
 import os
 import pwd
 import shutil
@@ -86,7 +91,9 @@ class DovecotServer:
     """One Dovecot instance rooted in `root`; start, stop and restart keep its ports and mail.
 
     With `rawlog`, Dovecot records each user's sessions (it does so only when that user's rawlog
-    directory exists), so tests can check the commands a client sent; benchmarks turn it off."""
+    directory exists), so tests can check the commands a client sent; benchmarks turn it off.
+    Users are named as added, unless this is a `tenant` of a shared server: then `login(name)` tells
+    what they log in as."""
 
     def __init__(
         self, root: Path, tls: bool = False, special_use: bool = True, rawlog: bool = True,
@@ -101,6 +108,8 @@ class DovecotServer:
         self.tls_port = free_port()
         self.ca_file = root / "ca.pem"
         self.users: dict[str, str] = {}
+        self.tag = ""
+        self.shared = False
         self._process: subprocess.Popen[bytes] | None = None
         self._owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
         for name in ("run", "state", "mail", "home", "rawlog", "users"):
@@ -114,17 +123,39 @@ class DovecotServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def tenant(self, tag: str) -> DovecotServer:
+        """This running server as one test sees it: no users yet, and each one it adds logs in as
+        `name_tag`, so tests sharing the server never see each other's mailboxes. A tenant cannot
+        stop or restart the server the others use."""
+        tenant = copy.copy(self)
+        tenant.users, tenant.tag, tenant.shared = {}, tag, True
+        return tenant
+
+    def login(self, name: str) -> str:
+        """The IMAP login of the user added as `name`."""
+        return f"{name}_{self.tag}" if self.tag else name
+
     def add_user(self, name: str, password: str) -> None:
         """One passwd-file per user: Dovecot opens a new file on the first login, so this works while running
         (it rechecks a changed file at most once a second, too late for a test adding users quickly)."""
         self.users[name] = password
-        folders = [self.root / "mail" / name, self.root / "home" / name]
-        for folder in folders + ([self.root / "rawlog" / name] if self.rawlog else []):
+        login = self.login(name)
+        folders = [self.root / "mail" / login, self.root / "home" / login]
+        for folder in folders + ([self.root / "rawlog" / login] if self.rawlog else []):
             folder.mkdir(parents=True, exist_ok=True)
             os.chown(folder, self._owner.pw_uid, self._owner.pw_gid)
-        (self.root / "users" / name).write_text(f"{name}:{{PLAIN}}{password}::::::\n")
+        (self.root / "users" / login).write_text(f"{login}:{{PLAIN}}{password}::::::\n")
+
+    def remove_users(self) -> None:
+        """Delete every user added here with their mail, so a shared server does not grow all session."""
+        for login in map(self.login, self.users):
+            (self.root / "users" / login).unlink(missing_ok=True)
+            for folder in ("mail", "home", "rawlog"):
+                shutil.rmtree(self.root / folder / login, ignore_errors=True)
+        self.users = {}
 
     def start(self) -> None:
+        self._refuse_when_shared()
         if self.running:
             return
         self._process = subprocess.Popen(
@@ -138,6 +169,7 @@ class DovecotServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        self._refuse_when_shared()
         if not self.running:
             return
         assert self._process is not None
@@ -159,7 +191,7 @@ class DovecotServer:
     def client(self, user: str) -> IMAPClient:
         """A logged-in plain-text client, for filling and changing mailboxes from tests."""
         client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=30)
-        client.login(user, self.users[user])
+        client.login(self.login(user), self.users[user])
         return client
 
     def append(self, user: str, folder: str, messages: Iterable[bytes]) -> None:
@@ -186,19 +218,25 @@ class DovecotServer:
     def commands(self, user: str) -> list[str]:
         """Every command line clients sent for `user` after login, oldest session first, without timestamps."""
         lines: list[str] = []
-        for path in sorted((self.root / "rawlog" / user).glob("*.in")):
+        for path in sorted((self.root / "rawlog" / self.login(user)).glob("*.in")):
             lines += [line.split(" ", 1)[-1] for line in path.read_text(errors="replace").splitlines()]
         return lines
 
     def clear_commands(self, user: str) -> None:
-        for path in (self.root / "rawlog" / user).glob("*"):
+        for path in (self.root / "rawlog" / self.login(user)).glob("*"):
             path.unlink()
 
     def log_tail(self, lines: int = 20) -> str:
         log = self.root / "dovecot.log"
         text = log.read_text(errors="replace") if log.exists() else ""
-        stderr = self._process.stderr.read().decode(errors="replace") if self._process and self._process.poll() is not None and self._process.stderr else ""
+        ended = self._process is not None and self._process.poll() is not None and self._process.stderr
+        stderr = self._process.stderr.read().decode(errors="replace") if ended else ""
         return "\n".join((text + stderr).splitlines()[-lines:])
+
+    def _refuse_when_shared(self) -> None:
+        if self.shared:
+            raise RuntimeError("this Dovecot is shared by the session's tests: one that stops or restarts "
+                               "its server takes the dovecot_private fixture")
 
     def _write_config(self) -> None:
         ssl_files = ""
@@ -289,9 +327,27 @@ def require_dovecot() -> None:
         pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
 
 
+_TENANTS = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def dovecot_shared() -> Iterator[DovecotServer]:
+    """The plain-text Dovecot the session's tests share, each as a tenant: one start instead of one per test."""
+    yield from _serve(tls=False)
+
+
 @pytest.fixture
-def dovecot() -> Iterator[DovecotServer]:
-    """A running plain-text Dovecot on loopback, with no users yet."""
+def dovecot(dovecot_shared: DovecotServer) -> Iterator[DovecotServer]:
+    """A running plain-text Dovecot on loopback with no users of this test yet; other tests use it too,
+    under other logins, so it cannot be stopped (see `dovecot_private`)."""
+    tenant = dovecot_shared.tenant(f"t{next(_TENANTS)}")
+    yield tenant
+    tenant.remove_users()
+
+
+@pytest.fixture
+def dovecot_private() -> Iterator[DovecotServer]:
+    """A running plain-text Dovecot of this test alone, with no users yet: it may stop and restart it."""
     yield from _serve(tls=False)
 
 

@@ -12,16 +12,17 @@ from typer.testing import CliRunner
 
 from config.settings import load_settings
 from daemon.cli.app import app
-from demo.company import DemoCompany, generate_demo
+from demo.company import DemoCompany
 from registry.models import Customer, HandoverItem, Interaction, Notification, Rep
 from registry.store import open_registry
+from tests.support.demo import copy_company
 
 DEPARTING = "wang.lei@northwind-demo.example"
 
 
 @pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoCompany, Engine]:
-    company = generate_demo(tmp_path_factory.mktemp("demo") / "northwind")
+def synced(demo_company_today: DemoCompany, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoCompany, Engine]:
+    company = copy_company(demo_company_today, tmp_path_factory.mktemp("demo") / "northwind")
     result = CliRunner().invoke(app, ["--config", str(company.config_path), "sync"])
     assert result.exit_code == 0, result.output
     return company, open_registry(load_settings(company.config_path).registry_url())

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,17 +18,17 @@ from sqlalchemy import Engine, create_engine, select, text
 from config.sections import RepConfig
 from config.settings import Settings
 from daemon.jobs.departure import depart
-from daemon.sync.readers import identity_for
 from daemon.sync.engine import register_reps
+from daemon.sync.readers import identity_for
 from policies.identity import KnownRep
 from registry.handover import approve_handover
 from registry.models import AuditEvent, Handover, HandoverItem, Notification, Rep
 from registry.store import open_registry
 from tests.conftest import POSTGRES_URL
 from tests.daemon.jobs.test_departure_sequences import POLICY
+from tests.support.forks import CustodyForks, ForkedCommand
 from tests.support.handbuilt import NOW, HandBuilt, rep
 
-PROJECT = Path(__file__).resolve().parents[3]
 CUSTOMERS = 120
 KILLS = 6
 REPS = [
@@ -84,12 +82,12 @@ def write_config(folder: Path, schema: str) -> Path:
     return config
 
 
-def depart_bob(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "daemon.cli.app", "--config", str(config), "depart", rep("bob"),
-                             "--effective", "2026-08-15"], cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def depart_bob(forks: CustodyForks, config: Path) -> ForkedCommand:
+    """`custody depart` as a process of its own, forked from an interpreter that has custody imported."""
+    return forks.start("--config", str(config), "depart", rep("bob"), "--effective", "2026-08-15")
 
 
-def wait_for_writing_transaction(schema_engine: Engine, process: subprocess.Popen[bytes]) -> bool:
+def wait_for_writing_transaction(schema_engine: Engine, process: ForkedCommand) -> bool:
     """Until another session of this database holds a transaction that has written: the departure is
     under way. False when the process ended first."""
     with schema_engine.connect() as db:
@@ -104,23 +102,24 @@ def wait_for_writing_transaction(schema_engine: Engine, process: subprocess.Pope
     return False
 
 
-def test_a_departure_killed_while_it_replans_leaves_all_or_nothing(postgres_schema_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_departure_killed_while_it_replans_leaves_all_or_nothing(  # type: ignore[no-untyped-def]
+        postgres_schema_factory, tmp_path: Path, custody_forks: CustodyForks) -> None:
     schemas = postgres_schema_factory(), postgres_schema_factory()
     crashed, reference = (open_registry(POSTGRES_URL, schema) for schema in schemas)
     for engine in (crashed, reference):
         company_with_alices_plan(engine)
     before = state(crashed)
-    for folder, schema in zip(("crashed", "reference"), schemas):
+    for folder in ("crashed", "reference"):
         (tmp_path / folder).mkdir()
-    uninterrupted = depart_bob(write_config(tmp_path / "reference", schemas[1]))
-    assert uninterrupted.wait() == 0, uninterrupted.stderr.read().decode()  # type: ignore[union-attr]
+    uninterrupted = depart_bob(custody_forks, write_config(tmp_path / "reference", schemas[1]))
+    assert uninterrupted.wait() == 0, uninterrupted.communicate()[1].decode()
     expected = state(reference)
     config = write_config(tmp_path / "crashed", schemas[0])
     watcher = create_engine(POSTGRES_URL)
     rng = random.Random(11)
     interrupted = 0
     for _ in range(KILLS):
-        process = depart_bob(config)
+        process = depart_bob(custody_forks, config)
         if wait_for_writing_transaction(watcher, process):
             time.sleep(rng.uniform(0, 0.05))
         if process.poll() is not None:
@@ -133,8 +132,8 @@ def test_a_departure_killed_while_it_replans_leaves_all_or_nothing(postgres_sche
         if now == expected:
             break
         interrupted += 1
-    finished = depart_bob(config)
-    assert finished.wait() == 0, finished.stderr.read().decode()  # type: ignore[union-attr]
+    finished = depart_bob(custody_forks, config)
+    assert finished.wait() == 0, finished.communicate()[1].decode()
     after = state(crashed)
     watcher.dispose()
     assert interrupted > 0

@@ -4,33 +4,33 @@ change-of-contact message through a real SMTP server, once per contact and step.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
-import pytest
 from sqlalchemy import Engine, select
 
 from config.policy import DispatchRules, load_policy
 from config.sections import SmtpConfig
 from config.settings import load_settings
-from demo.company import generate_demo
 from daemon.jobs.departure import depart, settle_due_handovers
 from daemon.outbox.dispatch import Dispatcher
-from daemon.sync.engine import sync_source
 from daemon.outbox.transports.smtp import SmtpTransport
+from daemon.sync.engine import sync_source
+from demo.company import DemoCompany
 from registry.handover import approve_handover, handover_report
 from registry.models import Customer, HandoverItem, Interaction, Notification, Rep
+from tests.conftest import DEMO_TODAY
 from tests.servers.smtp import SmtpServer
 
-TODAY = date(2026, 6, 1)
+TODAY = DEMO_TODAY
 NOW = datetime.combine(TODAY, time(9), timezone.utc)
 EFFECTIVE = NOW + timedelta(days=7)
 DEPARTING = "wang.lei@northwind-demo.example"
 
 
 def test_every_contact_hears_once_per_step_from_the_right_sender(
-    engine: Engine, smtp_server: SmtpServer, tmp_path_factory: pytest.TempPathFactory,
+    engine: Engine, smtp_server: SmtpServer, demo_company: DemoCompany,
 ) -> None:
-    company = generate_demo(tmp_path_factory.mktemp("demo") / "northwind", seed=7, today=TODAY)
+    company = demo_company  # shared, and left as it is: syncing only reads a company's mail and address books
     settings = load_settings(company.config_path)
     policy = load_policy(settings.policy_file)
     assert all(sync_source(engine, settings, policy, source).ok for source in settings.sources)

@@ -14,8 +14,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,12 +21,12 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from registry.store import open_registry
-from tests.servers.dovecot import DovecotServer
 from tests.daemon.outbox.test_outbox_in_doubt import wait_until
+from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import FilingRelay, SmtpServer
+from tests.support.forks import CustodyForks, ForkedCommand
 from tests.support.outbox import Planned, plan_notifications
 
-PROJECT = Path(__file__).resolve().parents[3]
 MESSAGES = 300
 MIN_KILLS = 50
 POLICY = """\
@@ -60,18 +58,18 @@ security = "plain"
     return config
 
 
-def custody(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "daemon.cli.app", "--config", str(config), *args], cwd=PROJECT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def custody(forks: CustodyForks, config: Path, *args: str) -> ForkedCommand:
+    """A process of its own per command, forked from an interpreter that has custody imported."""
+    return forks.start("--config", str(config), *args)
 
 
-def run_with_kills(config: Path, smtp: SmtpServer, rng: random.Random) -> int:
+def run_with_kills(forks: CustodyForks, config: Path, smtp: SmtpServer, rng: random.Random) -> int:
     """Kill rounds until one finishes on its own; returns the number of kills."""
     kills = 0
     for _ in range(MESSAGES * 2):
         seen = len(smtp.received)
         kill_after = seen + rng.randint(1, 8)
-        process = custody(config, "outbox", "run")
+        process = custody(forks, config, "outbox", "run")
         while process.poll() is None and len(smtp.received) < kill_after:
             time.sleep(0.001)
         if process.poll() is None:
@@ -88,8 +86,8 @@ def run_with_kills(config: Path, smtp: SmtpServer, rng: random.Random) -> int:
     raise AssertionError("the dispatcher never finished")
 
 
-def check_exactly_once(config: Path, smtp: SmtpServer, planned: list[Planned]) -> dict[str, int]:
-    status = custody(config, "outbox", "status", "--json")
+def check_exactly_once(forks: CustodyForks, config: Path, smtp: SmtpServer, planned: list[Planned]) -> dict[str, int]:
+    status = custody(forks, config, "outbox", "status", "--json")
     out, err = status.communicate()
     assert status.returncode == 0, err.decode()
     summary = json.loads(out)
@@ -105,11 +103,12 @@ def check_exactly_once(config: Path, smtp: SmtpServer, planned: list[Planned]) -
     return summary["states"]
 
 
-def crash_repeatedly(engine: Engine, config: Path, smtp: SmtpServer, seed: int, label: str) -> tuple[int, dict[str, int]]:
+def crash_repeatedly(forks: CustodyForks, engine: Engine, config: Path, smtp: SmtpServer, seed: int,
+                     label: str) -> tuple[int, dict[str, int]]:
     planned = plan_notifications(engine, MESSAGES, domains=("acme.example", "globex.example", "initech.example"))
-    kills = run_with_kills(config, smtp, random.Random(seed))
+    kills = run_with_kills(forks, config, smtp, random.Random(seed))
     assert kills >= MIN_KILLS
-    states = check_exactly_once(config, smtp, planned)
+    states = check_exactly_once(forks, config, smtp, planned)
     print(f"\n{label}: held {states.get('held', 0)}/{MESSAGES} sends after {kills} kills")
     return kills, states
 
@@ -120,44 +119,45 @@ def sent_folder_settings(dovecot: DovecotServer, extra: str = "") -> str:
 host = "127.0.0.1"
 port = {dovecot.port}
 security = "plain"
-username = "outbox"
+username = "{dovecot.login('outbox')}"
 password = "outbox-secret"
 {extra}"""
 
 
 def test_sigkill_at_many_points_without_a_sent_folder_holds_only_what_it_cannot_know(
-        registry_target: tuple[str, str | None], smtp_server: SmtpServer, tmp_path: Path) -> None:
+        registry_target: tuple[str, str | None], smtp_server: SmtpServer, tmp_path: Path,
+        custody_forks: CustodyForks) -> None:
     engine = open_registry(*registry_target)
     config = write_config(tmp_path, registry_target, smtp_server)
 
-    kills, states = crash_repeatedly(engine, config, smtp_server, seed=5, label="no sent folder")
+    kills, states = crash_repeatedly(custody_forks, engine, config, smtp_server, seed=5, label="no sent folder")
 
     assert states.get("held", 0) <= kills
     engine.dispose()
 
 
 def test_sigkill_at_many_points_with_a_sent_folder_settles_most_sends_by_lookup(
-        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer) -> None:
+        tmp_path: Path, smtp_server: SmtpServer, dovecot: DovecotServer, custody_forks: CustodyForks) -> None:
     registry = (f"sqlite:///{tmp_path / 'registry.db'}", None)
     engine = open_registry(*registry)
     dovecot.add_user("outbox", "outbox-secret")
     config = write_config(tmp_path, registry, smtp_server, sent_folder_settings(dovecot))
 
-    kills, states = crash_repeatedly(engine, config, smtp_server, seed=7, label="custody files Sent")
+    kills, states = crash_repeatedly(custody_forks, engine, config, smtp_server, seed=7, label="custody files Sent")
 
     assert states.get("held", 0) <= kills
     engine.dispose()
 
 
 def test_sigkill_at_many_points_with_the_relay_filing_sent_copies_holds_nothing(
-        tmp_path: Path, filing_relay: FilingRelay, dovecot: DovecotServer) -> None:
+        tmp_path: Path, filing_relay: FilingRelay, dovecot: DovecotServer, custody_forks: CustodyForks) -> None:
     """The same kill loop against a relay that files each message it accepts in Sent 0.2 s later."""
     registry = (f"sqlite:///{tmp_path / 'registry.db'}", None)
     engine = open_registry(*registry)
     settings = sent_folder_settings(dovecot, 'filed_by = "relay"\nrelay_copy_wait_seconds = 3\n')
     config = write_config(tmp_path, registry, filing_relay, settings)
 
-    kills, states = crash_repeatedly(engine, config, filing_relay, seed=7, label="relay files Sent")
+    kills, states = crash_repeatedly(custody_forks, engine, config, filing_relay, seed=7, label="relay files Sent")
 
     assert states.get("held", 0) == 0
     wait_until(lambda: filing_relay.copies_filed == len(filing_relay.received))
@@ -166,12 +166,13 @@ def test_sigkill_at_many_points_with_the_relay_filing_sent_copies_holds_nothing(
 
 
 def test_several_dispatchers_on_one_registry_share_the_work_without_duplicates(
-        registry_target: tuple[str, str | None], smtp_server: SmtpServer, tmp_path: Path) -> None:
+        registry_target: tuple[str, str | None], smtp_server: SmtpServer, tmp_path: Path,
+        custody_forks: CustodyForks) -> None:
     engine = open_registry(*registry_target)
     planned = plan_notifications(engine, 200)
     config = write_config(tmp_path, registry_target, smtp_server)
 
-    processes = [custody(config, "outbox", "run") for _ in range(3)]
+    processes = [custody(custody_forks, config, "outbox", "run") for _ in range(3)]
     reports = [json.loads(p.communicate()[0]) for p in processes]
 
     assert sum(r["sent"] for r in reports) == 200

@@ -39,14 +39,15 @@ def interrupted(engine: Engine, note: Planned) -> None:
 
 def transport_with_sent_folder(smtp: SmtpServer, dovecot: DovecotServer) -> SmtpTransport:
     dovecot.add_user("outbox", "outbox-secret")
-    sent_folder = SentFolderConfig(host="127.0.0.1", port=dovecot.port, security="plain", username="outbox",
-                                   password="outbox-secret", folder="Sent")
+    sent_folder = SentFolderConfig(host="127.0.0.1", port=dovecot.port, security="plain",
+                                   username=dovecot.login("outbox"), password="outbox-secret", folder="Sent")
     return SmtpTransport(SmtpConfig(host="127.0.0.1", port=smtp.port, security="plain", sent_folder=sent_folder))
 
 
 def transport_with_relay_filing(relay: FilingRelay, wait_seconds: float) -> SmtpTransport:
-    sent_folder = SentFolderConfig(host="127.0.0.1", port=relay.dovecot.port, security="plain", username=relay.user,
-                                   password=relay.dovecot.users[relay.user], folder=relay.folder,
+    sent_folder = SentFolderConfig(host="127.0.0.1", port=relay.dovecot.port, security="plain",
+                                   username=relay.dovecot.login(relay.user), password=relay.dovecot.users[relay.user],
+                                   folder=relay.folder,
                                    filed_by="relay", relay_copy_wait_seconds=wait_seconds)
     return SmtpTransport(SmtpConfig(host="127.0.0.1", port=relay.port, security="plain", sent_folder=sent_folder))
 
