@@ -70,14 +70,24 @@ def customer_plan(customers: int, seed: int = 7) -> Iterator[tuple[int, list[int
 def generate(engine: Any, customers: int, interactions: int) -> dict[str, Any]:
     """Bulk-load the registry: executemany on SQLite, COPY on PostgreSQL."""
     from registry.models import (
-        Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, Sighting, Source,
+        Contact,
+        ContactPoint,
+        Customer,
+        CustomerStatus,
+        Interaction,
+        Message,
+        PersonalRelay,
+        Rep,
+        RepStatus,
+        Sighting,
+        Source,
     )
 
     rng = random.Random(11)
     per_customer = interactions // customers
     created = NOW - timedelta(days=800)
     tables: dict[Any, list[tuple]] = {
-        Rep: [(r + 1, f"rep{r}@corp.example", f"Rep {r}", f"team-{r // TEAM_SIZE}", "active", False, "en",
+        Rep: [(r + 1, f"rep{r}@corp.example", f"Rep {r}", f"team-{r // TEAM_SIZE}", RepStatus.ACTIVE, False, "en",
                created, created) for r in range(REPS)],
         Source: [(1, "phones", "vcard", "personal", {}, "ok", "", "")],
         Customer: [], Contact: [], ContactPoint: [], Sighting: [],
@@ -87,7 +97,8 @@ def generate(engine: Any, customers: int, interactions: int) -> dict[str, Any]:
     relays: list[tuple] = []
     for n, reps, (young, old), personal in customer_plan(customers):
         cid = n + 1
-        tables[Customer].append((cid, f"c{n}.example", f"Customer {n}", "organisation", "", False, "active", "", "",
+        tables[Customer].append((cid, f"c{n}.example", f"Customer {n}", "organisation", "", False,
+                                 CustomerStatus.ACTIVE, "", "",
                                  created))
         tables[Contact].append((cid, cid, f"Buyer {n}", "", "", created))
         tables[ContactPoint].append((cid, cid, "email", f"buyer@c{n}.example", ""))
@@ -144,7 +155,7 @@ def _load(engine: Any, table: Any, names: list[str], rows: list[tuple]) -> None:
         return
     for start in range(0, len(rows), CHUNK):
         with engine.begin() as db:
-            db.execute(table.insert(), [dict(zip(names, row)) for row in rows[start:start + CHUNK]])
+            db.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows[start:start + CHUNK]])
 
 
 def _copy_text(value: Any) -> str:
@@ -161,18 +172,18 @@ def _copy_text(value: Any) -> str:
 
 
 def summary(engine: Any) -> dict[str, Any]:
-    from registry.coverage import coverage_summary
+    from reports.classification import coverage_summary
     return {"classes": coverage_summary(engine, policy(), NOW)}
 
 
 def classify_all(engine: Any) -> dict[str, Any]:
-    from registry.coverage import classify
+    from reports.classification import classify
     found = classify(engine, policy(), NOW)
     return {"customers": len(found), "rep_evidence_rows": sum(len(c.reps) for c in found)}
 
 
 def exposure_all(engine: Any) -> dict[str, Any]:
-    from registry.coverage import exposure
+    from reports.classification import exposure
     return {"reps": len(exposure(engine, policy(), NOW))}
 
 

@@ -31,8 +31,8 @@ from config.policy import Policy  # noqa: E402
 from config.sections import RepConfig  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from daemon.jobs.departure import depart, settle_due_handovers  # noqa: E402
-from daemon.sync.readers import identity_for  # noqa: E402
 from daemon.sync.engine import register_reps  # noqa: E402
+from daemon.sync.readers import identity_for  # noqa: E402
 from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, SightingFact  # noqa: E402
 from registry.handover import approve_handover  # noqa: E402
 from registry.ingest import store_batch  # noqa: E402

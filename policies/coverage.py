@@ -12,7 +12,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, or_, select
 
 from config.policy import Policy
-from registry.models import Customer, Interaction, Message, PersonalRelay, Rep, Role, Sighting, Source
+from registry.models import (
+    Customer,
+    CustomerStatus,
+    Interaction,
+    Message,
+    PersonalRelay,
+    Rep,
+    RepStatus,
+    Role,
+    Sighting,
+    Source,
+)
 
 COVERED = "covered"
 SINGLE_THREADED = "single-threaded"
@@ -21,8 +32,7 @@ CONTESTED = "contested"
 UNATTENDED = "unattended"
 DORMANT = "dormant"
 CLASSES: tuple[str, ...] = (COVERED, SINGLE_THREADED, CONTESTED, PERSONAL_ONLY, UNATTENDED, DORMANT)
-MERGED = "merged"
-WORKING = ("active", "leaving")
+WORKING = (RepStatus.ACTIVE, RepStatus.LEAVING)
 """Rep statuses that cover a customer: a rep who is leaving still works until the effective date."""
 
 _interaction = Interaction.__table__
@@ -224,7 +234,8 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
         .outerjoin(relays, relays.c.customer_id == _customer.c.id)
         .outerjoin(requests, requests.c.customer_id == _customer.c.id)
         .outerjoin(booked, booked.c.customer_id == _customer.c.id)
-        .where(_customer.c.status != MERGED, or_(history.c.customer_id.is_not(None), booked.c.customer_id.is_not(None)))
+        .where(_customer.c.status != CustomerStatus.MERGED,
+               or_(history.c.customer_id.is_not(None), booked.c.customer_id.is_not(None)))
     )
 
 
@@ -307,7 +318,7 @@ def owner_candidates(policy: Policy, now: datetime) -> Select:
                                           order_by=(_sighting.c.seen_at.desc(), _sighting.c.id.desc())).label("rank"))
             .join(_source, _source.c.id == _sighting.c.source_id)
             .join(_rep, _rep.c.id == _sighting.c.rep_id)
-            .where(_source.c.kind == "csv", _sighting.c.channel == "company", _rep.c.status == "active")
+            .where(_source.c.kind == "csv", _sighting.c.channel == "company", _rep.c.status == RepStatus.ACTIVE)
             .subquery("ranked")
         )
         eligible = coverage.c.coverage_class != DORMANT
@@ -318,7 +329,7 @@ def owner_candidates(policy: Policy, now: datetime) -> Select:
         ranked = (
             select(activity.c.customer_id, activity.c.rep_id,
                    func.row_number().over(partition_by=activity.c.customer_id, order_by=order).label("rank"))
-            .where(activity.c.rep_status == "active")
+            .where(activity.c.rep_status == RepStatus.ACTIVE)
             .subquery("ranked")
         )
         eligible = coverage.c.coverage_class.in_((COVERED, SINGLE_THREADED))

@@ -17,7 +17,14 @@ import tldextract
 from config.policy import Policy
 from connectors.records import Address, AddressBookEntry, Batch, MessageHeaders
 from registry.facts import (
-    ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, RelayFact, SightingFact, SkippedFact,
+    ContactFact,
+    FactBatch,
+    InteractionFact,
+    MessageFact,
+    PersonFact,
+    RelayFact,
+    SightingFact,
+    SkippedFact,
 )
 from registry.models import Role
 

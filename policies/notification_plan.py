@@ -17,18 +17,7 @@ from typing import Any
 from config.policy import NotificationRules, NotificationStep
 from config.sections import ConfigError
 from policies.header_safety import UnsafeHeaderError, safe_address, safe_header_text
-from policies.ownership import RepProfile
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """A contact who had company-channel mail with the departing rep, at the point used last."""
-
-    customer_id: int
-    contact_id: int
-    contact_point_id: int
-    email: str
-    registry_locale: str = ""
+from registry.departure_values import Recipient, RepProfile
 
 
 @dataclass(frozen=True)

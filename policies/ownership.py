@@ -8,56 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+
+from registry.departure_values import Choice, CustomerHistory, RepProfile
 
 POOL = "pool"
-
-
-@dataclass(frozen=True)
-class RepProfile:
-    id: int
-    email: str
-    name: str = ""
-    team: str = ""
-    manager_id: int | None = None
-    active: bool = True
-    colleague: bool = False
-    owned_customers: int = 0
-    tenure: int = 0
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} <{self.email}>" if self.name else self.email
-
-
-@dataclass(frozen=True)
-class CoveringRep:
-    """Another rep's company-channel mail with the customer in the lookback window."""
-
-    rep_id: int
-    last_at: datetime
-    interactions: int
-
-
-@dataclass(frozen=True)
-class CustomerHistory:
-    customer_id: int
-    name: str
-    covering: tuple[CoveringRep, ...] = ()
 
 
 @dataclass(frozen=True)
 class Departure:
     rep: RepProfile
     explicit_successor_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Choice:
-    customer_id: int
-    successor_rep_id: int | None
-    strategy: str
-    reason: str
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, func, select, tuple_
 
-from policies.coverage import MERGED
 from registry.audit import audit_many
-from registry.models import Contact, ContactPoint, Customer, Interaction, Notification, Sighting
+from registry.models import Contact, ContactPoint, Customer, CustomerStatus, Interaction, Notification, Sighting
 
 _sighting = Sighting.__table__
 _contact = Contact.__table__
@@ -26,7 +25,7 @@ def merge_contacts(engine: Engine, actor: str) -> int:
     with engine.begin() as db:
         groups = _groups(db)
         survivors = _survivors(db, groups)
-        absorbed = {member: survivor for group, survivor in zip(groups, survivors) for member in group
+        absorbed = {member: survivor for group, survivor in zip(groups, survivors, strict=True) for member in group
                     if member != survivor}
         if not absorbed:
             return 0
@@ -98,7 +97,7 @@ def _mark_empty_customers(db: Connection, customer_ids: set[int]) -> list[int]:
     has_contacts = select(_contact.c.id).where(_contact.c.customer_id == _customer.c.id).exists()
     return list(db.execute(
         _customer.update()
-        .where(_customer.c.id.in_(customer_ids), ~has_contacts, _customer.c.status != MERGED)
-        .values(status=MERGED, owner_rep_id=None)
+        .where(_customer.c.id.in_(customer_ids), ~has_contacts, _customer.c.status != CustomerStatus.MERGED)
+        .values(status=CustomerStatus.MERGED, owner_rep_id=None)
         .returning(_customer.c.id)
     ).scalars())

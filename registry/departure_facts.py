@@ -7,15 +7,26 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Select, String, and_, cast, func, or_, select
 
-from policies.notification_plan import Recipient
-from policies.ownership import CoveringRep, CustomerHistory, RepProfile
 from registry.batching import chunked
+from registry.departure_values import CoveringRep, CustomerHistory, Recipient, RepProfile
 from registry.models import (
-    AuditEvent, Contact, ContactPoint, Customer, Handover, HandoverItem, Interaction, Rep, RepAddress, Role, Sighting,
+    AuditEvent,
+    Contact,
+    ContactPoint,
+    Customer,
+    Handover,
+    HandoverItem,
+    HandoverStatus,
+    Interaction,
+    Rep,
+    RepAddress,
+    RepStatus,
+    Role,
+    Sighting,
     Source,
 )
 
-OPEN_STATES = ("planned", "approved", "notifying")
+OPEN_STATES = (HandoverStatus.PLANNED, HandoverStatus.APPROVED, HandoverStatus.NOTIFYING)
 
 
 
@@ -44,8 +55,9 @@ def rep_profiles(db: Connection) -> dict[int, RepProfile]:
     rows = db.execute(select(Rep.id, Rep.email, Rep.name, Rep.team, Rep.manager_id, Rep.status, Rep.role,
                              func.coalesce(owned.c.n, 0) + func.coalesce(promised.c.n, 0), Rep.tenure)
                       .outerjoin(owned, owned.c.rep_id == Rep.id).outerjoin(promised, promised.c.rep_id == Rep.id))
-    return {r[0]: RepProfile(id=r[0], email=r[1], name=r[2], team=r[3], manager_id=r[4], active=r[5] == "active",
-                             colleague=r[6] == Role.COLLEAGUE, owned_customers=r[7], tenure=r[8]) for r in rows}
+    return {r[0]: RepProfile(id=r[0], email=r[1], name=r[2], team=r[3], manager_id=r[4],
+                             active=r[5] == RepStatus.ACTIVE, colleague=r[6] == Role.COLLEAGUE,
+                             owned_customers=r[7], tenure=r[8]) for r in rows}
 
 
 def departing_customers(db: Connection, rep_id: int, covering_since: datetime) -> list[CustomerHistory]:

@@ -16,15 +16,29 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from policies.ownership import Choice
 from registry.audit import audit, audit_many
 from registry.batching import chunked
 from registry.bulk import insert_ignoring
 from registry.departure_facts import OPEN_STATES, unsettled_items
-from registry.models import AuditEvent, ContactPoint, Customer, Handover, HandoverItem, Notification, Rep, utcnow
+from registry.departure_values import Choice
+from registry.models import (
+    AuditEvent,
+    ContactPoint,
+    Customer,
+    Handover,
+    HandoverItem,
+    HandoverStatus,
+    Notification,
+    NotificationState,
+    Rep,
+    RepStatus,
+    utcnow,
+)
 
 AWAITING_APPROVAL = "awaiting approval"
 OPEN = OPEN_STATES
+TAKING_EFFECT = (HandoverStatus.APPROVED, HandoverStatus.NOTIFYING)
+"""A plan approved or needing no approval: its letters may go out, and it takes effect at its date."""
 _HANDOVER, _ITEM, _NOTE = Handover.__table__, HandoverItem.__table__, Notification.__table__
 
 
@@ -54,7 +68,7 @@ def lock_rep(db: Connection, rep_id: int) -> None:
     db.execute(Rep.__table__.update().where(Rep.__table__.c.id == rep_id).values(updated_at=utcnow()))
 
 
-def set_rep_status(db: Connection, rep_id: int, status: str, actor: str, why: str) -> None:
+def set_rep_status(db: Connection, rep_id: int, status: RepStatus, actor: str, why: str) -> None:
     table = Rep.__table__
     previous = db.execute(select(table.c.status).where(table.c.id == rep_id)).scalar_one()
     if previous != status:
@@ -67,7 +81,8 @@ def create_handover(
     choices: Sequence[Choice], needs_human: set[int], actor: str, created_at: datetime, tenure: int = 0,
 ) -> int:
     handover_id = db.execute(_HANDOVER.insert().values(
-        rep_id=rep_id, status="planned" if requires_approval else "notifying", trigger=trigger[:32],
+        rep_id=rep_id, status=HandoverStatus.PLANNED if requires_approval else HandoverStatus.NOTIFYING,
+        trigger=trigger[:32],
         effective_at=effective_at, requires_approval=requires_approval, approved_by="", cancelled_reason="",
         tenure=tenure, created_at=created_at,
     ).returning(_HANDOVER.c.id)).scalar_one()
@@ -148,7 +163,8 @@ def hold_letters_naming(db: Connection, handover_id: int, successor_rep_id: int,
     """Letters not yet sent that introduce this successor are held, never sent from or about a rep who left."""
     held = db.execute(_NOTE.update().where(
         _NOTE.c.handover_id == handover_id, _NOTE.c.successor_rep_id == successor_rep_id,
-        _NOTE.c.state == "pending").values(state="held", held_reason=reason[:512])).rowcount
+        _NOTE.c.state == NotificationState.PENDING,
+    ).values(state=NotificationState.HELD, held_reason=reason[:512])).rowcount
     if held:
         audit(db, actor, "notifications_held", "handover", handover_id,
               {"successor_rep_id": successor_rep_id, "held": held, "reason": reason})
@@ -158,10 +174,10 @@ def hold_letters_naming(db: Connection, handover_id: int, successor_rep_id: int,
 def depart_due_leavers(db: Connection, now: datetime, actor: str) -> list[int]:
     """Reps `leaving` whose open plan's effective date has come are departed, approved or not."""
     due = list(db.execute(select(Rep.id).join(_HANDOVER, _HANDOVER.c.rep_id == Rep.id)
-                          .where(Rep.status == "leaving", _HANDOVER.c.status.in_(OPEN),
+                          .where(Rep.status == RepStatus.LEAVING, _HANDOVER.c.status.in_(OPEN),
                                  _HANDOVER.c.effective_at <= now).distinct()).scalars())
     for rep_id in due:
-        set_rep_status(db, rep_id, "departed", actor, "the effective date of the departure came")
+        set_rep_status(db, rep_id, RepStatus.DEPARTED, actor, "the effective date of the departure came")
     return due
 
 
@@ -194,13 +210,14 @@ def insert_notifications(db: Connection, handover_id: int, rows: Sequence[dict[s
 def approve_handover(db: Connection, handover_id: int, actor: str) -> int:
     """Release the held messages of a planned handover; returns how many became pending."""
     handover = handover_row(db, handover_id)
-    if handover.status != "planned":
+    if handover.status != HandoverStatus.PLANNED:
         raise HandoverError(f"handover {handover_id} is {handover.status}; only a planned handover can be approved")
     db.execute(_HANDOVER.update().where(_HANDOVER.c.id == handover_id)
-               .values(status="notifying", approved_by=actor[:128], approved_at=utcnow()))
-    released = db.execute(_NOTE.update().where(_NOTE.c.handover_id == handover_id, _NOTE.c.state == "held",
+               .values(status=HandoverStatus.NOTIFYING, approved_by=actor[:128], approved_at=utcnow()))
+    released = db.execute(_NOTE.update().where(_NOTE.c.handover_id == handover_id,
+                                               _NOTE.c.state == NotificationState.HELD,
                                                _NOTE.c.held_reason == AWAITING_APPROVAL)
-                          .values(state="pending", held_reason="")).rowcount
+                          .values(state=NotificationState.PENDING, held_reason="")).rowcount
     audit(db, actor, "handover_approved", "handover", handover_id, {"released": released})
     return released
 
@@ -218,16 +235,17 @@ def cancel_handover(db: Connection, handover_id: int, reason: str, actor: str) -
     if handover.status not in OPEN:
         raise HandoverError(f"handover {handover_id} is {handover.status}; only an open handover can be cancelled")
     db.execute(_HANDOVER.update().where(_HANDOVER.c.id == handover_id)
-               .values(status="cancelled", cancelled_reason=reason[:512]))
-    unsent = (_NOTE.c.state == "pending") | ((_NOTE.c.state == "held") & (_NOTE.c.held_reason == AWAITING_APPROVAL))
+               .values(status=HandoverStatus.CANCELLED, cancelled_reason=reason[:512]))
+    unsent = ((_NOTE.c.state == NotificationState.PENDING)
+              | ((_NOTE.c.state == NotificationState.HELD) & (_NOTE.c.held_reason == AWAITING_APPROVAL)))
     held = db.execute(_NOTE.update().where(_NOTE.c.handover_id == handover_id, unsent)
-                      .values(state="held", held_reason=f"cancelled: {reason}"[:512])).rowcount
+                      .values(state=NotificationState.HELD, held_reason=f"cancelled: {reason}"[:512])).rowcount
     sent = db.execute(select(func.count()).select_from(_NOTE)
-                      .where(_NOTE.c.handover_id == handover_id, _NOTE.c.state == "sent")).scalar_one()
+                      .where(_NOTE.c.handover_id == handover_id, _NOTE.c.state == NotificationState.SENT)).scalar_one()
     audit(db, actor, "handover_cancelled", "handover", handover_id, {"reason": reason, "held": held, "sent": sent})
     status = db.execute(select(Rep.status).where(Rep.id == handover.rep_id)).scalar_one()
-    if status in ("leaving", "deactivated"):
-        set_rep_status(db, handover.rep_id, "active", actor, f"handover {handover_id} cancelled")
+    if status in (RepStatus.LEAVING, RepStatus.DEACTIVATED):
+        set_rep_status(db, handover.rep_id, RepStatus.ACTIVE, actor, f"handover {handover_id} cancelled")
     return Cancelled(held, sent)
 
 
@@ -237,15 +255,16 @@ def settle_handover(db: Connection, handover_id: int, actor: str) -> bool:
     Returns whether ownership moved in this call.
     """
     handover = handover_row(db, handover_id)
-    if handover.status not in ("approved", "notifying"):
+    if handover.status not in TAKING_EFFECT:
         raise HandoverError(f"handover {handover_id} is {handover.status}; only an approved handover can take effect")
     moved_before = ownership_moved(db, handover_id)
     if not moved_before:
         _move_ownership(db, handover, actor)
     in_flight = db.execute(select(func.count()).select_from(_NOTE).where(
-        _NOTE.c.handover_id == handover_id, _NOTE.c.state.in_(("pending", "sending")))).scalar_one()
+        _NOTE.c.handover_id == handover_id,
+        _NOTE.c.state.in_((NotificationState.PENDING, NotificationState.SENDING)))).scalar_one()
     if not in_flight:
-        db.execute(_HANDOVER.update().where(_HANDOVER.c.id == handover_id).values(status="done"))
+        db.execute(_HANDOVER.update().where(_HANDOVER.c.id == handover_id).values(status=HandoverStatus.DONE))
         audit(db, actor, "handover_done", "handover", handover_id, {})
     return not moved_before
 
@@ -260,12 +279,12 @@ def _move_ownership(db: Connection, handover: Any, actor: str) -> None:
         moved.append((item.customer_id, {"handover_id": handover.id, "from_rep_id": handover.rep_id,
                                          "to_rep_id": item.successor_rep_id, "reason": reason}))
     audit_many(db, actor, "ownership_moved", "customer", moved)
-    set_rep_status(db, handover.rep_id, "departed", actor, f"handover {handover.id} took effect")
+    set_rep_status(db, handover.rep_id, RepStatus.DEPARTED, actor, f"handover {handover.id} took effect")
     audit(db, actor, "ownership_transferred", "handover", handover.id, {"customers": len(moved)})
 
 
 def due_handover_ids(db: Connection, now: datetime) -> list[int]:
-    return list(db.execute(select(_HANDOVER.c.id).where(_HANDOVER.c.status.in_(("approved", "notifying")),
+    return list(db.execute(select(_HANDOVER.c.id).where(_HANDOVER.c.status.in_(TAKING_EFFECT),
                                                         _HANDOVER.c.effective_at <= now)).scalars())
 
 
@@ -276,10 +295,11 @@ def handover_report(db: Connection, handover_id: int) -> HandoverReport:
                                .group_by(_NOTE.c.state)).all())
     bounced = db.execute(select(func.count()).select_from(_NOTE)
                          .join(ContactPoint, ContactPoint.id == _NOTE.c.contact_point_id)
-                         .where(_NOTE.c.handover_id == handover_id, _NOTE.c.state == "sent",
+                         .where(_NOTE.c.handover_id == handover_id, _NOTE.c.state == NotificationState.SENT,
                                 ContactPoint.bounced_at.is_not(None))).scalar_one()  # type: ignore[union-attr]
     held = [tuple(r) for r in db.execute(select(_NOTE.c.to_email, _NOTE.c.step, _NOTE.c.held_reason)
-                                         .where(_NOTE.c.handover_id == handover_id, _NOTE.c.state == "held")
+                                         .where(_NOTE.c.handover_id == handover_id,
+                                                _NOTE.c.state == NotificationState.HELD)
                                          .order_by(_NOTE.c.id))]
     items = db.execute(select(func.count(), func.count().filter(_ITEM.c.needs_human.is_(True)))
                        .where(_ITEM.c.handover_id == handover_id)).one()

@@ -23,6 +23,7 @@ from registry.models import (
     Interaction,
     Notification,
     Rep,
+    RepStatus,
     Role,
     Sighting,
     as_utc,
@@ -141,7 +142,7 @@ def reassignable_successor(db: Connection, handover_id: int, email: str) -> int:
         raise ReviewError(f"{email} is the departing rep of handover {handover_id}")
     if rep.role != Role.REP:
         raise ReviewError(f"{email} is a colleague seen in mail, not a declared rep")
-    if rep.status != "active":
+    if rep.status != RepStatus.ACTIVE:
         raise ReviewError(f"{email} is {rep.status}, not an active rep")
     return rep_id
 

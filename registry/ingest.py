@@ -16,8 +16,22 @@ from registry.batching import chunked
 from registry.bulk import insert_ignoring
 from registry.facts import ContactFact, FactBatch, MessageFact, PersonFact
 from registry.models import (
-    Contact, ContactPoint, Customer, Interaction, Message, PersonalRelay, Rep, RepAddress, Role, Sighting,
-    Source, SyncIssue, as_utc, utcnow,
+    Contact,
+    ContactPoint,
+    Customer,
+    CustomerStatus,
+    Interaction,
+    Message,
+    PersonalRelay,
+    Rep,
+    RepAddress,
+    RepStatus,
+    Role,
+    Sighting,
+    Source,
+    SyncIssue,
+    as_utc,
+    utcnow,
 )
 
 PointOwners = tuple[dict[int, int], dict[int, int]]
@@ -89,7 +103,7 @@ def ensure_reps(
     if missing:
         now = utcnow()
         insert_ignoring(db, Rep.__table__, [
-            {"email": e, "name": names[e], "team": "", "status": "active", "role": roles[e], "tenure": 0,
+            {"email": e, "name": names[e], "team": "", "status": RepStatus.ACTIVE, "role": roles[e], "tenure": 0,
              "locale": "en", "created_at": now, "updated_at": now} for e in missing
         ])
         created = dict(db.execute(select(Rep.id, Rep.email).where(Rep.email.in_(missing))).all())
@@ -190,7 +204,7 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
             names.setdefault(contact.customer_key, contact.customer_name[:256])
     table = Customer.__table__
     insert_ignoring(db, table, [
-        {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": "active",
+        {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": CustomerStatus.ACTIVE,
          "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
     ])
     if names:

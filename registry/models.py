@@ -27,19 +27,54 @@ class Role(StrEnum):
     COLLEAGUE = "colleague"
 
 
-class Rep(SQLModel, table=True):
-    """An internal person: a rep, or a colleague seen in mail (`role`).
+class RepStatus(StrEnum):
+    """A leaving rep has a departure with a future effective date: still working, still counted
+    for coverage, never a successor."""
 
-    `status`: active, leaving (a departure with a future effective date: still working, still
-    counted for coverage, never a successor), deactivated, departed. `tenure` counts rehires: a
-    departure after one is a new departure, with letters of its own."""
+    ACTIVE = "active"
+    LEAVING = "leaving"
+    DEACTIVATED = "deactivated"
+    DEPARTED = "departed"
+
+
+class CustomerStatus(StrEnum):
+    """A merged customer only existed through a Contact that contact resolution absorbed."""
+
+    ACTIVE = "active"
+    MERGED = "merged"
+
+
+class HandoverStatus(StrEnum):
+    """A plan needing approval is planned until approved; one that needs none notifies at once."""
+
+    PLANNED = "planned"
+    APPROVED = "approved"
+    NOTIFYING = "notifying"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class NotificationState(StrEnum):
+    """The outbox only ever sends pending rows; sending is leased to one dispatcher."""
+
+    PENDING = "pending"
+    HELD = "held"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Rep(SQLModel, table=True):
+    """An internal person: a rep, or a colleague seen in mail (`role`), in a `RepStatus`.
+
+    `tenure` counts rehires: a departure after one is a new departure, with letters of its own."""
 
     id: Optional[int] = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True, max_length=254)
     name: str = Field(default="", max_length=256)
     team: str = Field(default="", max_length=128)
     manager_id: Optional[int] = Field(default=None, foreign_key="rep.id")
-    status: str = Field(default="active", max_length=16)
+    status: str = Field(default=RepStatus.ACTIVE.value, max_length=16)
     role: str = Field(default=Role.REP.value, max_length=16)
     tenure: int = Field(default=0)
     locale: str = Field(default="en", max_length=16)
@@ -56,7 +91,24 @@ class RepAddress(SQLModel, table=True):
     kind: str = Field(default="company", max_length=16)
 
 
+class SourceStatus(StrEnum):
+    """What the last sync of a source decided: each failure class of `connectors.errors` has its own."""
+
+    NEW = "new"
+    OK = "ok"
+    RETRYING = "retrying"
+    FAILING = "failing"
+    AUTH_FAILED = "auth_failed"
+
+    @classmethod
+    def failed(cls) -> tuple[SourceStatus, ...]:
+        return cls.RETRYING, cls.FAILING, cls.AUTH_FAILED
+
+
 class Source(SQLModel, table=True):
+    """A synced account. `retry_at` holds off a retry the server asked for or the backoff chose;
+    `failures` counts the failed syncs since the last good one."""
+
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=128)
     kind: str = Field(max_length=32)
@@ -64,10 +116,12 @@ class Source(SQLModel, table=True):
     channel: str = Field(default="company", max_length=16)
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     cursor: Optional[dict[str, Any]] = Field(default=None, sa_column=Column(JSON, nullable=True))
-    status: str = Field(default="new", max_length=16)
+    status: str = Field(default=SourceStatus.NEW, max_length=16)
     last_success: Optional[datetime] = None
     last_attempt: Optional[datetime] = None
     last_error: str = Field(default="", max_length=2000)
+    retry_at: Optional[datetime] = None
+    failures: int = Field(default=0)
     lease_owner: str = Field(default="", max_length=128)
     lease_until: Optional[datetime] = None
 
@@ -93,7 +147,7 @@ class Customer(SQLModel, table=True):
     owner_rep_id: Optional[int] = Field(default=None, foreign_key="rep.id", index=True)
     owner_reason: str = Field(default="", max_length=256)
     pool: bool = Field(default=False)
-    status: str = Field(default="active", max_length=16)
+    status: str = Field(default=CustomerStatus.ACTIVE.value, max_length=16)
     locale: str = Field(default="", max_length=16)
     timezone: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
@@ -180,11 +234,11 @@ class Sighting(SQLModel, table=True):
 
 
 class Handover(SQLModel, table=True):
-    """A departing rep's plan: status planned, approved, notifying, done or cancelled."""
+    """A departing rep's plan, in a `HandoverStatus`."""
 
     id: Optional[int] = Field(default=None, primary_key=True)
     rep_id: int = Field(foreign_key="rep.id", index=True)
-    status: str = Field(default="planned", max_length=16)
+    status: str = Field(default=HandoverStatus.PLANNED.value, max_length=16)
     trigger: str = Field(default="cli", max_length=32)
     effective_at: datetime
     requires_approval: bool = Field(default=False)
@@ -223,7 +277,7 @@ class Notification(SQLModel, table=True):
     contact_point_id: int = Field(foreign_key="contactpoint.id")
     step: str = Field(max_length=64)
     successor_rep_id: Optional[int] = Field(default=None, foreign_key="rep.id")
-    state: str = Field(default="pending", max_length=16)
+    state: str = Field(default=NotificationState.PENDING.value, max_length=16)
     sender_email: str = Field(max_length=254)
     sender_name: str = Field(default="", max_length=128)
     to_email: str = Field(max_length=254)

@@ -14,7 +14,16 @@ from sqlalchemy import Connection, and_, delete, exists, select, update
 from registry.facts import PersonFact
 from registry.ingest import ensure_reps
 from registry.models import (
-    Customer, Handover, HandoverItem, Interaction, PersonalRelay, Rep, RepAddress, Role, Sighting, utcnow,
+    Customer,
+    Handover,
+    HandoverItem,
+    Interaction,
+    PersonalRelay,
+    Rep,
+    RepAddress,
+    Role,
+    Sighting,
+    utcnow,
 )
 
 _rep = Rep.__table__

@@ -19,10 +19,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 
 from config.policy import Policy
-from reports import charts
-from registry.audit import audit
 from policies.coverage import CLASSES
-from registry.coverage import CustomerCoverage, RepExposure, classify, exposure, snapshot_history
+from registry.audit import audit
+from reports import charts
+from reports.classification import CustomerCoverage, RepExposure, classify, exposure, snapshot_history
 
 Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (

@@ -18,20 +18,30 @@ from rich.text import Text
 from sqlalchemy import Engine, select
 
 from config.sections import ConfigError
-from daemon.outbox.compose import UnsafeMessage, compose
 from daemon.jobs.departure import (
-    DepartureError, depart, process_hr_folder, reassign_customer, settle_due_handovers,
+    DepartureError,
+    depart,
+    process_hr_folder,
+    reassign_customer,
+    settle_due_handovers,
 )
+from daemon.outbox.compose import UnsafeMessage, compose
 from daemon.outbox.dispatch import letter_for
 from daemon.runtime import fail_config, runtime
-from daemon.sync.readers import identity_for
 from daemon.sync.engine import register_reps
+from daemon.sync.readers import identity_for
 from registry.audit import audit, cli_actor
 from registry.handover import HandoverError, approve_handover, cancel_handover, handover_report
 from registry.handover_review import (
-    HandoverReview, ReviewError, handover_review, letter_rows, plan_customer_id, reassignable_successor, utc,
+    HandoverReview,
+    ReviewError,
+    handover_review,
+    letter_rows,
+    plan_customer_id,
+    reassignable_successor,
+    utc,
 )
-from registry.models import Handover, Rep
+from registry.models import Handover, HandoverStatus, NotificationState, Rep
 
 handover_app = typer.Typer(help="Review, approve and follow departing reps' handover plans.", no_args_is_help=True)
 console = Console()
@@ -138,7 +148,7 @@ def reassign(
 def _print_review(review: HandoverReview) -> None:
     approval = "required" if review.requires_approval else "not required"
     given = f" (given by {review.approved_by})" if review.approved_by else ""
-    cancelled = f", cancelled: {review.cancelled_reason}" if review.status == "cancelled" else ""
+    cancelled = f", cancelled: {review.cancelled_reason}" if review.status == HandoverStatus.CANCELLED else ""
     console.print(escape(f"handover {review.handover_id} of {review.rep_email}: {review.status}{cancelled}, "
                          f"effective {_iso(review.effective_at)}, approval {approval}{given}"))
     customers = _table("customers", "customer", "successor", "strategy: reason", "needs a human\n(no letter)",
@@ -271,8 +281,9 @@ def report(ctx: typer.Context, handover_id: int = typer.Argument(..., metavar="I
         return
     console.print(f"handover {handover_id}: {summary.status}; {summary.customers} customers, "
                   f"{summary.needs_human} for a human")
-    console.print(f"planned {summary.planned}, sent {summary.by_state.get('sent', 0)}, bounced {summary.bounced}, "
-                  f"held {summary.by_state.get('held', 0)} ({_states(summary.by_state)})")
+    sent, held = (summary.by_state.get(state, 0) for state in (NotificationState.SENT, NotificationState.HELD))
+    console.print(f"planned {summary.planned}, sent {sent}, bounced {summary.bounced}, "
+                  f"held {held} ({_states(summary.by_state)})")
     for to_email, step, reason in summary.held:
         console.print(f"  held: {step} to {to_email}: {reason}")
 

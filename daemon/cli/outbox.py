@@ -15,9 +15,10 @@ from rich.table import Table
 from config.sections import ConfigError
 from daemon.outbox.dispatch import Dispatcher, outbox_summary, release_held
 from daemon.outbox.round import outbox_round
-from daemon.runtime import fail_config, runtime
 from daemon.outbox.transports.file import FileTransport
+from daemon.runtime import fail_config, runtime
 from registry.audit import cli_actor
+from registry.models import NotificationState
 
 outbox_app = typer.Typer(help="Send planned change-of-contact notifications, exactly once.", no_args_is_help=True)
 console = Console()
@@ -57,8 +58,9 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
     if summary.attention:
         table = Table("id", "handover", "state", "to", "Message-ID", "reason")
         for item in summary.attention:
+            failed = item.state == NotificationState.FAILED
             table.add_row(str(item.notification_id), str(item.handover_id), item.state, item.to_email,
-                          item.message_id, item.reason, style="red" if item.state == "failed" else "yellow")
+                          item.message_id, item.reason, style="red" if failed else "yellow")
         console.print(table)
 
 

@@ -6,11 +6,11 @@ import json
 
 import typer
 
+from daemon.jobs.pool import assign_owners, recycle_dormant
 from daemon.runtime import runtime
 from registry.audit import cli_actor
 from registry.contacts import merge_contacts
 from registry.models import utcnow
-from registry.pool import assign_owners, recycle_dormant
 
 pool_app = typer.Typer(help="Dormant customers back to the pool, owners for unowned customers.", no_args_is_help=True)
 

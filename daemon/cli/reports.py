@@ -14,8 +14,8 @@ from daemon.cli.handover import report as handover_report
 from daemon.runtime import runtime
 from registry.audit import cli_actor
 from registry.contacts import merge_contacts
-from registry.coverage import record_snapshots
 from registry.models import as_utc, utcnow
+from reports.classification import record_snapshots
 from reports.coverage import build_report, export_report
 
 report_app = typer.Typer(help="Compliance reports: coverage now, HTML, CSV or JSON.", no_args_is_help=True)

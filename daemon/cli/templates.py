@@ -12,7 +12,7 @@ from config.sections import ConfigError
 from daemon.outbox.letters import NotificationTemplates, SetCheck
 from daemon.runtime import CONFIG_EXIT, Runtime
 from policies.notification_plan import LetterNames, PlannedMessage, letter_context
-from policies.ownership import RepProfile
+from registry.departure_values import RepProfile
 
 templates_app = typer.Typer(help="The change-of-contact letter templates.", no_args_is_help=True)
 _EFFECTIVE = datetime(2026, 7, 1, tzinfo=timezone.utc)

@@ -11,9 +11,9 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from config.policy import Policy
+from daemon.jobs.pool import assign_owners, recycle_dormant
 from registry.contacts import merge_contacts
-from registry.coverage import record_snapshots
-from registry.pool import assign_owners, recycle_dormant
+from reports.classification import record_snapshots
 
 ACTOR = "scheduler:coverage"
 

@@ -19,16 +19,22 @@ from sqlalchemy import Connection, and_, delete, or_, select, update
 from config.policy import Policy
 from daemon.outbox.letters import NotificationTemplates, RenderedMessage
 from policies.notification_plan import (
-    LetterNames, PlannedMessage, Recipient, Rejected, departure_key, letter_context, plan_correction, plan_messages,
+    LetterNames,
+    PlannedMessage,
+    Rejected,
+    departure_key,
+    letter_context,
+    plan_correction,
+    plan_messages,
 )
-from policies.ownership import RepProfile
 from registry.audit import audit
 from registry.departure_facts import contact_names, mailable_recipients
+from registry.departure_values import Recipient, RepProfile
 from registry.handover import AWAITING_APPROVAL, OPEN, handover_items, handover_row, insert_notifications
-from registry.models import Handover, Notification, Rep
+from registry.models import Handover, HandoverStatus, Notification, NotificationState, Rep
 
 _NOTE = Notification.__table__
-REPLANNABLE = or_(_NOTE.c.state == "pending", and_(_NOTE.c.state == "held", or_(
+REPLANNABLE = or_(_NOTE.c.state == NotificationState.PENDING, and_(_NOTE.c.state == NotificationState.HELD, or_(
     _NOTE.c.held_reason == AWAITING_APPROVAL, _NOTE.c.held_reason.startswith("cancelled:"))))
 """A letter nobody handed to a transport, held if at all only for approval or by a cancelled plan
 (never for a human's decision on a send left in doubt): the only kind ever rendered anew, moved or withdrawn."""
@@ -60,7 +66,7 @@ class _Earlier:
     @property
     def replannable(self) -> bool:
         """In Python what REPLANNABLE says in SQL."""
-        return self.state == "pending" or (self.state == "held" and (
+        return self.state == NotificationState.PENDING or (self.state == NotificationState.HELD and (
             self.held_reason == AWAITING_APPROVAL or self.held_reason.startswith("cancelled:")))
 
 
@@ -88,7 +94,7 @@ def plan_letters(db: Connection, policy: Policy, handover_id: int, actor: str, n
     fresh, redo = _sort_out(planned + corrections, earlier, handover_id, set(changed), outcome)
     renderer = _Renderer(db, policy, templates, handover, items, successors)
     outcome.added = insert_notifications(db, handover_id, renderer.rows(fresh))
-    for row_id, row in zip((row_id for row_id, _ in redo), renderer.rows(m for _, m in redo)):
+    for row_id, row in zip((row_id for row_id, _ in redo), renderer.rows(m for _, m in redo), strict=True):
         db.execute(update(_NOTE).where(_NOTE.c.id == row_id, REPLANNABLE).values(
             {k: v for k, v in row.items() if k not in ("idempotency_key", "message_id_header", "attempts")}))
     outcome.corrections = sum(1 for m in fresh if m.template == "correction")
@@ -145,7 +151,7 @@ def _corrections(recipients: Iterable[Recipient], successors: Mapping[int, RepPr
     """One correction per contact of a changed customer whose last letter sent named another successor
     (or the public pool)."""
     rules = policy.notifications
-    told = {e.contact_id: e.successor_rep_id for e in earlier if e.state == "sent"}
+    told = {e.contact_id: e.successor_rep_id for e in earlier if e.state == NotificationState.SENT}
     letters = []
     for recipient in recipients:
         if recipient.customer_id not in changed or recipient.contact_id not in told:
@@ -179,8 +185,9 @@ class _Renderer:
         self.db, self.rules, self.templates = db, policy.notifications, templates
         self.handover, self.items, self.successors = handover, items, successors
         self.departing = db.execute(select(Rep.name, Rep.email).where(Rep.id == handover.rep_id)).one()
-        approved = handover.status != "planned"
-        self.state, self.held_reason = ("pending", "") if approved else ("held", AWAITING_APPROVAL)
+        approved = handover.status != HandoverStatus.PLANNED
+        self.state, self.held_reason = ((NotificationState.PENDING, "") if approved
+                                        else (NotificationState.HELD, AWAITING_APPROVAL))
 
     def rows(self, messages: Iterable[PlannedMessage]) -> list[dict[str, object]]:
         messages = list(messages)
@@ -203,7 +210,7 @@ def letter_name(item: Any) -> str:
     return item.customer_name if named else ""
 
 
-def _outbox_row(handover_id: int, message: PlannedMessage, state: str, held_reason: str,
+def _outbox_row(handover_id: int, message: PlannedMessage, state: NotificationState, held_reason: str,
                 rendered: RenderedMessage, sender_name: str) -> dict[str, object]:
     return {
         "idempotency_key": message.idempotency_key, "message_id_header": message.message_id_header,

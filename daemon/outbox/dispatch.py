@@ -18,12 +18,22 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, and_, func, or_, select, tuple_
 
 from config.policy import DispatchRules
+from daemon.leases import lease_alive, lease_owner
 from daemon.outbox.compose import Letter, UnsafeMessage, compose
 from daemon.outbox.pacing import WINDOW, RateLimits, in_quiet_hours
-from daemon.leases import lease_alive, lease_owner
 from daemon.outbox.transports.base import Transport, TransportError
 from registry.audit import audit
-from registry.models import Contact, ContactPoint, Customer, Handover, Notification, as_utc, utcnow
+from registry.models import (
+    Contact,
+    ContactPoint,
+    Customer,
+    Handover,
+    HandoverStatus,
+    Notification,
+    NotificationState,
+    as_utc,
+    utcnow,
+)
 
 log = logging.getLogger("custody.outbox")
 PAGE = 500
@@ -74,7 +84,7 @@ class Dispatcher:
     def resolve_in_doubt(self, report: RunReport) -> None:
         with self.engine.connect() as db:
             rows = db.execute(select(outbox.c.id, outbox.c.message_id_header, outbox.c.lease_owner,
-                                     outbox.c.lease_until).where(outbox.c.state == "sending")).all()
+                                     outbox.c.lease_until).where(outbox.c.state == NotificationState.SENDING)).all()
         now = self.clock()
         for row in rows:
             if lease_alive(row.lease_owner) and row.lease_until is not None and as_utc(row.lease_until) > now:
@@ -158,7 +168,7 @@ class Dispatcher:
             .join(ContactPoint.__table__, ContactPoint.id == outbox.c.contact_point_id)
             .join(Contact.__table__, Contact.id == outbox.c.contact_id)
             .join(Customer.__table__, Customer.id == outbox.c.customer_id)
-            .where(outbox.c.state == "pending", _cleared_to_send(handover))
+            .where(outbox.c.state == NotificationState.PENDING, _cleared_to_send(handover))
             .order_by(outbox.c.send_after, outbox.c.id).limit(PAGE)
         )
         if due_only:
@@ -177,14 +187,14 @@ class Dispatcher:
         with self.engine.connect() as db:
             return [(r.sender_email, r.to_email) for r in db.execute(
                 select(outbox.c.sender_email, outbox.c.to_email)
-                .where(outbox.c.state == "sent", outbox.c.sent_at > since))]
+                .where(outbox.c.state == NotificationState.SENT, outbox.c.sent_at > since))]
 
     def _claim(self, notification_id: int, now: datetime) -> bool:
         """Pending -> sending, committed before the transport sees the message."""
         with self.engine.begin() as db:
             claimed = db.execute(
-                outbox.update().where(outbox.c.id == notification_id, outbox.c.state == "pending")
-                .values(state="sending", attempts=outbox.c.attempts + 1, lease_owner=self.owner,
+                outbox.update().where(outbox.c.id == notification_id, outbox.c.state == NotificationState.PENDING)
+                .values(state=NotificationState.SENDING, attempts=outbox.c.attempts + 1, lease_owner=self.owner,
                         lease_until=now + timedelta(seconds=self.rules.lease_seconds))
             ).rowcount
             if claimed:
@@ -192,8 +202,8 @@ class Dispatcher:
         return bool(claimed)
 
     def _mark_sent(self, notification_id: int, detail: dict[str, Any]) -> None:
-        if not self._change(notification_id, "sending", "notification.sent", detail,
-                            state="sent", sent_at=self.clock(), last_error="", held_reason=""):
+        if not self._change(notification_id, NotificationState.SENDING, "notification.sent", detail,
+                            state=NotificationState.SENT, sent_at=self.clock(), last_error="", held_reason=""):
             log.warning("notification %s was sent after its lease ran out; another process settles it", notification_id)
 
     def _after_failure(self, row: Row[Any], error: TransportError, report: RunReport) -> None:
@@ -202,20 +212,23 @@ class Dispatcher:
         detail: dict[str, Any] = {"error": str(error), **reached}
         if error.in_doubt:
             report.in_doubt += 1
-            self._change(row.id, "sending", "notification.in_doubt", detail, lease_until=self.clock(), **reached)
+            self._change(row.id, NotificationState.SENDING, "notification.in_doubt", detail,
+                         lease_until=self.clock(), **reached)
         elif error.unreachable:
-            self._change(row.id, "sending", "notification.not_attempted", detail, state="pending",
-                         attempts=outbox.c.attempts - 1, last_error=str(error)[:2000], **reached)
+            self._change(row.id, NotificationState.SENDING, "notification.not_attempted", detail,
+                         state=NotificationState.PENDING, attempts=outbox.c.attempts - 1,
+                         last_error=str(error)[:2000], **reached)
         elif error.permanent or row.attempts + 1 >= self.rules.max_attempts:
             report.failed += 1
             verdict = "permanent" if error.permanent else f"gave up after {row.attempts + 1} attempts"
-            self._change(row.id, "sending", "notification.failed", {**detail, "verdict": verdict}, state="failed",
-                         last_error=f"{verdict}: {error}"[:2000], **reached)
+            self._change(row.id, NotificationState.SENDING, "notification.failed", {**detail, "verdict": verdict},
+                         state=NotificationState.FAILED, last_error=f"{verdict}: {error}"[:2000], **reached)
         else:
             report.retrying += 1
             retry_at = self.clock() + self._backoff(row.attempts + 1)
-            self._change(row.id, "sending", "notification.retry", {**detail, "retry_at": retry_at.isoformat()},
-                         state="pending", send_after=retry_at, last_error=str(error)[:2000], **reached)
+            self._change(row.id, NotificationState.SENDING, "notification.retry",
+                         {**detail, "retry_at": retry_at.isoformat()}, state=NotificationState.PENDING,
+                         send_after=retry_at, last_error=str(error)[:2000], **reached)
 
     def _backoff(self, attempts: int) -> timedelta:
         seconds = self.rules.retry_backoff_seconds * 2 ** (attempts - 1)
@@ -224,14 +237,14 @@ class Dispatcher:
     def _take_over(self, notification_id: int, observed_owner: str) -> bool:
         with self.engine.begin() as db:
             return bool(db.execute(
-                outbox.update().where(outbox.c.id == notification_id, outbox.c.state == "sending",
+                outbox.update().where(outbox.c.id == notification_id, outbox.c.state == NotificationState.SENDING,
                                       outbox.c.lease_owner == observed_owner)
                 .values(lease_owner=self.owner,
                         lease_until=self.clock() + timedelta(seconds=self.rules.lease_seconds))
             ).rowcount)
 
     def _release(self, notification_id: int) -> None:
-        self._change(notification_id, "sending", "", {}, lease_until=self.clock())
+        self._change(notification_id, NotificationState.SENDING, "", {}, lease_until=self.clock())
 
     def _settle_in_doubt(self, notification_id: int, found: bool | None, report: RunReport) -> None:
         if found:
@@ -240,28 +253,30 @@ class Dispatcher:
         elif found is False or self.rules.in_doubt == "resend":
             report.requeued += 1
             reason = "not in the sending mailbox" if found is False else "policy resends sends left in doubt"
-            self._change(notification_id, "sending", "notification.requeued", {"reason": reason}, state="pending")
+            self._change(notification_id, NotificationState.SENDING, "notification.requeued", {"reason": reason},
+                         state=NotificationState.PENDING)
         else:
             report.held += 1
-            self._change(notification_id, "sending", "notification.held", {}, state="held", held_reason=(
+            self._change(notification_id, NotificationState.SENDING, "notification.held", {},
+                         state=NotificationState.HELD, held_reason=(
                 "interrupted while being sent and the transport cannot tell whether it went out; "
                 "check the recipient or the sending mailbox, then `custody outbox release ID --went-out` or --resend"))
 
     def _hold(self, notification_id: int, reason: str, report: RunReport) -> None:
-        if self._change(notification_id, "pending", "notification.held", {"reason": reason},
-                        state="held", held_reason=reason):
+        if self._change(notification_id, NotificationState.PENDING, "notification.held", {"reason": reason},
+                        state=NotificationState.HELD, held_reason=reason):
             report.held += 1
 
     def _refuse(self, notification_id: int, reason: str, report: RunReport) -> None:
-        if self._change(notification_id, "pending", "notification.failed", {"refused": reason},
-                        state="failed", last_error=f"refused: {reason}"[:2000]):
+        if self._change(notification_id, NotificationState.PENDING, "notification.failed", {"refused": reason},
+                        state=NotificationState.FAILED, last_error=f"refused: {reason}"[:2000]):
             report.refused += 1
 
-    def _change(self, notification_id: int, from_state: str, action: str, detail: dict[str, Any],
+    def _change(self, notification_id: int, from_state: NotificationState, action: str, detail: dict[str, Any],
                 **values: Any) -> bool:
         """One guarded state change and its audit event in one transaction; False when another got there first."""
         guard = [outbox.c.id == notification_id, outbox.c.state == from_state]
-        if from_state == "sending":
+        if from_state == NotificationState.SENDING:
             guard.append(outbox.c.lease_owner == self.owner)
             if values.get("state"):
                 values.update(lease_owner="", lease_until=None)
@@ -277,8 +292,8 @@ class Dispatcher:
 
 def _cleared_to_send(handover: Any) -> Any:
     """An approved or notifying handover, or a planned one that needs no approval."""
-    return or_(handover.c.status.in_(("approved", "notifying")),
-               and_(handover.c.status == "planned", handover.c.requires_approval.is_(False)))
+    return or_(handover.c.status.in_((HandoverStatus.APPROVED, HandoverStatus.NOTIFYING)),
+               and_(handover.c.status == HandoverStatus.PLANNED, handover.c.requires_approval.is_(False)))
 
 
 def letter_for(row: Row[Any]) -> Letter:
@@ -313,16 +328,19 @@ def outbox_summary(engine: Engine) -> OutboxSummary:
         rows = db.execute(
             select(outbox.c.id, outbox.c.handover_id, outbox.c.state, outbox.c.message_id_header,
                    outbox.c.to_email, outbox.c.held_reason, outbox.c.last_error)
-            .where(outbox.c.state.in_(("held", "failed"))).order_by(outbox.c.id)).all()
+            .where(outbox.c.state.in_((NotificationState.HELD, NotificationState.FAILED))).order_by(outbox.c.id)).all()
     return OutboxSummary(states, [Attention(r.id, r.handover_id, r.state, r.message_id_header, r.to_email,
-                                            r.held_reason if r.state == "held" else r.last_error) for r in rows])
+                                            r.held_reason if r.state == NotificationState.HELD else r.last_error)
+                                  for r in rows])
 
 
 def release_held(engine: Engine, notification_id: int, went_out: bool, actor: str) -> bool:
     """A human's verdict on a held message: it did go out (mark sent), or send it (back to pending)."""
-    values: dict[str, Any] = {"state": "sent", "sent_at": utcnow()} if went_out else {"state": "pending"}
+    values: dict[str, Any] = ({"state": NotificationState.SENT, "sent_at": utcnow()} if went_out
+                              else {"state": NotificationState.PENDING})
     with engine.begin() as db:
-        changed = db.execute(outbox.update().where(outbox.c.id == notification_id, outbox.c.state == "held")
+        changed = db.execute(outbox.update()
+                             .where(outbox.c.id == notification_id, outbox.c.state == NotificationState.HELD)
                              .values(held_reason="", **values)).rowcount
         if changed:
             audit(db, actor, "notification.sent" if went_out else "notification.released", "notification",

@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
-    ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, select_autoescape,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateSyntaxError,
+    meta,
+    select_autoescape,
 )
 
 from policies.header_safety import safe_header_text

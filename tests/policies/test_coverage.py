@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from config.policy import Policy
 from policies.identity import KnownRep
-from registry.coverage import CustomerCoverage, classify, coverage_summary, exposure
+from reports.classification import CustomerCoverage, classify, coverage_summary, exposure
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
 
 ALICE, BOB, CAROL = rep("alice"), rep("bob"), rep("carol")

@@ -3,9 +3,9 @@
 import pytest
 
 import policies.identity as identity_module
-from connectors.records import AddressBookEntry, Batch
 from config.policy import Policy
 from connectors.headers import parse_headers
+from connectors.records import AddressBookEntry, Batch
 from policies.identity import Identity, KnownRep, normalise_phone
 from tests.support.mail import message
 

@@ -11,10 +11,16 @@ import pytest
 from config.policy import NotificationRules, Policy, load_policy
 from config.sections import ConfigError
 from policies.notification_plan import (
-    LetterNames, PlannedMessage, Recipient, idempotency_key, letter_context, local_date, locale_for, message_id_for,
+    LetterNames,
+    PlannedMessage,
+    idempotency_key,
+    letter_context,
+    local_date,
+    locale_for,
+    message_id_for,
     plan_messages,
 )
-from policies.ownership import RepProfile
+from registry.departure_values import Recipient, RepProfile
 
 EFFECTIVE = datetime(2026, 7, 10, tzinfo=timezone.utc)
 PLANNED = datetime(2026, 7, 1, 9, 30, tzinfo=timezone.utc)

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from policies.ownership import CoveringRep, CustomerHistory, Departure, RepProfile, choose_successors
+from policies.ownership import Departure, choose_successors
+from registry.departure_values import CoveringRep, CustomerHistory, RepProfile
 
 DAY = datetime(2026, 6, 1, tzinfo=timezone.utc)
 ALICE = RepProfile(1, "alice@corp.example", "Alice", team="east", manager_id=9)

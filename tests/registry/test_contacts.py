@@ -6,9 +6,9 @@ from sqlalchemy import Engine, func, select
 
 from policies.identity import KnownRep
 from registry.contacts import merge_contacts
-from registry.coverage import classify
 from registry.departure_facts import contact_names
 from registry.models import AuditEvent, Contact, ContactPoint, Customer, Interaction
+from reports.classification import classify
 from tests.support.handbuilt import NOW, HandBuilt, entry, rep
 
 ALICE, BOB = rep("alice"), rep("bob")

@@ -6,8 +6,8 @@ from sqlalchemy import Engine, func, select
 
 from config.policy import Policy
 from policies.identity import KnownRep
-from registry.coverage import classify
 from registry.models import Interaction, Rep
+from reports.classification import classify
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, rep
 
 ALICE, BOB = rep("alice"), rep("bob")

@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import Engine, select
 
 from connectors.csv_contacts import CsvContactsConnector
+from daemon.jobs.pool import assign_owners, recycle_dormant
 from policies.identity import KnownRep
-from registry.coverage import classify
 from registry.models import AuditEvent, Customer, Rep
-from registry.pool import assign_owners, recycle_dormant
+from reports.classification import classify
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, rep
+from tests.support.sources import opened
 
 ALICE, BOB = rep("alice"), rep("bob")
 
@@ -67,7 +68,7 @@ def test_a_crm_import_settles_ownership_even_of_a_contested_customer(world: Hand
     world.conversation(BOB, "b@initech.example", 3, days_ago=30)
     (tmp_path / "crm.csv").write_text("Email,Company,Account owner\n"
                                       "a@initech.example,Initech,alice@corp.example\n", encoding="utf-8")
-    export = CsvContactsConnector(tmp_path / "crm.csv", options={"columns": {"owner": "Account owner"}})
+    export = opened(CsvContactsConnector, path=tmp_path / "crm.csv", columns={"owner": "Account owner"})
     world.address_book(BOB, "company", *[r for b in export.sync(None) for r in b.records], kind="csv")  # type: ignore[misc]
 
     assert assign_owners(world.engine, with_rule("crm"), NOW, "cli:test") == 1

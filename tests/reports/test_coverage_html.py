@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from policies.identity import KnownRep
-from registry.coverage import record_snapshots
+from reports.classification import record_snapshots
 from reports.coverage import build_report, export_report
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
 

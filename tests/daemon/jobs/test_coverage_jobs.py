@@ -6,8 +6,8 @@ from sqlalchemy import Engine, func, select
 
 from daemon.jobs.coverage import coverage_round
 from policies.identity import KnownRep
-from registry.coverage import snapshot_history
 from registry.models import AuditEvent
+from reports.classification import snapshot_history
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
 
 ALICE, BOB = rep("alice"), rep("bob")

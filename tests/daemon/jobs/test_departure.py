@@ -15,12 +15,18 @@ from config.sections import RepConfig
 from config.settings import Settings
 from connectors.records import DirectoryEvent
 from daemon.jobs.departure import (
-    DepartureError, depart, departure_round, handle_directory_events, plan_notifications, process_hr_folder, reactivate,
+    DepartureError,
+    depart,
+    departure_round,
+    handle_directory_events,
+    plan_notifications,
+    process_hr_folder,
+    reactivate,
     settle_due_handovers,
 )
 from daemon.jobs.handover_letters import LetterPlan
-from daemon.sync.readers import identity_for
 from daemon.sync.engine import register_reps
+from daemon.sync.readers import identity_for
 from policies.identity import KnownRep
 from registry.handover import HandoverError, approve_handover, cancel_handover, handover_report
 from registry.models import AuditEvent, Contact, ContactPoint, Customer, Handover, HandoverItem, Notification, Rep

@@ -14,16 +14,21 @@ from config.policy import DispatchRules, Policy
 from config.sections import RepConfig, SmtpConfig
 from config.settings import Settings
 from daemon.jobs.departure import (
-    DepartureError, depart, departure_round, reactivate, reassign_customer, update_open_plans,
+    DepartureError,
+    depart,
+    departure_round,
+    reactivate,
+    reassign_customer,
+    update_open_plans,
 )
 from daemon.outbox.dispatch import Dispatcher
-from daemon.sync.readers import identity_for
-from daemon.sync.engine import register_reps
 from daemon.outbox.transports.smtp import SmtpTransport
+from daemon.sync.engine import register_reps
+from daemon.sync.readers import identity_for
 from policies.identity import KnownRep
-from registry.coverage import classify
 from registry.handover import approve_handover, cancel_handover, settle_handover
 from registry.models import Customer, HandoverItem, Rep
+from reports.classification import classify
 from tests.servers.smtp import SmtpServer
 from tests.support.handbuilt import NOW, HandBuilt, rep
 

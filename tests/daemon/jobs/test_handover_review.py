@@ -21,8 +21,8 @@ from config.policy import Policy
 from config.settings import load_settings
 from daemon.cli.app import app
 from daemon.cli.handover import letter_path
-from daemon.sync.readers import identity_for
 from daemon.sync.engine import register_reps
+from daemon.sync.readers import identity_for
 from policies.identity import KnownRep
 from registry.models import AuditEvent, Customer, HandoverItem, Notification, Rep
 from registry.store import open_registry

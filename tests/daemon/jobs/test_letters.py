@@ -20,12 +20,12 @@ from config.sections import RepConfig, SmtpConfig
 from config.settings import Settings
 from connectors.records import Address, Batch, MessageHeaders
 from daemon.cli.app import app
-from daemon.outbox.compose import Letter, UnsafeMessage, compose
 from daemon.jobs.departure import depart
+from daemon.outbox.compose import Letter, UnsafeMessage, compose
 from daemon.outbox.dispatch import Dispatcher
-from daemon.sync.readers import identity_for
-from daemon.sync.engine import register_reps
 from daemon.outbox.transports.smtp import SmtpTransport
+from daemon.sync.engine import register_reps
+from daemon.sync.readers import identity_for
 from policies.identity import KnownRep
 from registry.handover import approve_handover
 from registry.models import Contact, ContactPoint, Customer, Notification

@@ -12,7 +12,7 @@ import pytest
 from config.policy import NotificationRules
 from daemon.outbox.letters import NotificationTemplates
 from policies.notification_plan import LetterNames, PlannedMessage, letter_context
-from policies.ownership import RepProfile
+from registry.departure_values import RepProfile
 
 EFFECTIVE = datetime(2026, 7, 10, tzinfo=timezone.utc)
 RULES = NotificationRules(company_name="Corp", shared_mailbox="customers@corp.example")

@@ -1,4 +1,4 @@
-"""Runs the coverage policy's queries and shapes their rows for reports, the demo and jobs."""
+"""Runs the coverage policy's queries and shapes their rows for reports, the demo summary and jobs."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from config.policy import Policy
 from policies.coverage import (
-    CLASSES, class_counts, colleagues_in_touch, customer_coverage, personal_sighting_evidence, rep_activity,
+    CLASSES,
+    class_counts,
+    colleagues_in_touch,
+    customer_coverage,
+    personal_sighting_evidence,
+    rep_activity,
     rep_exposure,
 )
-from registry.models import CoverageSnapshot, Rep, utcnow
+from registry.models import CoverageSnapshot, Rep, RepStatus, utcnow
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class CustomerCoverage:
     @property
     def at_risk(self) -> bool:
         """A rep who works this customer is leaving: the customer's coverage ends on their date."""
-        return any(r.status == "leaving" for r in self.reps)
+        return any(r.status == RepStatus.LEAVING for r in self.reps)
 
 
 @dataclass(frozen=True)
