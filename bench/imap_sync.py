@@ -33,9 +33,13 @@ sys.path.insert(0, str(PROJECT))
 from imapclient import IMAPClient  # noqa: E402
 
 from config.policy import Policy  # noqa: E402
-from config.sections import SourceConfig  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from connectors.imap import FETCH_ITEMS, ImapConnector, uid_chunks  # noqa: E402
+from connectors.imap import (  # noqa: E402
+    FETCH_ITEMS,
+    ImapConnector,
+    ImapSettings,  # noqa: E402
+    uid_chunks,
+)
 from daemon.sync.engine import sync_sources  # noqa: E402
 from registry.store import open_registry  # noqa: E402
 from tests.servers.dovecot import DovecotServer, require_dovecot  # noqa: E402
@@ -71,9 +75,9 @@ def load_corpus(server: DovecotServer) -> int:
     return total
 
 
-def sources(port: int) -> list[SourceConfig]:
+def sources(port: int) -> list[ImapSettings]:
     return [
-        SourceConfig(name=user, kind="imap", host="127.0.0.1", port=port, security="plain", username=user,
+        ImapSettings(name=user, kind="imap", host="127.0.0.1", port=port, security="plain", username=user,
                      password=password(user), folders=EXTRA_FOLDERS)
         for user in sorted(p.name for p in ENRON.iterdir() if p.is_dir())
     ]

@@ -57,8 +57,8 @@ def baseline_policy_default(corpus: Path, _: str | None) -> dict[str, Any]:
 
 def custody_sync(corpus: Path, postgres: str | None) -> dict[str, Any]:
     from config.policy import Policy
-    from config.sections import SourceConfig
     from config.settings import Settings
+    from connectors.maildir import MaildirSettings
     from daemon.sync.engine import sync_source
     from registry.status import registry_counts
     from registry.store import open_registry
@@ -70,7 +70,7 @@ def custody_sync(corpus: Path, postgres: str | None) -> dict[str, Any]:
             with create_engine(postgres, isolation_level="AUTOCOMMIT").connect() as db:
                 db.execute(text(f"CREATE SCHEMA {schema}"))
         engine = open_registry(postgres or f"sqlite:///{tmp}/bench.db", schema)
-        sources = [SourceConfig(name=user.name, kind="maildir", path=user, owner="")
+        sources = [MaildirSettings(name=user.name, kind="maildir", path=user)
                    for user in sorted(corpus.iterdir()) if user.is_dir()]
         settings = Settings(data_dir=Path(tmp), sources=sources)
         policy = Policy(company_domains=["enron.com"])

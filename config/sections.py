@@ -1,18 +1,16 @@
 """The sections of custody.toml as models, and how a config problem is named.
 
-Apart from `config.settings` so a reader process can unpickle a source without importing
-pydantic-settings, which it never uses.
+Each source kind's settings model lives with its connector (`connectors.index` lists them).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-SourceKind = Literal["maildir", "mbox", "vcard", "csv", "imap", "graph", "gmail"]
+from connectors.base import secret_from
 
 
 class ConfigError(Exception):
@@ -35,47 +33,12 @@ class RepConfig(Strict):
     personal_addresses: list[str] = Field(default_factory=list)
 
 
-class SourceConfig(Strict):
-    """One synced account; protocol fields are read only by the connector of its kind."""
-
-    name: str = Field(min_length=1, max_length=128)
-    kind: SourceKind
-    owner: str = ""
-    channel: Literal["company", "personal"] = "company"
-    path: Path | None = None
-    host: str = ""
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Literal["tls", "starttls", "plain"] = "tls"
-    auth: Literal["login", "xoauth2"] = "login"
-    username: str = ""
-    password: SecretStr | None = None
-    password_env: str = ""
-    ca_file: Path | None = None
-    folders: list[str] = Field(default_factory=list)
-    exclude_folders: list[str] = Field(default_factory=list)
-    timeout_seconds: float = Field(default=60.0, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _needs_location(self) -> "SourceConfig":
-        if self.kind in ("maildir", "mbox", "vcard", "csv") and self.path is None:
-            raise ValueError(f"a {self.kind} source needs 'path'")
-        if self.kind == "imap" and not self.host:
-            raise ValueError("an imap source needs 'host'")
-        return self
-
-    def secret(self) -> str:
-        return read_secret(f"sources.{self.name}", self.password, self.password_env)
-
-
 def read_secret(key: str, password: SecretStr | None, password_env: str) -> str:
     """The password from the file or, preferably, from the named environment variable."""
-    if password_env:
-        value = os.environ.get(password_env)
-        if value is None:
-            raise ConfigError(f"{key}.password_env: environment variable {password_env} is not set")
-        return value
-    return password.get_secret_value() if password else ""
+    value = secret_from(password, password_env)
+    if value is None:
+        raise ConfigError(f"{key}.password_env: environment variable {password_env} is not set")
+    return value
 
 
 class SentFolderConfig(Strict):
@@ -145,6 +108,8 @@ def describe_validation_error(error: ValidationError, data: dict[str, Any] | Non
     parts: list[str] = []
     node: Any = data or {}
     for part in first["loc"]:
+        if isinstance(node, dict) and part == node.get("kind") and part not in node:
+            continue
         if isinstance(part, int) and isinstance(node, list) and part < len(node):
             node = node[part]
             label = node.get("name") if isinstance(node, dict) else None
@@ -156,4 +121,6 @@ def describe_validation_error(error: ValidationError, data: dict[str, Any] | Non
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
+    if first["type"] == "union_tag_invalid":
+        key, message = f"{key}.kind", f"unknown kind {first['ctx']['tag']!r} (kinds: {first['ctx']['expected_tags']})"
     return f"{key}: {message}"

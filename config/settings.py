@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from config.sections import (
-    ConfigError, RepConfig, ServiceConfig, SmtpConfig, SourceConfig, describe_validation_error,
-)
+from config.sections import ConfigError, RepConfig, ServiceConfig, SmtpConfig, describe_validation_error
+from connectors.base import SourceSettings
+from connectors.index import settings_models
 from registry.store import database_url_problem
 
 CONFIG_ENV = "CUSTODY_CONFIG"
 DEFAULT_CONFIG = Path("custody.toml")
+AnySource = Annotated[Union[settings_models()], Field(discriminator="kind")]  # type: ignore[valid-type]
 
 
 class Settings(BaseSettings):
@@ -33,7 +34,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, le=50_000)
     sync_workers: int = Field(default=2, ge=0, le=64)
     reps: list[RepConfig] = Field(default_factory=list)
-    sources: list[SourceConfig] = Field(default_factory=list)
+    sources: list[AnySource] = Field(default_factory=list)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     smtp: SmtpConfig | None = None
 
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
 
     @field_validator("sources")
     @classmethod
-    def _one_source_per_name(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+    def _one_source_per_name(cls, sources: list[SourceSettings]) -> list[SourceSettings]:
         """A source's name keys its cursor and lease in the registry: two sources sharing one would
         resume from each other's cursor and skip mail."""
         _refuse_repeats("name", [source.name for source in sources])
@@ -89,7 +90,7 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'custody.db').resolve()}"
 
-    def source(self, name: str) -> SourceConfig:
+    def source(self, name: str) -> SourceSettings:
         for source in self.sources:
             if source.name == name:
                 return source
@@ -138,8 +139,7 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
     settings.policy_file = anchor(settings.policy_file)
     settings.service.hr_folder = anchor(settings.service.hr_folder)
     for source in settings.sources:
-        source.path = anchor(source.path)
-        source.ca_file = anchor(source.ca_file)
+        source.anchored(base)
     if settings.smtp:
         settings.smtp.ca_file = anchor(settings.smtp.ca_file)
         if settings.smtp.sent_folder:

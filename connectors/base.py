@@ -1,18 +1,121 @@
-"""The connector contract: one protocol in, batches of plain records out."""
+"""The connector contract: a kind's name, its typed settings, `check()` and `sync(cursor)`.
+
+Every source kind is one `Connector` subclass listed in `connectors.index`, and every one passes
+the suite in tests/connectors/contract.py. The sync engine, the readers and the config know only
+this module and the index, never a kind.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
 
-from connectors.records import Batch
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from connectors.errors import AuthError, PermanentError
+from connectors.records import AddressBookEntry, Batch, Channel, DirectoryEvent, MessageHeaders, Record
 
 
-class ConnectorError(Exception):
-    """A source-level failure (credentials, unreachable server) that marks the source failing."""
+class SourceSettings(BaseModel):
+    """What every source has; a kind's own settings model adds its protocol's fields and narrows
+    `kind` to its name, which makes the union of all of them discriminated on `kind`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    kind: str
+    owner: str = ""
+    channel: Channel = "company"
+
+    def anchored(self, base: Path) -> None:
+        """Relative paths in the config file are relative to the file itself."""
+        for field, value in self:
+            if isinstance(value, Path) and not value.is_absolute():
+                setattr(self, field, base / value)
+
+    def summary(self) -> dict[str, Any]:
+        """The settings as stored beside the source in the registry: no secret, not even masked."""
+        return self.model_dump(mode="json", exclude=self.secret_fields())
+
+    def fingerprint(self) -> str:
+        """Changes whenever a setting does; a source stopped for its credentials is tried again then."""
+        return hashlib.sha256(self.model_dump_json(exclude=self.secret_fields()).encode()).hexdigest()[:16]
+
+    def secret_fields(self) -> set[str]:
+        return {name for name, value in self if isinstance(value, SecretStr)}
 
 
-class Connector(Protocol):
+class FileSourceSettings(SourceSettings):
+    """An export on disk: one file, or every matching file below a folder."""
+
+    path: Path
+
+
+class LoginSettings(BaseModel):
+    """A password from the file or, preferably, from the named environment variable."""
+
+    username: str = ""
+    password: SecretStr | None = None
+    password_env: str = ""
+
+    def secret(self) -> str:
+        value = secret_from(self.password, self.password_env)
+        if value is None:
+            raise AuthError(f"password_env: environment variable {self.password_env} is not set")
+        return value
+
+
+def secret_from(password: SecretStr | None, password_env: str) -> str | None:
+    """The configured secret; None when the named environment variable is not set."""
+    if password_env:
+        return os.environ.get(password_env)
+    return password.get_secret_value() if password else ""
+
+
+S = TypeVar("S", bound=SourceSettings)
+F = TypeVar("F", bound=FileSourceSettings)
+MAIL: tuple[type[Record], ...] = (MessageHeaders,)
+BOOKS: tuple[type[Record], ...] = (AddressBookEntry,)
+DIRECTORY: tuple[type[Record], ...] = (DirectoryEvent,)
+
+
+class Connector(ABC, Generic[S]):
+    """One protocol in, batches of plain records out. A connector never touches the registry: it
+    gets the cursor it returned last time and yields batches whose cursor is valid once stored."""
+
+    kind: ClassVar[str]
+    settings_model: ClassVar[type[SourceSettings]]
+    yields: ClassVar[tuple[type[Record], ...]]
+
+    def __init__(self, settings: S, batch_size: int = 500) -> None:
+        self.settings = settings
+        self.batch_size = batch_size
+
+    @abstractmethod
+    def check(self) -> str:
+        """Prove the source can be read (credentials, reachability) without reading it; one line
+        saying what was verified. Raises a `connectors.errors` class when it cannot."""
+
+    @abstractmethod
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
-        """Yield batches after `cursor`; each batch's cursor resumes right after it."""
-        ...
+        """Yield batches after `cursor`; each batch's cursor resumes right after it. Raises a
+        `connectors.errors` class when the whole source fails."""
+
+
+class FileConnector(Connector[F]):
+    """A connector over files on this machine: checking it means finding them."""
+
+    what: ClassVar[str] = "export"
+
+    def check(self) -> str:
+        path = self.settings.path
+        if not path.exists():
+            raise PermanentError(f"{self.what} path {path} does not exist")
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise PermanentError(f"{self.what} path {path} is not readable by this user")
+        return f"{self.kind} {path}"
+

@@ -1,6 +1,6 @@
 """Contact lists exported as CSV: messaging apps, phones, CRMs. A column mapping names the fields.
 
-The mapping comes from the source's `options.columns` (each field a header name or a list of
+The mapping comes from the source's `columns` (each field a header name or a list of
 them; emails and phones may hold several values separated by ';' or ','). Without a mapping,
 common header names are tried case-insensitively. A file unchanged since the last sync (same
 SHA-256) is not read again.
@@ -8,17 +8,21 @@ SHA-256) is not read again.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from connectors.base import ConnectorError
-from connectors.records import AddressBookEntry, Batch, Channel, Record, Skipped
+from pydantic import Field, field_validator
+
+from connectors.base import BOOKS, FileConnector, FileSourceSettings
+from connectors.errors import PermanentError
+from connectors.records import AddressBookEntry, Batch, Record, Skipped
 
 FIELDS = ("id", "name", "email", "phone", "organisation", "owner")
 DEFAULT_HEADERS: dict[str, tuple[str, ...]] = {
@@ -32,6 +36,36 @@ DEFAULT_HEADERS: dict[str, tuple[str, ...]] = {
 _SPLIT = re.compile(r"[;,\n]+")
 
 
+class CsvSettings(FileSourceSettings):
+    """`columns` maps a field to the header name (or names) holding it in the export."""
+
+    kind: Literal["csv"] = "csv"
+    columns: dict[str, str | list[str]] = Field(default_factory=dict)
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8-sig"
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, columns: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        unknown = sorted(set(columns) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
+        for name, value in columns.items():
+            names = [value] if isinstance(value, str) else value
+            if not names or not all(n.strip() for n in names):
+                raise ValueError(f"{name!r} must be a header name or a list of them")
+        return columns
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}") from None
+        return encoding
+
+
 @dataclass(frozen=True)
 class ColumnMapping:
     """Header names per field; `required` fields were configured and must be in every file."""
@@ -40,18 +74,9 @@ class ColumnMapping:
     required: frozenset[str]
 
     @classmethod
-    def from_options(cls, columns: Mapping[str, Any] | None) -> "ColumnMapping":
-        columns = dict(columns or {})
-        unknown = sorted(set(columns) - set(FIELDS))
-        if unknown:
-            raise ConnectorError(f"csv column mapping: unknown field {unknown[0]!r} (fields: {', '.join(FIELDS)})")
-        headers = dict(DEFAULT_HEADERS)
-        for name, value in columns.items():
-            names = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else None
-            if not names or not all(isinstance(n, str) and n.strip() for n in names):
-                raise ConnectorError(f"csv column mapping: {name!r} must be a header name or a list of them")
-            headers[name] = names
-        return cls(headers, frozenset(columns))
+    def of(cls, columns: dict[str, str | list[str]]) -> "ColumnMapping":
+        configured = {name: (value,) if isinstance(value, str) else tuple(value) for name, value in columns.items()}
+        return cls(DEFAULT_HEADERS | configured, frozenset(columns))
 
     def resolve(self, header: list[str], file: str) -> dict[str, list[int]]:
         """Column positions per field for one file's header row."""
@@ -61,34 +86,38 @@ class ColumnMapping:
             found[name] = [positions[w.strip().lower()] for w in wanted if w.strip().lower() in positions]
             if name in self.required and len(found[name]) < len(wanted):
                 missing = next(w for w in wanted if w.strip().lower() not in positions)
-                raise ConnectorError(f"csv file {file} has no column {missing!r} (mapped to {name})")
+                raise PermanentError(f"csv file {file} has no column {missing!r} (mapped to {name})")
         if not found["email"] and not found["phone"]:
-            raise ConnectorError(f"csv file {file} has no email or phone column")
+            raise PermanentError(f"csv file {file} has no email or phone column")
         return found
 
 
-class CsvContactsConnector:
-    def __init__(self, path: Path, channel: Channel = "company", batch_size: int = 500,
-                 options: Mapping[str, Any] | None = None) -> None:
-        options = dict(options or {})
-        self.path = path
-        self.channel = channel
-        self.batch_size = batch_size
-        self.columns = ColumnMapping.from_options(options.get("columns"))
-        self.delimiter = str(options.get("delimiter", ","))
-        self.encoding = str(options.get("encoding", "utf-8-sig"))
-        if len(self.delimiter) != 1:
-            raise ConnectorError("csv delimiter must be one character")
+class CsvContactsConnector(FileConnector[CsvSettings]):
+    kind = "csv"
+    settings_model = CsvSettings
+    yields = BOOKS
+    what = "contact export"
+
+    def __init__(self, settings: CsvSettings, batch_size: int = 500) -> None:
+        super().__init__(settings, batch_size)
+        self.path = settings.path
+        self.channel = settings.channel
+        self.columns = ColumnMapping.of(settings.columns)
+        self.delimiter = settings.delimiter
+        self.encoding = settings.encoding
 
     def files(self) -> list[Path]:
         if self.path.is_file():
             return [self.path]
         if not self.path.is_dir():
-            raise FileNotFoundError(f"contact export path {self.path} does not exist")
+            raise PermanentError(f"contact export path {self.path} does not exist")
         return sorted(p for p in self.path.rglob("*.csv") if p.is_file())
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+        """A file in several batches keeps its place in the cursor (its digest and the rows stored),
+        so a sync stopped between two of them resumes at the next row of the same file."""
         digests: dict[str, str] = dict((cursor or {}).get("files", {}))
+        partial: dict[str, Any] = dict((cursor or {}).get("partial", {}))
         for path in self.files():
             key = path.name if path == self.path else str(path.relative_to(self.path))
             data = path.read_bytes()
@@ -96,12 +125,14 @@ class CsvContactsConnector:
             if digests.get(key) == digest:
                 continue
             rows = list(self._entries(key, data))
-            digests[key] = digest
-            for start in range(0, max(len(rows), 1), self.batch_size):
-                chunk = rows[start:start + self.batch_size]
-                done = start + self.batch_size >= len(rows)
-                yield Batch([r for r in chunk if not isinstance(r, Skipped)],
-                            {"files": dict(digests) if done else {k: v for k, v in digests.items() if k != key}},
+            first = int(partial["rows"]) if partial.get("file") == key and partial.get("digest") == digest else 0
+            for start in range(first, len(rows), self.batch_size) or [first]:
+                end = start + self.batch_size
+                if end >= len(rows):
+                    digests[key] = digest
+                place = {} if end >= len(rows) else {"partial": {"file": key, "digest": digest, "rows": end}}
+                chunk = rows[start:end]
+                yield Batch([r for r in chunk if not isinstance(r, Skipped)], {"files": dict(digests), **place},
                             [r for r in chunk if isinstance(r, Skipped)])
 
     def _entries(self, book: str, data: bytes) -> Iterator[Record | Skipped]:
@@ -147,8 +178,6 @@ class CsvContactsConnector:
             return data.decode(self.encoding)
         except UnicodeDecodeError:
             return data.decode("cp1252", "replace")
-        except LookupError:
-            raise ConnectorError(f"csv encoding {self.encoding!r} is unknown") from None
 
 
 def _rows(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:

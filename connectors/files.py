@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from connectors.errors import PermanentError
+
 
 def export_files(path: Path, suffixes: tuple[str, ...], what: str) -> list[tuple[str, Path]]:
     """(cursor key, file) pairs sorted by key; `suffixes` empty accepts every visible file."""
     if path.is_file():
         return [(path.name, path)]
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} path {path} does not exist")
+        raise PermanentError(f"{what} path {path} does not exist")
     found = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
              and (not suffixes or p.suffix.lower() in suffixes)]
     return sorted((str(p.relative_to(path)), p) for p in found)

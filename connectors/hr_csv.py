@@ -14,8 +14,10 @@ import io
 from collections.abc import Iterator
 from datetime import date, datetime, time, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from connectors.base import DIRECTORY, FileConnector, FileSourceSettings
+from connectors.errors import PermanentError
 from connectors.records import Batch, DirectoryEvent, DirectoryEventKind, Record, Skipped
 
 ACTIONS: dict[str, DirectoryEventKind] = {
@@ -28,14 +30,30 @@ _COLUMNS = {"email": "email", "action": "action", "effective_date": "effective",
             "name": "name", "manager": "manager", "manager_email": "manager"}
 
 
-class HrCsvConnector:
-    def __init__(self, folder: Path, processed: Path | None = None) -> None:
-        self.folder = folder
-        self.processed = processed or folder / "processed"
+class HrCsvSettings(FileSourceSettings):
+    """`path` is the watched folder; files acted on move to `processed` (default: its processed/)."""
+
+    kind: Literal["hr_csv"] = "hr_csv"
+    processed: Path | None = None
+
+
+class HrCsvConnector(FileConnector[HrCsvSettings]):
+    """Read by the departure job from `service.hr_folder`, not synced as a source: its records act
+    on reps instead of being stored."""
+
+    kind = "hr_csv"
+    settings_model = HrCsvSettings
+    yields = DIRECTORY
+    what = "HR folder"
+
+    def __init__(self, settings: HrCsvSettings, batch_size: int = 500) -> None:
+        super().__init__(settings, batch_size)
+        self.folder = settings.path
+        self.processed = settings.processed or settings.path / "processed"
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"HR folder {self.folder} does not exist")
+            raise PermanentError(f"HR folder {self.folder} does not exist")
         done: dict[str, str] = dict((cursor or {}).get("files", {}))
         for path in sorted(p for p in self.folder.iterdir() if p.suffix.lower() == ".csv" and p.is_file()):
             data = path.read_bytes()

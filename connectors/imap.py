@@ -5,8 +5,9 @@ fetched (never bodies), from folders opened with EXAMINE so a sync never sets \\
 keeps, per folder, UIDVALIDITY and the highest UID handed out, plus UIDNEXT and HIGHESTMODSEQ
 once the folder was read to the end, so a resync with nothing new costs one STATUS per folder.
 
-Source options: `retry_attempts` (connection attempts per network step, default 5) and
-`retry_wait_seconds` (first backoff, doubling up to 30 s; default 1).
+`retry_attempts` is the number of connection attempts per network step and `retry_wait_seconds`
+the first backoff, doubling up to 30 s; a server still unreachable after them is a TransientError
+for the engine to retry later.
 """
 
 from __future__ import annotations
@@ -18,23 +19,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.datetime_util import parse_to_datetime
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from pydantic import Field, model_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from config.sections import SourceConfig
-from connectors.base import ConnectorError
+from connectors.base import MAIL, Connector, LoginSettings, SourceSettings
+from connectors.errors import AuthError, PermanentError, TransientError
 from connectors.headers import HEADER_FIELDS, DateFallback, read_message
 from connectors.network import is_loopback
 from connectors.prefetch import prefetched
 from connectors.records import Batch, Channel, Record, Skipped
+from connectors.tokens import EnvironmentToken, TokenProvider
 
 log = logging.getLogger("custody.imap")
-TokenProvider = Callable[[], str]
 T = TypeVar("T")
+Security = Literal["tls", "starttls", "plain"]
 
 FETCH_ITEMS = (f"BODY.PEEK[HEADER.FIELDS ({' '.join(f.upper() for f in HEADER_FIELDS)})]", "INTERNALDATE")
 MAX_COMMAND_BYTES = 8000
@@ -85,22 +88,68 @@ class _UidValidityChanged(Exception):
     """The folder was recreated while we were reading it; its planned UIDs mean nothing now."""
 
 
-class ImapConnector:
+class ImapSettings(SourceSettings, LoginSettings):
+    """One IMAP account. `auth = "xoauth2"` logs in with the access token in the environment
+    variable `token_env` (kept fresh by whatever issues it) instead of a password."""
+
+    kind: Literal["imap"] = "imap"
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = "tls"
+    auth: Literal["login", "xoauth2"] = "login"
+    token_env: str = ""
+    ca_file: Path | None = None
+    folders: list[str] = Field(default_factory=list)
+    exclude_folders: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    retry_attempts: int = Field(default=5, ge=1, le=100)
+    retry_wait_seconds: float = Field(default=1.0, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "ImapSettings":
+        if self.auth == "xoauth2" and not self.token_env:
+            raise ValueError('auth = "xoauth2" needs token_env, the environment variable holding the access token')
+        if self.security == "plain" and not is_loopback(self.host):
+            raise ValueError('security = "plain" is allowed only for a loopback host')
+        return self
+
+    def tokens(self) -> TokenProvider | None:
+        return EnvironmentToken(self.token_env) if self.auth == "xoauth2" else None
+
+
+class ImapConnector(Connector[ImapSettings]):
     """Yields MessageHeaders batches from INBOX, Sent and Archive folders of one IMAP account."""
 
+    kind = "imap"
+    settings_model = ImapSettings
+    yields = MAIL
+
     def __init__(
-        self, source: SourceConfig, token_provider: TokenProvider | None = None, batch_size: int = 500
+        self, settings: ImapSettings, batch_size: int = 500, token_provider: TokenProvider | None = None
     ) -> None:
-        self.source = source
-        self.token_provider = token_provider
-        self.batch_size = batch_size
-        self.retry_attempts = int(source.options.get("retry_attempts", 5))
-        self.retry_wait = float(source.options.get("retry_wait_seconds", 1.0))
+        super().__init__(settings, batch_size)
+        self.source = settings
+        self.token_provider = token_provider or settings.tokens()
+        self.retry_attempts = settings.retry_attempts
+        self.retry_wait = settings.retry_wait_seconds
         self._client: IMAPClient | None = None
         self._examined: str | None = None
         self._condstore = False
-        self._where = f"{source.host}:{self._port()}"
+        self._where = f"{settings.host}:{self._port()}"
         self._at = ""
+
+    def check(self) -> str:
+        """Log in and list the folders a sync would read, trying once: waiting out the backoff
+        would tell whoever runs the check nothing more. Credentials that cannot be had are named
+        before any connection, whether the server answers or not."""
+        self._credential()
+        self.retry_attempts = 1
+        try:
+            folders, missing = self._call(self._choose_folders)
+        finally:
+            self._disconnect()
+        absent = f"; not found: {', '.join(s.ref for s in missing)}" if missing else ""
+        return f"imap {self._where} as {self.source.username}: {len(folders)} folders to read{absent}"
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         return prefetched(lambda: self._batches(cursor))
@@ -133,7 +182,7 @@ class ImapConnector:
                 return
             except _UidValidityChanged:
                 status = self._call(self._status, folder)
-        raise ConnectorError(f"{self._where}: {folder} keeps changing its UIDVALIDITY; try again later")
+        raise TransientError(f"{self._where}: {folder} keeps changing its UIDVALIDITY; try again later")
 
     def _read_new(self, folder: str, status: FolderState, states: dict[str, FolderState]) -> Iterator[Batch]:
         uidvalidity = self._call(self._examine, folder)
@@ -205,7 +254,8 @@ class ImapConnector:
 
     def _fetch(self, folder: str, uidvalidity: int, uids: list[int]) -> list[Fetched]:
         """UID FETCH through imaplib: imapclient's generic response parser costs three times what the
-        server takes, and this response has one fixed shape."""
+        server takes, and this response has one fixed shape. `_imap` is imapclient's private handle
+        on its imaplib connection, hence the pin below 5 in pyproject.toml; every IMAP test uses it."""
         client = self._ensure_examined(folder, uidvalidity)
         status, data = client._imap.uid("FETCH", ",".join(map(str, uids)), f"({' '.join(FETCH_ITEMS)})")
         if status != "OK":
@@ -226,13 +276,13 @@ class ImapConnector:
         except (OSError, IMAPClientAbortError) as error:
             self._drop()
             if isinstance(error, ssl.SSLCertVerificationError):
-                raise ConnectorError(f"{self._where}: TLS certificate not trusted ({error.verify_message})") from None
-            raise ConnectorError(
+                raise PermanentError(f"{self._where}: TLS certificate not trusted ({error.verify_message})") from None
+            raise TransientError(
                 f"{self._where}: connection failed after {self.retry_attempts} attempts ({_describe(error)})"
             ) from None
         except IMAPClientError as error:
             self._drop()
-            raise ConnectorError(f"{self._where}: the server refused: {_server_text(error)}") from None
+            raise PermanentError(f"{self._where}: the server refused: {_server_text(error)}") from None
 
     def _reconnecting(self, attempt: RetryCallState) -> None:
         error = attempt.outcome.exception() if attempt.outcome else None
@@ -262,17 +312,22 @@ class ImapConnector:
         source = self.source
         secret = ""
         try:
-            if source.auth == "xoauth2":
-                if self.token_provider is None:
-                    raise ConnectorError(f"{self._where}: auth = \"xoauth2\" needs a token provider")
-                secret = self.token_provider()
+            secret = self._credential()
+            if self.token_provider is not None:
                 client.oauth2_login(source.username, secret)
             else:
-                secret = source.secret()
                 client.login(source.username, secret)
         except LoginError as error:
             reason = _server_text(error).replace(secret, "***") if secret else _server_text(error)
-            raise ConnectorError(f"{self._where}: login as {source.username} failed: {reason}") from None
+            raise AuthError(f"{self._where}: login as {source.username} failed: {reason}") from None
+        except AuthError as error:
+            raise AuthError(f"{self._where}: {error}") from None
+
+    def _credential(self) -> str:
+        """The access token or the password; an AuthError when the environment lacks it."""
+        if self.token_provider is not None:
+            return self.token_provider.token(self.source.username)
+        return self.source.secret()
 
     def _disconnect(self) -> None:
         if self._client is None:
@@ -328,11 +383,11 @@ def parse_fetched(
     return records, skipped
 
 
-def open_connection(host: str, port: int, security: str, ca_file: Path | None, timeout: float) -> IMAPClient:
+def open_connection(host: str, port: int, security: Security, ca_file: Path | None, timeout: float) -> IMAPClient:
     """A connected client, not yet logged in: implicit TLS or STARTTLS with the certificate verified
     (against `ca_file` when given), plain text only to a loopback host."""
     if security == "plain" and not is_loopback(host):
-        raise ConnectorError(f"{host}:{port}: security = \"plain\" is allowed only for a loopback host")
+        raise PermanentError(f"{host}:{port}: security = \"plain\" is allowed only for a loopback host")
     if security == "plain":
         return IMAPClient(host, port=port, ssl=False, timeout=timeout)
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from connectors.base import MAIL, FileConnector, FileSourceSettings
+from connectors.errors import PermanentError
 from connectors.headers import MAX_HEADER_BYTES, DateFallback, read_message
-from connectors.records import Batch, Channel, Record, Skipped
+from connectors.records import Batch, Record, Skipped
 
 SKIPPED_FOLDERS = re.compile(r"^(junk|spam|trash|deleted[ _-]?(items|messages)?|drafts?|tmp|outbox)$", re.I)
 MAILDIR_PARTS = ("new", "cur")
@@ -36,20 +40,26 @@ class MailFile:
         return [self.ctime_ns, self.name]
 
 
-class MaildirConnector:
-    def __init__(
-        self,
-        root: Path,
-        channel: Channel = "company",
-        batch_size: int = 500,
-        folders: list[str] | None = None,
-        exclude_folders: list[str] | None = None,
-    ) -> None:
-        self.root = root
-        self.channel = channel
-        self.batch_size = batch_size
-        self.only = {f.lower() for f in folders or []}
-        self.exclude = {f.lower() for f in exclude_folders or []}
+class MaildirSettings(FileSourceSettings):
+    """`folders` limits the sync to those folders; junk, trash and drafts are never read."""
+
+    kind: Literal["maildir"] = "maildir"
+    folders: list[str] = Field(default_factory=list)
+    exclude_folders: list[str] = Field(default_factory=list)
+
+
+class MaildirConnector(FileConnector[MaildirSettings]):
+    kind = "maildir"
+    settings_model = MaildirSettings
+    yields = MAIL
+    what = "mail folder"
+
+    def __init__(self, settings: MaildirSettings, batch_size: int = 500) -> None:
+        super().__init__(settings, batch_size)
+        self.root = settings.path
+        self.channel = settings.channel
+        self.only = {f.lower() for f in settings.folders}
+        self.exclude = {f.lower() for f in settings.exclude_folders}
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         positions: dict[str, list[Any]] = dict((cursor or {}).get("folders", {}))
@@ -75,7 +85,7 @@ class MaildirConnector:
     def folders(self) -> list[tuple[str, list[str]]]:
         """(folder name, directories holding its files), sorted so batches are deterministic."""
         if not self.root.is_dir():
-            raise FileNotFoundError(f"mail folder {self.root} does not exist")
+            raise PermanentError(f"mail folder {self.root} does not exist")
         found: list[tuple[str, list[str]]] = []
         for directory, subdirs, files in os.walk(self.root):
             subdirs[:] = sorted(d for d in subdirs if d not in ("tmp", *MAILDIR_PARTS))

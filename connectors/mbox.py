@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, Literal, NamedTuple
 
+from connectors.base import MAIL, FileConnector, FileSourceSettings
 from connectors.files import export_files
 from connectors.headers import MAX_HEADER_BYTES, DateFallback, parse_date, read_message
-from connectors.records import Batch, Channel, Record, Skipped
+from connectors.records import Batch, Record, Skipped
 
 
 class _Message(NamedTuple):
@@ -26,11 +27,20 @@ class _Message(NamedTuple):
     head: bytes
 
 
-class MboxConnector:
-    def __init__(self, path: Path, channel: Channel = "company", batch_size: int = 500) -> None:
-        self.path = path
-        self.channel = channel
-        self.batch_size = batch_size
+class MboxSettings(FileSourceSettings):
+    kind: Literal["mbox"] = "mbox"
+
+
+class MboxConnector(FileConnector[MboxSettings]):
+    kind = "mbox"
+    settings_model = MboxSettings
+    yields = MAIL
+    what = "mbox"
+
+    def __init__(self, settings: MboxSettings, batch_size: int = 500) -> None:
+        super().__init__(settings, batch_size)
+        self.path = settings.path
+        self.channel = settings.channel
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         state: dict[str, dict[str, int]] = {k: dict(v) for k, v in (cursor or {}).get("files", {}).items()}

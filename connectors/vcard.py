@@ -9,23 +9,33 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import vobject
 
+from connectors.base import BOOKS, FileConnector, FileSourceSettings
 from connectors.files import changed_exports
-from connectors.records import AddressBookEntry, Batch, Channel, Record, Skipped
+from connectors.records import AddressBookEntry, Batch, Record, Skipped
 
 logging.getLogger("vobject.base").setLevel(logging.CRITICAL)
 
 
-class VcardConnector:
+class VcardSettings(FileSourceSettings):
+    kind: Literal["vcard"] = "vcard"
+
+
+class VcardConnector(FileConnector[VcardSettings]):
     """One batch per changed file: an address book is a snapshot, stored whole or not at all."""
 
-    def __init__(self, path: Path, channel: Channel = "company") -> None:
-        self.path = path
-        self.channel = channel
+    kind = "vcard"
+    settings_model = VcardSettings
+    yields = BOOKS
+    what = "address book"
+
+    def __init__(self, settings: VcardSettings, batch_size: int = 500) -> None:
+        super().__init__(settings, batch_size)
+        self.path = settings.path
+        self.channel = settings.channel
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         for key, data, digests in changed_exports(self.path, (".vcf", ".vcard"), "address book", cursor):

@@ -420,7 +420,8 @@ class Mailroom:
         for turn in range(self.rng.choice((1, 2, 2, 3, 3, 4, 5))):
             if moment >= self.reference - timedelta(hours=1):
                 return
-            title = subject if turn == 0 else _prefixed(REPLY_PREFIXES, (rep.party if rep_turn else contact.party).locale, subject)
+            writer = rep.party if rep_turn else contact.party
+            title = subject if turn == 0 else _prefixed(REPLY_PREFIXES, writer.locale, subject)
             if rep_turn:
                 _, message_id = self.from_rep(rep, contact.party, others, cc_rep, title, moment, parent, locale)
                 if self.rng.random() < 0.03:

@@ -49,13 +49,18 @@ class _InsertPlan:
 
 @lru_cache(maxsize=64)
 def _plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _InsertPlan:
-    """Built once per table and column set: a sync runs each a thousand times."""
+    """Built once per table and column set: a sync runs each a thousand times.
+
+    Public SQLAlchemy API only, since a compiler's own attributes may change in any release: the SQL
+    and the positional parameter order come from `construct_expanded_state`, the converters from
+    each column type's `bind_processor`."""
     flavour = postgresql if dialect.name == "postgresql" else sqlite
     compiled = flavour.insert(table).on_conflict_do_nothing().compile(dialect=dialect, column_keys=list(columns))
+    state = compiled.construct_expanded_state(dict.fromkeys(columns))
     processors = []
     for column in columns:
         process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors.append((column, process))
-    order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-    return _InsertPlan(compiled.string, order, tuple(processors))
+    order = tuple(state.positiontup) if state.positiontup else None
+    return _InsertPlan(state.statement, order, tuple(processors))

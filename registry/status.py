@@ -11,13 +11,16 @@ from registry.models import Contact, Customer, Interaction, Message, Rep, Role, 
 
 
 @dataclass(frozen=True)
-class SourceStatus:
+class SourceLine:
+    """A source as `custody status` lists it; `retry_at` is when a transient failure is tried again."""
+
     name: str
     kind: str
     channel: str
     status: str
     last_success: datetime | None
     last_error: str
+    retry_at: datetime | None
     skipped: int
 
 
@@ -33,16 +36,16 @@ class RegistryCounts:
     sightings: int
 
 
-def source_statuses(engine: Engine) -> list[SourceStatus]:
+def source_statuses(engine: Engine) -> list[SourceLine]:
     skipped = (select(SyncIssue.source_id, func.count().label("n")).group_by(SyncIssue.source_id).subquery())
     query = (
         select(Source.name, Source.kind, Source.channel, Source.status, Source.last_success, Source.last_error,
-               func.coalesce(skipped.c.n, 0))
+               Source.retry_at, func.coalesce(skipped.c.n, 0))
         .outerjoin(skipped, skipped.c.source_id == Source.id)
         .order_by(Source.name)
     )
     with engine.connect() as db:
-        return [SourceStatus(*row) for row in db.execute(query)]
+        return [SourceLine(*row) for row in db.execute(query)]
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from config.policy import DEFAULT_POLICY
-from config.sections import ConfigError, SourceConfig
+from config.sections import ConfigError
 from config.settings import CONFIG_ENV
-from demo.company import generate_demo
+from connectors.base import SourceSettings
 from daemon.cli.check import check_command
 from daemon.cli.handover import depart_command, handover_app
 from daemon.cli.outbox import outbox_app
@@ -28,9 +28,10 @@ from daemon.logs import LOG_FORMAT_ENV
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service.scheduler import run_service
 from daemon.sync.engine import SyncReport, sync_sources
-from registry.coverage import coverage_summary
-from registry.models import utcnow
-from registry.status import rep_activity, registry_counts, skipped_items, source_statuses
+from demo.company import generate_demo
+from registry.models import SourceStatus, utcnow
+from registry.status import registry_counts, rep_activity, skipped_items, source_statuses
+from reports.classification import coverage_summary
 
 app = typer.Typer(help="Keep customer relationships with the company when salespeople leave.", no_args_is_help=True)
 app.add_typer(outbox_app, name="outbox")
@@ -112,7 +113,7 @@ def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--sourc
         raise typer.Exit(1)
 
 
-def sync_with_progress(rt: Runtime, sources: list[SourceConfig]) -> list[SyncReport]:
+def sync_with_progress(rt: Runtime, sources: list[SourceSettings]) -> list[SyncReport]:
     """One bar per source, counting items as their batches are stored (sources are read in parallel)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -149,8 +150,9 @@ def status(
         return
     table = Table("source", "kind", "channel", "status", "last success", "skipped", "last error")
     for row in source_statuses(rt.engine):
-        style = "red" if row.status == "failing" else ""
-        table.add_row(row.name, row.kind, row.channel, row.status,
+        style = "red" if row.status in SourceStatus.failed() else ""
+        retry = f" until {row.retry_at:%Y-%m-%d %H:%M}" if row.retry_at and row.status == SourceStatus.RETRYING else ""
+        table.add_row(row.name, row.kind, row.channel, row.status + retry,
                       row.last_success.strftime("%Y-%m-%d %H:%M") if row.last_success else "never",
                       str(row.skipped), one_line(row.last_error), style=style)
     console.print(table)

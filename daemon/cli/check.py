@@ -1,13 +1,13 @@
 """`custody check`: what a service started with this config would trip over, one line per item.
 
-Read-only: it never creates the SQLite file, applies a migration or logs in anywhere, so IT can
-run it before the first start, after an upgrade, or beside a running service.
+Read-only: it never creates the SQLite file or applies a migration, and what it does at a source
+(a login, a folder list) changes nothing there, so IT can run it before the first start, after
+an upgrade, or beside a running service.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +17,15 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from config.sections import ConfigError, SourceConfig
+from config.sections import ConfigError
 from config.settings import Settings
+from connectors.base import SourceSettings
+from connectors.errors import AuthError
+from connectors.index import open_connector
 from daemon.logs import configure_logging
 from daemon.runtime import CONFIG_EXIT, UNREACHABLE_EXIT, Runtime, first_line
 from registry.store import migration_state, open_registry
 
-FILE_KINDS = ("maildir", "mbox", "vcard", "csv")
-REACH_TIMEOUT_SECONDS = 5
 Outcome = Literal["ok", "config", "unreachable"]
 
 
@@ -100,24 +101,13 @@ def check_registry(settings: Settings) -> Iterator[Item]:
     yield Item("migrations", "unreachable" if state.unknown else "ok", state.describe())
 
 
-def check_source(source: SourceConfig) -> Item:
-    """A file source's path exists; a server source's secret is set and its server accepts a
-    connection. Credentials themselves are tried by the first sync."""
+def check_source(source: SourceSettings) -> Item:
+    """The connector's own check: credentials refused or missing are the config's problem, anything
+    else (a path not there, a server not answering) is unreachable."""
     name = f"source {source.name}"
-    if source.kind in FILE_KINDS:
-        assert source.path is not None  # SourceConfig requires it for these kinds
-        if not source.path.exists():
-            return Item(name, "unreachable", f"{source.path} not found")
-        return Item(name, "ok", f"{source.kind} {source.path}")
-    if source.kind != "imap":
-        return Item(name, "config", f"the {source.kind} connector is not available in this build")
     try:
-        source.secret()
-    except ConfigError as error:
+        return Item(name, "ok", open_connector(source).check())
+    except AuthError as error:
         return Item(name, "config", str(error))
-    port = source.port or (993 if source.security == "tls" else 143)
-    try:
-        socket.create_connection((source.host, port), timeout=REACH_TIMEOUT_SECONDS).close()
-    except OSError as error:
-        return Item(name, "unreachable", f"{source.host}:{port} unreachable: {error.strerror or error}")
-    return Item(name, "ok", f"imap {source.host}:{port} reachable (the first sync logs in)")
+    except Exception as error:  # any failure of one source is reported as its line, never a crash
+        return Item(name, "unreachable", first_line(error))

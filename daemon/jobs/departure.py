@@ -16,21 +16,37 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, select
 
 from config.policy import Policy
-from connectors.hr_csv import HrCsvConnector
+from connectors.hr_csv import HrCsvConnector, HrCsvSettings
 from connectors.records import DirectoryEvent
 from daemon.jobs.handover_letters import LetterPlan, plan_letters
 from policies.notification_plan import Rejected
-from policies.ownership import Choice, CustomerHistory, Departure, choose_successors
+from policies.ownership import Departure, choose_successors
 from registry.audit import audit
 from registry.departure_facts import departing_customers, mailable_recipients, rep_id_by_email, rep_profiles
+from registry.departure_values import Choice, CustomerHistory
 from registry.facts import PersonFact
 from registry.handover import (
-    OPEN, add_items, cancel_handover, change_successors, create_handover, depart_due_leavers, due_handover_ids,
-    handover_items, handover_row, hold_letters_naming, lock_rep, open_handover_ids, open_handover_id, ownership_moved,
-    planned_customer_ids, plans_naming, set_rep_status, settle_handover,
+    OPEN,
+    add_items,
+    cancel_handover,
+    change_successors,
+    create_handover,
+    depart_due_leavers,
+    due_handover_ids,
+    handover_items,
+    handover_row,
+    hold_letters_naming,
+    lock_rep,
+    open_handover_id,
+    open_handover_ids,
+    ownership_moved,
+    planned_customer_ids,
+    plans_naming,
+    set_rep_status,
+    settle_handover,
 )
 from registry.ingest import ensure_reps
-from registry.models import AuditEvent, Rep, Role, utcnow
+from registry.models import AuditEvent, Rep, RepStatus, Role, utcnow
 
 
 class DepartureError(Exception):
@@ -80,7 +96,8 @@ def depart_in(
         return DepartureOutcome(existing, False, planned=letters.added + letters.taken_over,
                                 rejected=letters.rejected, already_sent=letters.already_sent, joined=joined)
     effective = effective or now
-    set_rep_status(db, rep_id, "leaving" if effective > now else "deactivated", actor, f"departure via {trigger}")
+    status = RepStatus.LEAVING if effective > now else RepStatus.DEACTIVATED
+    set_rep_status(db, rep_id, status, actor, f"departure via {trigger}")
     reps = rep_profiles(db)
     if successor_id is not None and not reps[successor_id].active:
         raise DepartureError(f"successor {successor_email} is not an active rep (leaving, departed or deactivated)")
@@ -187,8 +204,8 @@ def reactivate_in(db: Connection, rep_email: str, *, actor: str, now: datetime) 
     rep_id = _known_rep(db, rep_email)
     lock_rep(db, rep_id)
     handover_id = open_handover_id(db, rep_id)
-    rehired = db.execute(select(Rep.status).where(Rep.id == rep_id)).scalar_one() == "departed"
-    set_rep_status(db, rep_id, "active", actor, "rehired" if rehired else "reactivated")
+    rehired = db.execute(select(Rep.status).where(Rep.id == rep_id)).scalar_one() == RepStatus.DEPARTED
+    set_rep_status(db, rep_id, RepStatus.ACTIVE, actor, "rehired" if rehired else "reactivated")
     if rehired:
         db.execute(Rep.__table__.update().where(Rep.__table__.c.id == rep_id).values(tenure=Rep.__table__.c.tenure + 1))
     if handover_id is None:
@@ -247,7 +264,7 @@ def _act(db: Connection, policy: Policy, event: DirectoryEvent, actor: str, now:
 def process_hr_folder(engine: Engine, policy: Policy, folder: Path, now: datetime | None = None) -> list[str]:
     """Act on every CSV dropped in `folder`; files move to its processed/ subfolder once acted on."""
     lines = []
-    for batch in HrCsvConnector(folder).sync(None):
+    for batch in HrCsvConnector(HrCsvSettings(name="hr", path=folder)).sync(None):
         lines += [f"{s.ref}: skipped: {s.reason}" for s in batch.skipped]
         lines += handle_directory_events(engine, policy, [r for r in batch.records if isinstance(r, DirectoryEvent)],
                                          actor="hr-csv", now=now)

@@ -32,6 +32,7 @@ from registry.models import (
     Handover,
     Notification,
     Source,
+    SourceStatus,
     as_utc,
     utcnow,
 )
@@ -63,17 +64,17 @@ def record_sync(report: SyncReport, finished_at: float) -> None:
     if report.ok:
         LAST_SUCCESS.labels(report.source).set(finished_at)
     else:
-        FAILURES.labels(report.source, error_class(report.error)).inc()
+        FAILURES.labels(report.source, error_class(report)).inc()
 
 
-def error_class(error: str) -> str:
+def error_class(report: SyncReport) -> str:
     """`unexpected` (a bug, logged with its traceback), `reader_died` (a reader process was killed or
-    crashed) or `source` (credentials, network, a missing path: the source's own problem)."""
-    if error.startswith("unexpected "):
+    crashed), else the decision the failure's class led to: `auth_failed`, `retrying` or `failing`."""
+    if report.error.startswith("unexpected "):
         return "unexpected"
-    if error.startswith("reader process died"):
+    if report.error.startswith("reader process died"):
         return "reader_died"
-    return "source"
+    return str(report.failure.status) if report.failure else "failing"
 
 
 def record_outbox(report: dict[str, Any]) -> None:
@@ -106,7 +107,7 @@ class RegistryCollector:
                         select(Source.name, Source.status, Source.last_success)):
                     if name not in configured:
                         continue
-                    failing.add_metric([name], float(status == "failing"))
+                    failing.add_metric([name], float(status in SourceStatus.failed()))
                     if last_success is not None:
                         since.add_metric([name], (now - as_utc(last_success)).total_seconds())
                 for state, count in db.execute(select(Notification.state, func.count()).group_by(Notification.state)):
@@ -132,7 +133,8 @@ class RegistryCollector:
             self._up(None),
             GaugeMetricFamily("custody_source_seconds_since_success", "Seconds since the source's last good sync "
                               "(by any process)", labels=["source"]),
-            GaugeMetricFamily("custody_source_failing", "1 when the source's last sync failed", labels=["source"]),
+            GaugeMetricFamily("custody_source_failing", "1 when the source's last sync failed (retrying, failing "
+                              "or auth_failed)", labels=["source"]),
             GaugeMetricFamily("custody_outbox_depth", "Notifications in the outbox by state", labels=["state"]),
             GaugeMetricFamily("custody_handovers", "Handover plans by status", labels=["status"]),
             GaugeMetricFamily("custody_coverage_customers", "Customers per coverage class in the latest daily snapshot",

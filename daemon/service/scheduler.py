@@ -38,6 +38,8 @@ from config.sections import ConfigError
 from daemon.jobs.coverage import coverage_round
 from daemon.jobs.departure import departure_round
 from daemon.logs import configure_logging
+from daemon.outbox.round import outbox_round
+from daemon.runtime import Runtime, first_line
 from daemon.service.metrics import (
     BATCHES,
     DEPARTURE_ACTIONS,
@@ -48,11 +50,9 @@ from daemon.service.metrics import (
     record_sync,
     serve,
 )
-from daemon.outbox.round import outbox_round
-from daemon.sync.readers import identity_for
-from daemon.runtime import Runtime, first_line
 from daemon.sync.engine import register_reps, sync_sources
-from registry.models import Source, as_utc, utcnow
+from daemon.sync.readers import identity_for
+from registry.models import Source, SourceStatus, as_utc, utcnow
 from registry.store import migration_state
 
 log = logging.getLogger("custody.service")
@@ -108,6 +108,7 @@ class Service:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.started_at = utcnow()
+        self.loaded_at = self.started_at
         self.stopping = threading.Event()
         self._running: list[str] = []
         self._lock = threading.Lock()
@@ -232,11 +233,14 @@ class Service:
         source = next((s for s in rt.settings.sources if s.name == name), None)
         if source is None:
             return
-        [report] = sync_sources(rt.engine, rt.settings, rt.policy, [source], progress=self._batch_stored)
+        [report] = sync_sources(rt.engine, rt.settings, rt.policy, [source], progress=self._batch_stored,
+                                held_since=self.loaded_at)
         if not report.claimed_at:
             log.debug("sync %s skipped: %s", name, report.error)
             return
         record_sync(report, time.time())
+        if report.retry_at is not None:
+            self._retry(name, report.retry_at)
         if not report.ok:
             return
         level = logging.INFO if report.messages or report.entries or report.skipped else logging.DEBUG
@@ -244,6 +248,13 @@ class Service:
                 report.seconds, report.messages, report.entries, report.skipped)
         if report.messages:
             self.wake("departures")
+
+    def _retry(self, name: str, at: datetime) -> None:
+        """A transient failure is retried at the time its decision chose, not a whole interval later."""
+        try:
+            self.scheduler.modify_job(f"sync:{name}", next_run_time=at)
+        except JobLookupError:
+            return
 
     def _batch_stored(self, source: str, _items: int) -> None:
         """Called once a batch and its cursor have committed: the one safe place to end a sync early."""
@@ -305,7 +316,7 @@ class Service:
         now = utcnow()
         with rt.engine.connect() as db:
             rows = db.execute(select(Source.name, Source.last_success, Source.last_error)
-                              .where(Source.status == "failing")).all()
+                              .where(Source.status.in_(SourceStatus.failed()))).all()
         failing = {}
         for name, last_success, error in rows:
             since = max(as_utc(last_success), self.started_at) if last_success else self.started_at
@@ -325,6 +336,7 @@ class Service:
         later = [key for key, value in RESTART_KEYS.items() if value(fresh) != value(self.rt)]
         configure_logging(fresh.settings.log_level, fresh.log_format)
         self.rt = fresh
+        self.loaded_at = utcnow()
         self.schedule()
         log.info("reloaded config and policy%s", f"; a restart is needed to change {', '.join(later)}" if later else "")
 

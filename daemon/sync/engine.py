@@ -7,21 +7,23 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from config.policy import Policy
-from config.sections import RepConfig, SourceConfig
+from config.sections import RepConfig
 from config.settings import Settings
-from connectors.base import Connector
+from connectors.base import Connector, SourceSettings
+from connectors.index import open_connector
 from daemon.leases import lease_alive, lease_owner
-from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, build_connector, failure, identity_for, read_source
+from daemon.sync.failures import Failure, classify
+from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, identity_for, read_source
 from policies.identity import Identity
 from registry.facts import PersonFact
 from registry.ingest import ensure_reps, store_batch
-from registry.models import Source, utcnow
+from registry.models import Source, SourceStatus, utcnow
 from registry.people import DeclaredRep, declare_reps
 
 log = logging.getLogger("custody.sync")
@@ -31,20 +33,27 @@ LEASE = timedelta(minutes=15)
 
 @dataclass
 class SyncReport:
-    """What one sync of a source did; `seconds` runs from its claim to its end."""
+    """What one sync of a source did; `seconds` runs from its claim to its end. `held` says why it
+    did not run at all (another process holds it, or its last failure holds it off)."""
 
     source: str
     messages: int = 0
     entries: int = 0
     skipped: int = 0
     batches: int = 0
-    error: str = ""
+    failure: Failure | None = None
+    held: str = ""
+    retry_at: datetime | None = None
     seconds: float = 0.0
     claimed_at: float = field(default=0.0, repr=False)
 
     @property
     def ok(self) -> bool:
-        return not self.error
+        return self.failure is None and not self.held
+
+    @property
+    def error(self) -> str:
+        return self.failure.error if self.failure else self.held
 
 
 def register_reps(engine: Engine, settings: Settings, identity: Identity) -> None:
@@ -66,11 +75,17 @@ def sync_sources(
     engine: Engine,
     settings: Settings,
     policy: Policy,
-    sources: list[SourceConfig],
+    sources: list[SourceSettings],
     progress: Progress | None = None,
+    held_since: datetime | None = None,
 ) -> list[SyncReport]:
     """Sync several sources, read by `settings.sync_workers` reader processes while this process
     writes the registry; 0 workers reads them one after another in this process.
+
+    With `held_since` (the service's start), a source whose last failure decided to wait is left
+    alone: a transient one until its retry time, one refused for its credentials until its
+    settings change or custody starts again. Without it (a person ran `custody sync`), every
+    source is tried.
 
     While a reader is still starting, this process reads sources itself and hands the rest of the
     one in hand to the first reader that is up, from the cursor of its last stored batch. Once
@@ -78,7 +93,7 @@ def sync_sources(
     """
     workers = min(settings.sync_workers, len(sources))
     if workers == 0:
-        return [sync_source(engine, settings, policy, source, progress) for source in sources]
+        return [sync_source(engine, settings, policy, source, progress, held_since=held_since) for source in sources]
     identity = identity_for(settings, policy)
     reports = {source.name: SyncReport(source.name) for source in sources}
     claimed: dict[str, int] = {}
@@ -87,7 +102,7 @@ def sync_sources(
     with ReaderPool(settings, policy, workers) as readers:
         register_reps(engine, settings, identity)
         while (not readers.idle_and_up() and readers.starting
-               and (claim := _next_claim(engine, identity, waiting, reports))):
+               and (claim := _next_claim(engine, identity, waiting, reports, held_since))):
             report = reports[claim[1].source.name]
             log.debug("reading source %s here while a reader starts", report.source)
             rest = _read_here(writer, settings, identity, claim, report, hand_off=readers.idle_and_up)
@@ -97,7 +112,7 @@ def sync_sources(
                 claimed[report.source] = claim[0]
                 readers.assign(rest)
         while waiting or claimed:
-            while readers.idle and (claim := _next_claim(engine, identity, waiting, reports)):
+            while readers.idle and (claim := _next_claim(engine, identity, waiting, reports, held_since)):
                 claimed[claim[1].source.name] = claim[0]
                 readers.assign(claim[1])
             if claimed:
@@ -106,12 +121,14 @@ def sync_sources(
 
 
 def _next_claim(
-    engine: Engine, identity: Identity, waiting: list[SourceConfig], reports: dict[str, SyncReport]
+    engine: Engine, identity: Identity, waiting: list[SourceSettings], reports: dict[str, SyncReport],
+    held_since: datetime | None,
 ) -> tuple[int, ReadTask] | None:
-    """The next waiting source this process could claim; sources another process holds are skipped."""
+    """The next waiting source this process could claim; sources another process holds or that
+    wait after a failure are skipped."""
     while waiting:
         source = waiting.pop(0)
-        claim = _claim_task(engine, identity, source, reports[source.name])
+        claim = _claim_task(engine, identity, source, reports[source.name], held_since)
         if claim is not None:
             return claim
     return None
@@ -121,15 +138,16 @@ def sync_source(
     engine: Engine,
     settings: Settings,
     policy: Policy,
-    source: SourceConfig,
+    source: SourceSettings,
     progress: Progress | None = None,
-    connector: Connector | None = None,
+    connector: Connector[SourceSettings] | None = None,
+    held_since: datetime | None = None,
 ) -> SyncReport:
-    """Sync one source batch by batch in this process; a failure marks the source failing and leaves others alone."""
+    """Sync one source batch by batch in this process; a failure is stored on the source and leaves others alone."""
     identity = identity_for(settings, policy)
     register_reps(engine, settings, identity)
     report = SyncReport(source.name)
-    claim = _claim_task(engine, identity, source, report)
+    claim = _claim_task(engine, identity, source, report, held_since)
     if claim is None:
         return report
     _read_here(_Writer(engine, progress), settings, identity, claim, report, connector)
@@ -143,21 +161,21 @@ def _read_here(
     identity: Identity,
     claim: tuple[int, ReadTask],
     report: SyncReport,
-    connector: Connector | None = None,
+    connector: Connector[SourceSettings] | None = None,
     hand_off: Callable[[], bool] = lambda: False,
 ) -> ReadTask | None:
     """Read a claimed source in this process, storing each batch; when `hand_off()` says so after a
     batch, stop and return the task that continues from there, else None (done or failed)."""
     source_id, task = claim
     try:
-        connector = connector or build_connector(task.source, settings.batch_size)
+        connector = connector or open_connector(task.source, settings.batch_size)
         with closing(read_source(connector, identity, task)) as events:
             for event in events:
                 writer.apply(source_id, event, report)
                 if hand_off():
                     return ReadTask(task.source, event.cursor, task.owner)
     except Exception as error:  # one source's failure, whatever it is, never stops the others
-        writer.apply(source_id, ReadEvent("failed", task.source.name, error=failure(error, task.source.name)), report)
+        writer.apply(source_id, ReadEvent("failed", task.source.name, failure=classify(error, task.source.name)), report)
     return None
 
 
@@ -171,12 +189,12 @@ def _store_event(writer: _Writer, event: ReadEvent, claimed: dict[str, int], rep
 
 
 def _claim_task(
-    engine: Engine, identity: Identity, source: SourceConfig, report: SyncReport
+    engine: Engine, identity: Identity, source: SourceSettings, report: SyncReport, held_since: datetime | None
 ) -> tuple[int, ReadTask] | None:
     owner = _address(identity, source.owner) if source.owner else ""
-    source_id, cursor = _claim(engine, source, owner)
+    source_id, cursor, held = _claim(engine, source, owner, held_since)
     if source_id is None:
-        report.error = "another custody process is syncing this source"
+        report.held = held
         return None
     report.claimed_at = time.monotonic()
     return source_id, ReadTask(source, cursor, owner)
@@ -194,7 +212,7 @@ class _Writer:
     def apply(self, source_id: int, event: ReadEvent, report: SyncReport) -> None:
         """Store a batch with its cursor (and the renewed lease) in one transaction, or note why the source failed."""
         if event.kind == "failed":
-            report.error = event.error
+            report.failure = event.failure
             log.warning("source %s failed: %s", report.source, report.error)
             return
         if event.facts is None:
@@ -212,42 +230,63 @@ def _address(identity: Identity, email: str) -> str:
     return identity.normalise_email(email) or email.strip().lower()
 
 
-def _claim(engine: Engine, source: SourceConfig, owner: str) -> tuple[int | None, dict[str, Any] | None]:
-    """Create or update the Source row and take its lease by compare-and-swap.
+def _claim(
+    engine: Engine, source: SourceSettings, owner: str, held_since: datetime | None
+) -> tuple[int | None, dict[str, Any] | None, str]:
+    """Create or update the Source row and take its lease by compare-and-swap; else why not.
 
     A lease held by a process that died on this host (SIGKILL, power cut) is taken over at once.
     """
     table = Source.__table__
     now = utcnow()
+    settings = source.summary()
     with engine.begin() as db:
         owner_id = ensure_reps(db, [PersonFact(owner)])[owner] if owner else None
-        settings = {"path": str(source.path) if source.path else "", "host": source.host, "username": source.username}
-        row = db.execute(select(table.c.lease_owner, table.c.lease_until).where(table.c.name == source.name)).first()
+        row = db.execute(select(table).where(table.c.name == source.name)).first()
         if row is None:
             db.execute(table.insert().values(name=source.name, kind=source.kind, owner_rep_id=owner_id,
-                                             channel=source.channel, settings=settings, status="new",
+                                             channel=source.channel, settings=settings, status=SourceStatus.NEW,
                                              last_error="", lease_owner=""))
+        elif held := _held(row, settings, now, held_since):
+            return None, None, held
         observed = row.lease_owner if row else ""
         if observed and observed != lease_owner() and lease_alive(observed) and row.lease_until > now:
-            return None, None
+            return None, None, "another custody process is syncing this source"
         claimed = db.execute(
             table.update().where(table.c.name == source.name, table.c.lease_owner == observed)
             .values(lease_owner=lease_owner(), lease_until=now + LEASE, last_attempt=now, kind=source.kind,
                     owner_rep_id=owner_id, channel=source.channel, settings=settings)
         ).rowcount
         if not claimed:
-            return None, None
+            return None, None, "another custody process is syncing this source"
         found = db.execute(select(table.c.id, table.c.cursor).where(table.c.name == source.name)).one()
-        return found.id, found.cursor
+        return found.id, found.cursor, ""
+
+
+def _held(row: Any, settings: dict[str, Any], now: datetime, held_since: datetime | None) -> str:
+    """Why the last failure's decision keeps this source waiting, or "" when it may run."""
+    if held_since is None:
+        return ""
+    if row.status == SourceStatus.RETRYING and row.retry_at is not None and row.retry_at > now:
+        return f"waiting until {row.retry_at:%Y-%m-%d %H:%M:%S} UTC to retry after: {row.last_error}"
+    if (row.status == SourceStatus.AUTH_FAILED and row.settings == settings
+            and row.last_attempt is not None and row.last_attempt >= held_since):
+        return f"stopped until its settings change or custody restarts: {row.last_error}"
+    return ""
 
 
 def _finish(engine: Engine, source_id: int, report: SyncReport) -> None:
+    """Release the lease and store the sync's decision: ok, or its failure class with a retry time."""
     report.seconds = time.monotonic() - report.claimed_at
     table = Source.__table__
+    now = utcnow()
     values: dict[str, Any] = {"lease_owner": "", "lease_until": None}
-    if report.ok:
-        values.update(status="ok", last_success=utcnow(), last_error="")
-    else:
-        values.update(status="failing", last_error=report.error[:2000])
     with engine.begin() as db:
+        if report.failure is None:
+            values.update(status=SourceStatus.OK, last_success=now, last_error="", retry_at=None, failures=0)
+        else:
+            failures = db.execute(select(table.c.failures).where(table.c.id == source_id)).scalar_one() + 1
+            report.retry_at = report.failure.retry_at(now, failures)
+            values.update(status=report.failure.status, last_error=report.failure.error[:2000],
+                          retry_at=report.retry_at, failures=failures)
         db.execute(table.update().where(table.c.id == source_id).values(**values))

@@ -26,16 +26,14 @@ from multiprocessing.connection import Connection, wait
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from config.policy import Policy
-from config.sections import ConfigError, SourceConfig
-from connectors.base import Connector, ConnectorError
-from connectors.csv_contacts import CsvContactsConnector
-from connectors.imap import ImapConnector
-from connectors.maildir import MaildirConnector
-from connectors.mbox import MboxConnector
-from connectors.vcard import VcardConnector
+from connectors.base import Connector, SourceSettings
+from connectors.errors import CursorInvalid
+from connectors.index import open_connector
 from daemon.logs import configure_logging
+from daemon.sync.failures import Failure, classify
 from policies.identity import Identity, KnownRep, warm_public_suffixes
 from registry.facts import FactBatch
+from registry.models import SourceStatus
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -47,7 +45,7 @@ EventKind = Literal["ready", "batch", "done", "failed"]
 
 @dataclass(frozen=True)
 class ReadTask:
-    source: SourceConfig
+    source: SourceSettings
     cursor: dict[str, Any] | None
     owner: str
 
@@ -62,7 +60,7 @@ class ReadEvent:
     facts: FactBatch | None = None
     cursor: dict[str, Any] | None = None
     items: int = 0
-    error: str = ""
+    failure: Failure | None = None
 
 
 @dataclass(frozen=True)
@@ -85,43 +83,33 @@ class ReaderSetup:
         return Identity(self.policy, self.reps, self.default_region)
 
 
-def build_connector(source: SourceConfig, size: int) -> Connector:
-    """The connector for a source's kind, reading `size` items per batch; the only place that maps
-    config to protocol code."""
-    if source.kind == "maildir":
-        return MaildirConnector(source.path, source.channel, size, source.folders, source.exclude_folders)  # type: ignore[arg-type]
-    if source.kind == "mbox":
-        return MboxConnector(source.path, source.channel, size)  # type: ignore[arg-type]
-    if source.kind == "vcard":
-        return VcardConnector(source.path, source.channel)  # type: ignore[arg-type]
-    if source.kind == "csv":
-        return CsvContactsConnector(source.path, source.channel, size, source.options)  # type: ignore[arg-type]
-    if source.kind == "imap":
-        return ImapConnector(source, batch_size=size)
-    raise ConfigError(f"sources.{source.name}.kind: {source.kind} connector is not available in this build")
-
-
 def identity_for(settings: Settings, policy: Policy) -> Identity:
     return ReaderSetup.of(settings, policy).identity()
 
 
-def read_source(connector: Connector, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
-    """A source's batches as facts, each with the cursor that is valid once it is stored."""
-    for batch in connector.sync(task.cursor):
+def read_source(connector: Connector[SourceSettings], identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
+    """A source's batches as facts, each with the cursor that is valid once it is stored.
+
+    A cursor the server no longer knows is dropped: an empty batch stores the empty cursor first,
+    so a crash during the resync that follows starts it again instead of tripping on the old one;
+    ingest is idempotent, so mail read again is not stored twice."""
+    name = task.source.name
+    try:
+        yield from _batches(connector, identity, task, task.cursor)
+    except CursorInvalid as error:
+        if not task.cursor:
+            raise
+        log.warning("source %s: its cursor is no longer valid (%s); reading it again from the start", name, error)
+        yield ReadEvent("batch", name, FactBatch(), {})
+        yield from _batches(connector, identity, task, None)
+
+
+def _batches(
+    connector: Connector[SourceSettings], identity: Identity, task: ReadTask, cursor: dict[str, Any] | None
+) -> Iterator[ReadEvent]:
+    for batch in connector.sync(cursor):
         yield ReadEvent("batch", task.source.name, identity.interpret(batch, task.owner), batch.cursor,
                         len(batch.records) + len(batch.skipped))
-
-
-def failure(error: BaseException, source: str) -> str:
-    """Why a source stopped, with the item it was on when the connector named it. Anything but a
-    connector's, network or config failure is a bug: logged with its traceback, and still only this
-    source fails."""
-    if not isinstance(error, (ConnectorError, OSError, ConfigError)):
-        log.error("reading source %s failed unexpectedly", source, exc_info=error)
-        text = f"unexpected {type(error).__name__}: {error}"
-    else:
-        text = str(error) or type(error).__name__
-    return " ".join([text, *getattr(error, "__notes__", ())])
 
 
 class ReaderPool:
@@ -129,6 +117,12 @@ class ReaderPool:
 
     A full pipe is the back-pressure: a reader waits while the writer is behind, so memory stays
     flat however large the mailboxes are.
+
+    Not multiprocessing's forkserver (tried for issue 13, reading modules preloaded): each reader it
+    forks first runs the caller's main module again, about 1 s of CPU per reader for the `custody`
+    CLI on top of the 1.5 s preload, and no public API turns that off. Its readers also share the
+    writer's process group, so a Ctrl-C landing during that import killed them before they could
+    ignore it, and the Ctrl-C test failed.
     """
 
     def __init__(self, settings: Settings, policy: Policy, size: int) -> None:
@@ -222,7 +216,7 @@ class ReaderPool:
         if name is None:
             return None
         how = "" if code is None else f" (exit code {code})"
-        return ReadEvent("failed", name, error=f"reader process died{how}")
+        return ReadEvent("failed", name, failure=Failure(SourceStatus.FAILING, f"reader process died{how}"))
 
     def _restart(self, slot: int) -> int | None:
         code = self._readers[slot].stop()
@@ -313,22 +307,20 @@ def _echo(stream: IO[bytes]) -> None:
             sys.stderr.write(line.decode("utf-8", "replace"))
 
 
-def serve(fds: list[int]) -> None:
-    """A reader process's life, given (task, event) pipe descriptors for one or more readers: fork a
-    reader for each pair after the first, before any thread or connection exists, then serve the
-    first pair. Stray prints go to stderr, never into a pipe."""
+def serve(pairs: list[tuple[Connection, Connection]], setups: list[bytes]) -> None:
+    """A reader process's life, given the (task, event) pipes of one or more readers and the setup
+    each already read: fork a reader for each pair after the first, before any thread or connection
+    exists, then serve the first pair. Stray prints go to stderr, never into a pipe."""
     os.dup2(2, 1)
-    pairs = [(Connection(task, writable=False), Connection(event, readable=False))
-             for task, event in zip(fds[::2], fds[1::2])]
     warm_public_suffixes()
-    children = [_fork_reader(pairs, pair) for pair in pairs[1:]]
+    children = [_fork_reader(pairs, pair, setup) for pair, setup in zip(pairs[1:], setups[1:], strict=True)]
     _keep_only(pairs, pairs[0])
-    _serve(*pairs[0])
+    _serve(*pairs[0], setups[0])
     for pid in children:
         os.waitpid(pid, 0)
 
 
-def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connection, Connection]) -> int:
+def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connection, Connection], setup: bytes) -> int:
     """Fork a reader for `pair`; in the parent, return its pid. The child never returns."""
     sys.stderr.flush()
     pid = os.fork()
@@ -337,7 +329,7 @@ def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connect
     code = 0
     try:
         _keep_only(pairs, pair)
-        _serve(*pair)
+        _serve(*pair, setup)
     except KeyboardInterrupt:
         code = 1
     except BaseException:
@@ -355,10 +347,10 @@ def _keep_only(pairs: list[tuple[Connection, Connection]], kept: tuple[Connectio
                 connection.close()
 
 
-def _serve(tasks: Connection, events: Connection) -> None:
+def _serve(tasks: Connection, events: Connection, packed_setup: bytes) -> None:
     """Read sources as tasks arrive, report each batch, until the writer closes the task pipe or
     stops listening."""
-    setup: ReaderSetup = pickle.loads(tasks.recv_bytes())
+    setup: ReaderSetup = pickle.loads(packed_setup)
     configure_logging(setup.log_level)
     identity = setup.identity()
     try:
@@ -375,10 +367,10 @@ def _serve(tasks: Connection, events: Connection) -> None:
 def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
     name = task.source.name
     try:
-        yield from read_source(build_connector(task.source, batch_size), identity, task)
+        yield from read_source(open_connector(task.source, batch_size), identity, task)
         yield ReadEvent("done", name)
     except Exception as error:  # a bug must fail this source, not leave the writer waiting forever
-        yield ReadEvent("failed", name, error=failure(error, name))
+        yield ReadEvent("failed", name, failure=classify(error, name))
 
 
 def _packed(item: object) -> bytes:

@@ -17,6 +17,7 @@ from connectors.mbox import MboxConnector
 from connectors.records import AddressBookEntry, Batch, MessageHeaders, Skipped
 from connectors.vcard import VcardConnector
 from tests.support.header_strategies import header_bytes
+from tests.support.sources import opened
 
 EXAMPLES = settings(max_examples=100, deadline=None, database=None)
 SEPARATOR = b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\n"
@@ -41,7 +42,7 @@ def test_a_maildir_of_arbitrary_files_gives_a_record_or_a_named_skip_for_each(fi
         (root / "inbox").mkdir()
         for number, raw in enumerate(files):
             (root / "inbox" / f"{number}.").write_bytes(raw)
-        records, skipped = synced(MaildirConnector(root).sync(None))
+        records, skipped = synced(opened(MaildirConnector, path=root).sync(None))
         assert len(records) + len(skipped) == len(files)
         assert {s.ref for s in skipped} <= {f"inbox/{number}." for number in range(len(files))}
 
@@ -57,7 +58,7 @@ def test_no_date_or_received_field_drops_a_maildir_message(date: bytes, received
     with scratch() as root:
         (root / "inbox").mkdir()
         (root / "inbox" / "1700000000.M1P1.host:2,S").write_bytes(raw)
-        [record], skipped = synced(MaildirConnector(root).sync(None))
+        [record], skipped = synced(opened(MaildirConnector, path=root).sync(None))
         assert skipped == [] and record.date is not None  # type: ignore[union-attr]
         assert record.date_source in ("header", "received", "delivery")  # type: ignore[union-attr]
 
@@ -73,7 +74,7 @@ def mboxrd(raw: bytes) -> bytes:
 def test_an_mbox_of_arbitrary_messages_gives_a_record_or_a_named_skip_for_each(messages: list[bytes]) -> None:
     with scratch() as root:
         (root / "archive.mbox").write_bytes(b"".join(mboxrd(raw) for raw in messages))
-        records, skipped = synced(MboxConnector(root / "archive.mbox").sync(None))
+        records, skipped = synced(opened(MboxConnector, path=root / "archive.mbox").sync(None))
         assert len(records) + len(skipped) == len(messages)
         assert all(s.ref.startswith("archive.mbox@") for s in skipped)
 
@@ -100,7 +101,7 @@ def test_an_address_book_of_arbitrary_cards_gives_an_entry_or_a_skip_for_each(
     text = newline.join(line for junk, card in book for line in [*junk, *card])
     with scratch() as root:
         (root / "phone.vcf").write_bytes(text.encode("utf-8", "surrogatepass"))
-        entries, skipped = synced(VcardConnector(root / "phone.vcf").sync(None))
+        entries, skipped = synced(opened(VcardConnector, path=root / "phone.vcf").sync(None))
         assert len(entries) + len(skipped) == len(book)
 
 
@@ -114,7 +115,7 @@ def test_a_contact_export_of_arbitrary_rows_gives_entries_and_skips_and_raises_n
 ) -> None:
     with scratch() as root:
         (root / "contacts.csv").write_text(delimiter.join(["name", "email", "phone"]) + "\n" + rows, encoding="utf-8")
-        entries, skipped = synced(CsvContactsConnector(root / "contacts.csv", options={"delimiter": delimiter})
+        entries, skipped = synced(opened(CsvContactsConnector, path=root / "contacts.csv", delimiter=delimiter)
                                   .sync(None))
         assert all(isinstance(e, AddressBookEntry) for e in entries)
         assert all(s.ref.startswith("contacts.csv") for s in skipped)

@@ -16,6 +16,7 @@ from connectors.mbox import MboxConnector
 from connectors.records import Address, Batch, MessageHeaders
 from tests.support.damaged_mail import build_damaged_maildir, recipients, with_headers
 from tests.support.mail import conversation, write_maildir
+from tests.support.sources import opened
 
 
 def records(batches: list[Batch]) -> list[MessageHeaders]:
@@ -29,7 +30,7 @@ def skipped(batches: list[Batch]) -> dict[str, str]:
 def test_a_damaged_maildir_gives_a_record_or_a_named_reason_for_every_message(tmp_path: Path) -> None:
     expected = build_damaged_maildir(tmp_path)
 
-    batches = list(MaildirConnector(tmp_path, batch_size=7).sync(None))
+    batches = list(opened(MaildirConnector, path=tmp_path, batch_size=7).sync(None))
 
     assert [(len(r.to) + len(r.cc) + len(r.bcc), r.date, r.date_source) for r in records(batches)] == list(
         expected.records.values())
@@ -39,7 +40,7 @@ def test_a_damaged_maildir_gives_a_record_or_a_named_reason_for_every_message(tm
 def test_names_with_broken_encoded_words_and_8_bit_bytes_keep_their_message(tmp_path: Path) -> None:
     expected = build_damaged_maildir(tmp_path)
     found = dict(zip([ref.rsplit(".", 1)[1] for ref in expected.records],
-                     records(list(MaildirConnector(tmp_path).sync(None))), strict=True))
+                     records(list(opened(MaildirConnector, path=tmp_path).sync(None))), strict=True))
     assert found["bad-base64-in-names"].sender == (Address("=?utf-8?b?QW5u?= =?utf-8?b?a?=", "ann@client.test"),)
     assert found["bad-base64-in-names"].to == (Address("Bob =", "bob@acme.test"),)
     assert found["unknown-charsets"].sender == (Address("=?x-klingon?q?Qapla=27?=", "worf@client.test"),)
@@ -50,7 +51,7 @@ def test_names_with_broken_encoded_words_and_8_bit_bytes_keep_their_message(tmp_
 
 def test_five_thousand_recipients_are_all_read_and_none_is_cut(tmp_path: Path) -> None:
     write_maildir(tmp_path, {"INBOX": [with_headers(b"From: ann@client.test", b"To: " + recipients(5000))]})
-    [record] = records(list(MaildirConnector(tmp_path).sync(None)))
+    [record] = records(list(opened(MaildirConnector, path=tmp_path).sync(None)))
     assert [a.email for a in record.to] == [f"c{n}@shop{n % 97}.test" for n in range(5000)]
     assert record.to[-1].name == "Customer 4999"
 
@@ -65,7 +66,7 @@ def test_a_message_without_a_date_is_dated_by_its_delivery(tmp_path: Path, name:
     folder.mkdir()
     (folder / name).write_bytes(with_headers(b"From: ann@client.test", b"To: bob@acme.test", date=b""))
     os.utime(folder / name, (1_000_000_000, 1_000_000_000))
-    [record] = records(list(MaildirConnector(tmp_path).sync(None)))
+    [record] = records(list(opened(MaildirConnector, path=tmp_path).sync(None)))
     assert (record.date, record.date_source) == (date, "delivery")
 
 
@@ -73,7 +74,7 @@ def test_an_mbox_message_without_a_date_is_dated_by_its_from_line(tmp_path: Path
     dated = b"From ann@client.test Mon Mar  2 09:00:00 2026\nFrom: ann@client.test\nTo: bob@acme.test\n\nbody\n\n"
     undated = b"From MAILER-DAEMON sometime\nFrom: ann@client.test\nTo: bob@acme.test\n\nbody\n"
     (tmp_path / "archive.mbox").write_bytes(dated + undated)
-    batches = list(MboxConnector(tmp_path / "archive.mbox").sync(None))
+    batches = list(opened(MboxConnector, path=tmp_path / "archive.mbox").sync(None))
     assert [(r.date, r.date_source) for r in records(batches)] == [
         (datetime(2026, 3, 2, 9, tzinfo=timezone.utc), "delivery")]
     assert skipped(batches) == {f"archive.mbox@{len(dated)}": "missing or invalid Date"}
@@ -87,8 +88,8 @@ def big_header_message() -> bytes:
 def test_a_header_section_past_16_mib_is_skipped_never_read_cut(tmp_path: Path) -> None:
     write_maildir(tmp_path / "maildir", {"INBOX": [big_header_message()]})
     (tmp_path / "archive.mbox").write_bytes(b"From ann@client.test Mon Mar  2 09:00:00 2026\n" + big_header_message())
-    from_maildir = list(MaildirConnector(tmp_path / "maildir").sync(None))
-    from_mbox = list(MboxConnector(tmp_path / "archive.mbox").sync(None))
+    from_maildir = list(opened(MaildirConnector, path=tmp_path / "maildir").sync(None))
+    from_mbox = list(opened(MboxConnector, path=tmp_path / "archive.mbox").sync(None))
     assert (records(from_maildir), list(skipped(from_maildir).values())) == ([], [HEADER_TOO_LARGE])
     assert (records(from_mbox), skipped(from_mbox)) == ([], {"archive.mbox@0": HEADER_TOO_LARGE})
 
@@ -96,7 +97,7 @@ def test_a_header_section_past_16_mib_is_skipped_never_read_cut(tmp_path: Path) 
 def test_a_folder_gone_mid_sync_fails_the_sync_with_the_folder_named(tmp_path: Path) -> None:
     write_maildir(tmp_path, {"INBOX": conversation("rep@acme.test", ["c@client.test"], 3, "in"),
                              "Sent": conversation("rep@acme.test", ["c@client.test"], 3, "out")})
-    batches = MaildirConnector(tmp_path, batch_size=2).sync(None)
+    batches = opened(MaildirConnector, path=tmp_path, batch_size=2).sync(None)
     next(batches)
     shutil.rmtree(tmp_path / ".Sent")
     with pytest.raises(FileNotFoundError) as failure:
@@ -108,7 +109,7 @@ def test_an_mbox_gone_mid_sync_fails_the_sync_with_the_file_named(tmp_path: Path
     for name in ("a.mbox", "b.mbox"):
         (tmp_path / name).write_bytes(b"From ann@client.test Mon Mar  2 09:00:00 2026\n"
                                       + with_headers(b"From: ann@client.test", b"To: bob@acme.test"))
-    batches = MboxConnector(tmp_path).sync(None)
+    batches = opened(MboxConnector, path=tmp_path).sync(None)
     next(batches)
     (tmp_path / "b.mbox").unlink()
     with pytest.raises(FileNotFoundError) as failure:

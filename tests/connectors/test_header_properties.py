@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.headers import MalformedMessage, parse_headers, read_message
-from tests.support.header_strategies import encoded_words, header_bytes, q_encoded, words
+from tests.support.header_strategies import (
+    encoded_words,
+    header_bytes,
+    q_encoded,
+    words,
+)
 
 EXAMPLES = settings(max_examples=150, deadline=None, database=None)
 DATE = b"Date: Tue, 3 Mar 2026 10:00:00 +0000\r\n"

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from connectors.headers import (
-    HEADER_TOO_LARGE, MAX_ADDRESSES, MAX_HEADER_BYTES, DateFallback, MalformedMessage, header_block, header_fields,
-    parse_headers, read_message,
+    HEADER_TOO_LARGE,
+    MAX_ADDRESSES,
+    MAX_HEADER_BYTES,
+    DateFallback,
+    MalformedMessage,
+    header_block,
+    header_fields,
+    parse_headers,
+    read_message,
 )
 from connectors.records import Address, Skipped
 from tests.support.damaged_mail import recipients, with_headers

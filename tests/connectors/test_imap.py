@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -15,18 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 
 from config.policy import Policy
-from config.sections import SourceConfig
 from config.settings import Settings
-from connectors.base import ConnectorError
-from connectors.imap import MAX_COMMAND_BYTES, Fetched, ImapConnector, fetched_headers, parse_fetched, uid_chunks
+from connectors.errors import AuthError, PermanentError, TransientError
+from connectors.imap import (
+    MAX_COMMAND_BYTES,
+    Fetched,
+    ImapConnector,
+    ImapSettings,
+    fetched_headers,
+    parse_fetched,
+    uid_chunks,
+)
+from connectors.maildir import MaildirSettings
 from connectors.records import Batch, MessageHeaders
 from daemon.sync.engine import SyncReport, sync_source
 from registry.models import ContactPoint, Interaction, Message, Rep, Source, SyncIssue
 from registry.store import open_registry
-from tests.servers.dovecot import DovecotServer
+from tests.connectors.contract import BATCH_SIZE, ConnectorContract, mails
+from tests.servers.dovecot import DovecotServer, free_port
 from tests.servers.tokeninfo import TokenInfoServer
 from tests.support.damaged_mail import damaged_messages
 from tests.support.mail import conversation, message, write_maildir
@@ -37,19 +48,19 @@ CUSTOMERS = ["ann@client.test", "ben@buyer.test", "cy@gmail.com"]
 QUICK_RETRIES = {"retry_attempts": 2, "retry_wait_seconds": 0.05}
 
 
-def imap_source(server: DovecotServer, user: str, **changes: Any) -> SourceConfig:
+def imap_source(server: DovecotServer, user: str, **changes: Any) -> ImapSettings:
     fields: dict[str, Any] = {
         "name": f"{user}-imap", "kind": "imap", "owner": f"{user}@acme.test", "host": "127.0.0.1",
-        "port": server.port, "security": "plain", "username": user, "password": server.users[user],
-        "options": QUICK_RETRIES,
+        "port": server.port, "security": "plain", "username": server.login(user), "password": server.users[user],
+        **QUICK_RETRIES,
     }
-    return SourceConfig(**(fields | changes))
+    return ImapSettings(**(fields | changes))
 
 
 def fill(server: DovecotServer, user: str, folders: dict[str, list[bytes]]) -> None:
     server.add_user(user, f"secret-of-{user}")
-    for folder, mails in folders.items():
-        server.append(user, folder, mails)
+    for folder, messages in folders.items():
+        server.append(user, folder, messages)
 
 
 def rep_mailboxes() -> dict[str, dict[str, list[bytes]]]:
@@ -71,7 +82,7 @@ def read(connector: ImapConnector, cursor: dict[str, Any] | None = None) -> tupl
     return records, (batches[-1].cursor if batches else cursor)  # type: ignore[return-value]
 
 
-def sync(engine: Engine, source: SourceConfig, batch_size: int = 500, **options: Any) -> SyncReport:
+def sync(engine: Engine, source: ImapSettings | MaildirSettings, batch_size: int = 500, **options: Any) -> SyncReport:
     settings = Settings(batch_size=batch_size, sources=[source])
     return sync_source(engine, settings, POLICY, source, **options)
 
@@ -91,13 +102,13 @@ def contents(engine: Engine) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...
     return sorted(as_utc), sorted(tuple(row) for row in interactions)
 
 
-def uninterrupted(tmp_path: Path, source: SourceConfig) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def uninterrupted(tmp_path: Path, source: ImapSettings) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     engine = open_registry(f"sqlite:///{tmp_path / 'uninterrupted.db'}")
     assert sync(engine, source).ok
     return contents(engine)
 
 
-def source_row(engine: Engine, source: SourceConfig) -> Any:
+def source_row(engine: Engine, source: ImapSettings) -> Any:
     with engine.connect() as db:
         return db.execute(select(Source).where(Source.name == source.name)).one()
 
@@ -106,8 +117,8 @@ def test_full_sync_of_several_mailboxes_equals_the_maildir_sync(dovecot: Dovecot
     maildir_registry = open_registry(f"sqlite:///{tmp_path / 'maildir.db'}")
     for rep, folders in rep_mailboxes().items():
         fill(dovecot, rep, folders)
-        maildir = SourceConfig(name=f"{rep}-maildir", kind="maildir", owner=f"{rep}@acme.test",
-                               path=write_maildir(tmp_path / rep, folders))
+        maildir = MaildirSettings(name=f"{rep}-maildir", owner=f"{rep}@acme.test",
+                                  path=write_maildir(tmp_path / rep, folders))
         assert sync(engine, imap_source(dovecot, rep), batch_size=10).ok
         assert sync(maildir_registry, maildir).ok
     messages, interactions = contents(engine)
@@ -124,7 +135,7 @@ def test_enron_mailbox_over_imap_equals_its_maildir(dovecot: DovecotServer, enro
         dovecot.append("allen-p", imap_name, (path.read_bytes() for path in files))
     policy = Policy(company_domains=["enron.com"])
     imap = imap_source(dovecot, "allen-p", owner="phillip.allen@enron.com", folders=["_sent_mail", "sent_items"])
-    maildir = SourceConfig(name="allen-maildir", kind="maildir", owner="phillip.allen@enron.com", path=enron / "allen-p")
+    maildir = MaildirSettings(name="allen-maildir", owner="phillip.allen@enron.com", path=enron / "allen-p")
     registries = []
     for source in (imap, maildir):
         registry = open_registry(f"sqlite:///{tmp_path / source.name}.db")
@@ -244,29 +255,31 @@ def test_messages_expunged_on_the_server_stay_in_the_registry(dovecot: DovecotSe
     assert keys == sorted([f"kept{n}@mail.test" for n in range(5)] + ["later0@mail.test"])
 
 
-def test_server_stopped_mid_sync_then_next_sync_completes(dovecot: DovecotServer, engine: Engine, tmp_path: Path) -> None:
-    fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 200, "in")})
-    source = imap_source(dovecot, "alice")
+def test_server_stopped_mid_sync_then_next_sync_completes(dovecot_private: DovecotServer, engine: Engine, tmp_path: Path) -> None:
+    fill(dovecot_private, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 200, "in")})
+    source = imap_source(dovecot_private, "alice")
 
-    report = sync(engine, source, batch_size=20, progress=lambda _source, _items: dovecot.stop())
+    report = sync(engine, source, batch_size=20, progress=lambda _source, _items: dovecot_private.stop())
 
     assert not report.ok and "connection failed after 2 attempts" in report.error
-    assert source_row(engine, source).status == "failing"
+    row = source_row(engine, source)
+    assert (row.status, row.failures) == ("retrying", 1) and row.retry_at == report.retry_at
     assert 0 < len(contents(engine)[0]) < 200
-    dovecot.start()
+    dovecot_private.start()
     assert sync(engine, source, batch_size=20).ok
     assert contents(engine) == uninterrupted(tmp_path, source)
 
 
-def test_connection_dropped_mid_sync_is_resumed_by_reconnecting(dovecot: DovecotServer, engine: Engine, tmp_path: Path) -> None:
-    fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 100, "in")})
-    source = imap_source(dovecot, "alice")
+def test_connection_dropped_mid_sync_is_resumed_by_reconnecting(
+        dovecot_private: DovecotServer, engine: Engine, tmp_path: Path) -> None:
+    fill(dovecot_private, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 100, "in")})
+    source = imap_source(dovecot_private, "alice")
     restarts: list[int] = []
 
     def restart_once(_source: str, _items: int) -> None:
         if not restarts:
             restarts.append(1)
-            dovecot.restart()
+            dovecot_private.restart()
 
     report = sync(engine, source, batch_size=20, progress=restart_once)
 
@@ -274,7 +287,7 @@ def test_connection_dropped_mid_sync_is_resumed_by_reconnecting(dovecot: Dovecot
     assert contents(engine) == uninterrupted(tmp_path, source)
 
 
-def write_config(tmp_path: Path, sources: list[SourceConfig], batch_size: int = 500) -> Path:
+def write_config(tmp_path: Path, sources: list[ImapSettings], batch_size: int = 500) -> Path:
     """A custody.toml for the CLI; passwords come from CUSTODY_TEST_PASSWORD_<USER> variables."""
     (tmp_path / "policy.yaml").write_text("company_domains: [acme.test]\n")
     lines = [f'data_dir = "{tmp_path / "data"}"', 'policy_file = "policy.yaml"', f"batch_size = {batch_size}"]
@@ -283,7 +296,7 @@ def write_config(tmp_path: Path, sources: list[SourceConfig], batch_size: int = 
             "name": source.name, "kind": "imap", "owner": source.owner, "host": source.host, "port": source.port,
             "security": source.security, "username": source.username, "password_env": password_env(source.username),
         }.items()]
-        lines += ["[sources.options]"] + [f"{key} = {value}" for key, value in QUICK_RETRIES.items()]
+        lines += [f"{key} = {value}" for key, value in QUICK_RETRIES.items()]
     path = tmp_path / "custody.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -317,7 +330,7 @@ def test_custody_killed_mid_sync_then_rerun_equals_an_uninterrupted_sync(dovecot
     source = imap_source(dovecot, "alice")
     config = write_config(tmp_path, [source], batch_size=20)
     database = tmp_path / "data" / "custody.db"
-    passwords = {"alice": dovecot.users["alice"]}
+    passwords = {dovecot.login("alice"): dovecot.users["alice"]}
 
     process = custody(config, "sync", "--source", source.name, passwords=passwords)
     while stored_messages(database) == 0 and process.poll() is None:
@@ -335,12 +348,12 @@ def test_wrong_password_fails_that_source_only_with_a_clear_reason(dovecot: Dove
     fill(dovecot, "mallory", {"INBOX": conversation("mallory@acme.test", CUSTOMERS, 4, "m")})
     alice, mallory = imap_source(dovecot, "alice"), imap_source(dovecot, "mallory")
     config = write_config(tmp_path, [alice, mallory])
-    passwords = {"alice": dovecot.users["alice"], "mallory": "not-the-password"}
+    passwords = {dovecot.login("alice"): dovecot.users["alice"], dovecot.login("mallory"): "not-the-password"}
 
     code, output = finished(custody(config, "sync", passwords=passwords))
     assert code == 1
     assert "alice-imap: 4 messages" in output
-    assert "login as mallory failed: [AUTHENTICATIONFAILED] Authentication failed." in output
+    assert f"login as {dovecot.login('mallory')} failed: [AUTHENTICATIONFAILED] Authentication failed." in output
     assert "not-the-password" not in output
     assert finished(custody(config, "sync", "--source", "alice-imap", passwords=passwords))[0] == 0
     assert finished(custody(config, "sync", "--source", "mallory-imap", passwords=passwords))[0] == 1
@@ -348,7 +361,7 @@ def test_wrong_password_fails_that_source_only_with_a_clear_reason(dovecot: Dove
     code, status = finished(custody(config, "status", passwords=passwords))
     failing = [line for line in status.splitlines() if "mallory-imap" in line]
     assert code == 0 and len(failing) == 1
-    assert "failing" in failing[0] and "login as mallory failed" in failing[0]
+    assert "auth_failed" in failing[0] and f"login as {dovecot.login('mallory')} failed" in failing[0]
     assert "failing" not in next(line for line in status.splitlines() if "alice-imap" in line)
 
 
@@ -375,29 +388,34 @@ def test_implicit_tls_and_starttls_verify_the_server_certificate(dovecot_tls: Do
     assert len(read(ImapConnector(implicit))[0]) == 2
     assert len(read(ImapConnector(starttls))[0]) == 2
     untrusted = imap_source(dovecot_tls, "alice", security="tls", port=dovecot_tls.tls_port)
-    with pytest.raises(ConnectorError, match="TLS certificate not trusted"):
+    with pytest.raises(PermanentError, match="TLS certificate not trusted"):
         read(ImapConnector(untrusted))
 
 
 def test_xoauth2_logs_in_with_the_token_provider_and_a_rejected_token_is_a_clear_error(
-    dovecot_oauth2: tuple[DovecotServer, TokenInfoServer],
+    dovecot_oauth2: tuple[DovecotServer, TokenInfoServer], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server, tokeninfo = dovecot_oauth2
     fill(server, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 3, "oauth")})
     tokeninfo.tokens["fresh-access-token"] = "alice"
-    source = imap_source(server, "alice", auth="xoauth2", password=None)
-    assert len(read(ImapConnector(source, token_provider=lambda: "fresh-access-token"))[0]) == 3
-    with pytest.raises(ConnectorError, match="login as alice failed: .*AUTHENTICATIONFAILED") as failure:
-        read(ImapConnector(source, token_provider=lambda: "expired-access-token"))
+    source = imap_source(server, "alice", auth="xoauth2", token_env="ALICE_IMAP_TOKEN", password=None)
+    monkeypatch.setenv("ALICE_IMAP_TOKEN", "fresh-access-token")
+    assert len(read(ImapConnector(source))[0]) == 3
+    monkeypatch.setenv("ALICE_IMAP_TOKEN", "expired-access-token")
+    with pytest.raises(AuthError, match="login as alice failed: .*AUTHENTICATIONFAILED") as failure:
+        read(ImapConnector(source))
     assert "expired-access-token" not in str(failure.value)
+    monkeypatch.delenv("ALICE_IMAP_TOKEN")
+    with pytest.raises(AuthError, match="ALICE_IMAP_TOKEN .* is not set"):
+        read(ImapConnector(source))
 
 
-def test_plain_text_is_refused_beyond_loopback_and_xoauth2_needs_a_token_provider(dovecot: DovecotServer) -> None:
+def test_plain_text_beyond_loopback_and_xoauth2_without_a_token_are_config_errors(dovecot: DovecotServer) -> None:
     fill(dovecot, "alice", {})
-    with pytest.raises(ConnectorError, match="allowed only for a loopback host"):
-        read(ImapConnector(imap_source(dovecot, "alice", host="imap.example.com")))
-    with pytest.raises(ConnectorError, match="needs a token provider"):
-        read(ImapConnector(imap_source(dovecot, "alice", auth="xoauth2")))
+    with pytest.raises(ValidationError, match="allowed only for a loopback host"):
+        imap_source(dovecot, "alice", host="imap.example.com")
+    with pytest.raises(ValidationError, match="needs token_env"):
+        imap_source(dovecot, "alice", auth="xoauth2")
 
 
 
@@ -428,15 +446,41 @@ def test_damaged_messages_are_records_or_named_skips_and_dated_by_header_receive
         f"INBOX/{uidvalidity}/{uid}": m.skipped for uid, m in enumerate(damaged, start=1) if m.skipped}
 
 
-def test_a_server_gone_mid_sync_fails_the_sync_with_the_fetch_position_noted(dovecot: DovecotServer) -> None:
-    fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 200, "in")})
-    batches = ImapConnector(imap_source(dovecot, "alice"), batch_size=20).sync(None)
+def test_a_server_gone_mid_sync_fails_the_sync_with_the_fetch_position_noted(dovecot_private: DovecotServer) -> None:
+    fill(dovecot_private, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 200, "in")})
+    batches = ImapConnector(imap_source(dovecot_private, "alice"), batch_size=20).sync(None)
     next(batches)
-    dovecot.stop()
+    dovecot_private.stop()
 
-    with pytest.raises(ConnectorError, match="connection failed") as failure:
+    with pytest.raises(TransientError, match="connection failed") as failure:
         list(batches)
 
     [note] = failure.value.__notes__
     position = re.fullmatch(r"at INBOX/\d+/(\d+)", note)
     assert position is not None and int(position.group(1)) > 20 and int(position.group(1)) % 20 == 1
+
+
+class TestImapContract(ConnectorContract):
+    """Each source is a new login on the session's Dovecot."""
+
+    connector = ImapConnector
+
+    @pytest.fixture(autouse=True)
+    def _place(self, dovecot: DovecotServer) -> None:
+        self.server = dovecot
+        self.users = (f"contract{n}" for n in itertools.count())
+
+    def make(self, items: int, unreadable: int = 0) -> ImapConnector:
+        user = next(self.users)
+        fill(self.server, user, {"INBOX": mails(items, unreadable)})
+        return ImapConnector(imap_source(self.server, user), batch_size=BATCH_SIZE)
+
+    def unreachable(self) -> ImapConnector:
+        user = next(self.users)
+        fill(self.server, user, {})
+        return ImapConnector(imap_source(self.server, user, port=free_port()))
+
+    def wrong_credentials(self) -> ImapConnector:
+        user = next(self.users)
+        fill(self.server, user, {"INBOX": mails(1)})
+        return ImapConnector(imap_source(self.server, user, password="not-the-password"))

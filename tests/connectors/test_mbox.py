@@ -1,9 +1,14 @@
 """mbox archives: messages split on From_ lines, resumed by byte offset."""
 
+import itertools
 from pathlib import Path
 
+import pytest
+
 from connectors.mbox import MboxConnector
+from tests.connectors.contract import BATCH_SIZE, ConnectorContract, mails
 from tests.support.mail import conversation
+from tests.support.sources import opened
 
 
 def mbox_bytes(mails: list[bytes]) -> bytes:
@@ -13,7 +18,7 @@ def mbox_bytes(mails: list[bytes]) -> bytes:
 def test_reads_every_message_and_resumes_after_appends(tmp_path: Path) -> None:
     path = tmp_path / "archive.mbox"
     path.write_bytes(mbox_bytes(conversation("rep@acme.test", ["c@client.test"], 4, "a")))
-    connector = MboxConnector(path, batch_size=3)
+    connector = opened(MboxConnector, path=path, batch_size=3)
     batches = list(connector.sync(None))
     assert [r.message_id for b in batches for r in b.records] == [f"a{n}@mail.test" for n in range(4)]
     cursor = batches[-1].cursor
@@ -27,8 +32,24 @@ def test_reads_every_message_and_resumes_after_appends(tmp_path: Path) -> None:
 def test_a_replaced_file_is_read_again_from_the_start(tmp_path: Path) -> None:
     path = tmp_path / "archive.mbox"
     path.write_bytes(mbox_bytes(conversation("rep@acme.test", ["c@client.test"], 3, "a")))
-    cursor = list(MboxConnector(path).sync(None))[-1].cursor
+    cursor = list(opened(MboxConnector, path=path).sync(None))[-1].cursor
     replacement = tmp_path / "new.mbox"
     replacement.write_bytes(mbox_bytes(conversation("rep@acme.test", ["c@client.test"], 1, "z")))
     replacement.replace(path)
-    assert [r.message_id for b in MboxConnector(path).sync(cursor) for r in b.records] == ["z0@mail.test"]
+    assert [r.message_id for b in opened(MboxConnector, path=path).sync(cursor) for r in b.records] == ["z0@mail.test"]
+
+
+class TestMboxContract(ConnectorContract):
+    connector = MboxConnector
+
+    @pytest.fixture(autouse=True)
+    def _place(self, tmp_path: Path) -> None:
+        self.sources = iter(tmp_path / f"source{n}.mbox" for n in itertools.count())
+
+    def make(self, items: int, unreadable: int = 0) -> MboxConnector:
+        path = next(self.sources)
+        path.write_bytes(mbox_bytes(mails(items, unreadable)))
+        return opened(MboxConnector, path=path, batch_size=BATCH_SIZE)
+
+    def unreachable(self) -> MboxConnector:
+        return opened(MboxConnector, path=next(self.sources))

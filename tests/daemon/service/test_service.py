@@ -14,10 +14,11 @@ import yaml
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
-from demo.company import generate_demo
+from demo.company import DemoCompany
 from registry.models import Notification
 from tests.conftest import POSTGRES_URL
 from tests.servers.smtp import SmtpServer
+from tests.support.demo import copy_company
 from tests.support.mail import conversation, write_maildir
 from tests.support.service import Service, free_port, maildir_source, metric, service_config, wait_until
 
@@ -36,7 +37,7 @@ def test_service_syncs_on_start_reports_health_and_metrics_and_stops_on_sigterm(
         assert metric(metrics, 'custody_sync_duration_seconds_count{source="ann"}') == 1
         assert metric(metrics, 'custody_sync_duration_seconds_sum{source="ann"}') > 0
         assert metric(metrics, 'custody_sync_batches_total{source="ann"}') == 1
-        assert metric(metrics, 'custody_sync_failures_total{error_class="source",source="ann"}') is None
+        assert metric(metrics, 'custody_sync_failures_total{error_class="failing",source="ann"}') is None
         assert service.get("/nothing")[0] == 404
     finally:
         assert service.stop() == 0
@@ -89,13 +90,13 @@ def test_even_at_debug_the_log_holds_no_password_and_no_message_contents(tmp_pat
     archive = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 6)})
     imap = (f'[[sources]]\nname = "mail"\nkind = "imap"\nhost = "127.0.0.1"\nport = {free_port()}\n'
             'security = "plain"\nusername = "ann"\npassword = "hunter2"\n'
-            'options = { retry_attempts = 1, retry_wait_seconds = 0.05 }\n')
+            'retry_attempts = 1\nretry_wait_seconds = 0.05\n')
     port = free_port()
     config = service_config(tmp_path, port, maildir_source("ann", archive) + imap, extra='log_level = "DEBUG"\n')
     service = Service(config, port)
     try:
         service.wait_for_metric('custody_sync_duration_seconds_count{source="ann"}')
-        service.wait_for_metric('custody_sync_failures_total{error_class="source",source="mail"}')
+        service.wait_for_metric('custody_sync_failures_total{error_class="retrying",source="mail"}')
     finally:
         assert service.stop() == 0
     log = "\n".join(service.lines)
@@ -110,7 +111,7 @@ def test_readyz_names_a_source_failing_longer_than_the_threshold_while_healthz_s
     sources = maildir_source("ann", archive) + maildir_source("gone", tmp_path / "gone")
     service = Service(service_config(tmp_path, port, sources, service="ready_failing_minutes = 0\n"), port)
     try:
-        service.wait_for_metric('custody_sync_failures_total{error_class="source",source="gone"}')
+        service.wait_for_metric('custody_sync_failures_total{error_class="failing",source="gone"}')
         service.wait_for_metric('custody_sync_duration_seconds_count{source="ann"}')
         status, body = service.probe("/readyz")
         assert status == 503
@@ -210,12 +211,12 @@ def test_readyz_turns_503_while_postgresql_is_unreachable_and_200_when_it_is_bac
 
 
 def test_on_the_demo_company_the_service_syncs_classifies_and_dispatches_on_its_own(
-    tmp_path: Path, smtp_server: SmtpServer,
+    tmp_path: Path, smtp_server: SmtpServer, demo_company_today: DemoCompany,
 ) -> None:
     """An HR file dropped before start: the departure is planned at once, the customers the rep
     worked with join the plan as their mail is synced, and the outbox sends the farewell letters,
     each woken by the job before it instead of waiting for a timer."""
-    company = generate_demo(tmp_path / "northwind", seed=7)
+    company = copy_company(demo_company_today, tmp_path / "northwind")
     policy = yaml.safe_load(company.policy_path.read_text())
     policy["ownership"] = {"requires_approval": False, "grace_period_hours": 0}
     policy["dispatch"] = {"quiet_hours": None, "per_mailbox_per_hour": 0, "per_domain_per_hour": 0}

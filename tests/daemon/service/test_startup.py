@@ -63,7 +63,7 @@ def test_check_fails_a_missing_source_path_with_exit_1_and_a_bad_policy_with_exi
     shutil.rmtree(tmp_path / "ann")
     missing = custody(config, "check")
     assert missing.returncode == 1
-    assert f"FAIL  source ann: {tmp_path / 'ann'} not found" in missing.stdout.splitlines()
+    assert f"FAIL  source ann: mail folder path {tmp_path / 'ann'} does not exist" in missing.stdout.splitlines()
     (tmp_path / "policy.yaml").write_text("lookback_days: -3\n")
     bad = custody(config, "check")
     assert bad.returncode == 2
@@ -77,12 +77,13 @@ def test_check_names_a_missing_secret_as_a_config_error_and_an_unreachable_serve
     config.write_text(f'data_dir = "data"\n{source}password_env = "CUSTODY_TEST_UNSET_PASSWORD"\n')
     unset = custody(config, "check")
     assert unset.returncode == 2
-    assert ("FAIL  source mail: sources.mail.password_env: environment variable CUSTODY_TEST_UNSET_PASSWORD is not set"
+    assert ("FAIL  source mail: password_env: environment variable CUSTODY_TEST_UNSET_PASSWORD is not set"
             in unset.stdout.splitlines())
     config.write_text(f'data_dir = "data"\n{source}password = "hunter2"\n')
     refused = custody(config, "check")
     assert refused.returncode == 1
-    assert f"FAIL  source mail: 127.0.0.1:{port} unreachable: Connection refused" in refused.stdout.splitlines()
+    assert (f"FAIL  source mail: 127.0.0.1:{port}: connection failed after 1 attempts (ConnectionRefusedError: "
+            "[Errno 111] Connection refused)") in refused.stdout.splitlines()
     assert "hunter2" not in refused.stdout + refused.stderr
 
 

@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from config.policy import Policy
-from config.sections import RepConfig, SourceConfig
+from config.sections import RepConfig
 from config.settings import Settings
+from connectors.maildir import MaildirSettings
 from daemon.sync.engine import sync_sources
 from registry.models import Message
 from registry.status import source_statuses
@@ -30,22 +31,22 @@ POLICY = Policy(company_domains=["acme.test"])
 REPS = [RepConfig(email=f"rep{n}@acme.test", name=f"Rep {n}") for n in range(4)]
 
 
-def mailboxes(root: Path, count: int = 4, messages: int = 300) -> list[SourceConfig]:
+def mailboxes(root: Path, count: int = 4, messages: int = 300) -> list[MaildirSettings]:
     """`count` rep mailboxes sharing some customers, so readers race to create the same contacts."""
     sources = []
     for n in range(count):
         rep = f"rep{n}@acme.test"
         mails = conversation(rep, [f"buyer{c}@client{c % 7}.test" for c in range(n, n + 25)], messages, prefix=f"r{n}-")
         path = write_maildir(root / f"rep{n}", {"INBOX": mails[: messages // 2], "Sent": mails[messages // 2:]})
-        sources.append(SourceConfig(name=f"rep{n}", kind="maildir", path=path, owner=rep))
+        sources.append(MaildirSettings(name=f"rep{n}", path=path, owner=rep))
     return sources
 
 
-def settings_for(tmp_path: Path, sources: list[SourceConfig], workers: int) -> Settings:
+def settings_for(tmp_path: Path, sources: list[MaildirSettings], workers: int) -> Settings:
     return Settings(data_dir=tmp_path, reps=REPS, sources=sources, batch_size=40, sync_workers=workers)
 
 
-def reference(tmp_path: Path, sources: list[SourceConfig]) -> dict[str, object]:
+def reference(tmp_path: Path, sources: list[MaildirSettings]) -> dict[str, object]:
     engine = open_registry(f"sqlite:///{tmp_path / 'reference.db'}")
     assert all(r.ok for r in sync_sources(engine, settings_for(tmp_path, sources, 0), POLICY, sources))
     return snapshot(engine)
@@ -92,12 +93,18 @@ def test_reader_log_lines_reach_this_process_stderr_as_it_is_now(
     assert any(text.endswith("reads source rep2") for text in logged)
 
 
-def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(engine: Engine, tmp_path: Path) -> None:
+def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """One large mailbox: this process reads its first batches during the reader's start-up and
-    hands the rest over from the cursor of the last batch it stored."""
+    hands the rest over from the cursor of the last batch it stored. The reader's setup, with the
+    policy's free-mail domains, is larger than a pipe holds; handing it over must not wait for the
+    reader's imports."""
+    caplog.set_level(logging.DEBUG, logger="custody")
     sources = mailboxes(tmp_path, count=1, messages=4000)
     settings = settings_for(tmp_path, sources, 1).model_copy(update={"batch_size": 10})
     reports = sync_sources(engine, settings, POLICY, sources)
+    assert "reading source rep0 here while a reader starts" in caplog.messages
     assert [(r.ok, r.messages) for r in reports] == [(True, 4000)]
     assert snapshot(engine) == reference(tmp_path, sources)
 
@@ -116,7 +123,7 @@ def test_once_every_reader_is_up_this_process_only_writes(
 
 def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, tmp_path: Path) -> None:
     sources = mailboxes(tmp_path, count=2)
-    sources.insert(1, SourceConfig(name="gone", kind="maildir", path=tmp_path / "nowhere", owner="rep3@acme.test"))
+    sources.insert(1, MaildirSettings(name="gone", path=tmp_path / "nowhere", owner="rep3@acme.test"))
     reports = sync_sources(engine, settings_for(tmp_path, sources, 2), POLICY, sources)
     assert [(r.source, r.ok) for r in reports] == [("rep0", True), ("gone", False), ("rep1", True)]
     statuses = {s.name: s for s in source_statuses(engine)}
@@ -176,7 +183,7 @@ def test_ctrl_c_stops_the_writer_and_its_readers_at_once_and_the_next_sync_compl
     assert snapshot(engine) == reference(tmp_path, sources)
 
 
-def sync_config(tmp_path: Path, sources: list[SourceConfig]) -> tuple[Path, Engine]:
+def sync_config(tmp_path: Path, sources: list[MaildirSettings]) -> tuple[Path, Engine]:
     """A config syncing `sources` with two readers in small batches, and the registry it writes."""
     config = tmp_path / "custody.toml"
     database = tmp_path / "registry.db"

@@ -13,9 +13,9 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from config.policy import Policy
-from config.sections import RepConfig, SourceConfig
+from config.sections import RepConfig
 from config.settings import Settings
-from connectors.maildir import MaildirConnector
+from connectors.maildir import MaildirConnector, MaildirSettings
 from connectors.records import Batch
 from daemon.sync.engine import sync_source
 from registry.models import Message, Rep, Source
@@ -23,16 +23,17 @@ from registry.status import source_statuses
 from registry.store import open_registry
 from tests.support.mail import conversation, message, write_maildir
 from tests.support.registry import snapshot
+from tests.support.sources import opened
 
 POLICY = Policy(company_domains=["acme.test"])
 REPS = [RepConfig(email="ann@acme.test", name="Ann"), RepConfig(email="tom@acme.test", name="Tom")]
 
 
-def maildir_source(name: str, path: Path, owner: str) -> SourceConfig:
-    return SourceConfig(name=name, kind="maildir", path=path, owner=owner)
+def maildir_source(name: str, path: Path, owner: str) -> MaildirSettings:
+    return MaildirSettings(name=name, path=path, owner=owner)
 
 
-def settings_for(tmp_path: Path, *sources: SourceConfig) -> Settings:
+def settings_for(tmp_path: Path, *sources: MaildirSettings) -> Settings:
     return Settings(data_dir=tmp_path, reps=REPS, sources=list(sources), batch_size=50)
 
 
@@ -173,7 +174,7 @@ class _ConnectorWithABug:
     """Yields one good batch, then fails the way a bug would: with no connector error class at all."""
 
     def __init__(self, maildir: Path) -> None:
-        self.inner = MaildirConnector(maildir, batch_size=1)
+        self.inner = opened(MaildirConnector, path=maildir, batch_size=1)
 
     def sync(self, cursor: dict | None) -> Iterator[Batch]:
         batches = self.inner.sync(cursor)

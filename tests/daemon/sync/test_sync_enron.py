@@ -40,7 +40,7 @@ _SUFFIXES = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 def config_for(tmp_path: Path, enron: Path) -> Path:
     (tmp_path / "policy.yaml").write_text(POLICY_YAML, encoding="utf-8")
     lines = [f'data_dir = "{tmp_path / "data"}"', 'policy_file = "policy.yaml"', "batch_size = 500"]
-    for user, (email, aliases) in REPS.items():
+    for email, aliases in REPS.values():
         lines += ["[[reps]]", f'email = "{email}"', f"aliases = {json.dumps(aliases)}"]
     for user, (email, _) in REPS.items():
         lines += ["[[sources]]", f'name = "{user}"', 'kind = "maildir"', f'path = "{enron / user}"', f'owner = "{email}"']
