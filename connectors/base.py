@@ -111,6 +111,11 @@ class FileConnector(Connector[F]):
 
     what: ClassVar[str] = "export"
 
+    def __init__(self, settings: F, batch_size: int = 500) -> None:
+        super().__init__(settings, batch_size)
+        self.path = settings.path
+        self.channel = settings.channel
+
     def check(self) -> str:
         path = self.settings.path
         if not path.exists():

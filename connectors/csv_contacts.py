@@ -100,8 +100,6 @@ class CsvContactsConnector(FileConnector[CsvSettings]):
 
     def __init__(self, settings: CsvSettings, batch_size: int = 500) -> None:
         super().__init__(settings, batch_size)
-        self.path = settings.path
-        self.channel = settings.channel
         self.columns = ColumnMapping.of(settings.columns)
         self.delimiter = settings.delimiter
         self.encoding = settings.encoding

@@ -48,14 +48,13 @@ class HrCsvConnector(FileConnector[HrCsvSettings]):
 
     def __init__(self, settings: HrCsvSettings, batch_size: int = 500) -> None:
         super().__init__(settings, batch_size)
-        self.folder = settings.path
         self.processed = settings.processed or settings.path / "processed"
 
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
-        if not self.folder.is_dir():
-            raise PermanentError(f"HR folder {self.folder} does not exist")
+        if not self.path.is_dir():
+            raise PermanentError(f"HR folder {self.path} does not exist")
         done: dict[str, str] = dict((cursor or {}).get("files", {}))
-        for path in sorted(p for p in self.folder.iterdir() if p.suffix.lower() == ".csv" and p.is_file()):
+        for path in sorted(p for p in self.path.iterdir() if p.suffix.lower() == ".csv" and p.is_file()):
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if digest not in done:

@@ -56,8 +56,6 @@ class MaildirConnector(FileConnector[MaildirSettings]):
 
     def __init__(self, settings: MaildirSettings, batch_size: int = 500) -> None:
         super().__init__(settings, batch_size)
-        self.root = settings.path
-        self.channel = settings.channel
         self.only = {f.lower() for f in settings.folders}
         self.exclude = {f.lower() for f in settings.exclude_folders}
 
@@ -84,12 +82,12 @@ class MaildirConnector(FileConnector[MaildirSettings]):
 
     def folders(self) -> list[tuple[str, list[str]]]:
         """(folder name, directories holding its files), sorted so batches are deterministic."""
-        if not self.root.is_dir():
-            raise PermanentError(f"mail folder {self.root} does not exist")
+        if not self.path.is_dir():
+            raise PermanentError(f"mail folder {self.path} does not exist")
         found: list[tuple[str, list[str]]] = []
-        for directory, subdirs, files in os.walk(self.root):
+        for directory, subdirs, files in os.walk(self.path):
             subdirs[:] = sorted(d for d in subdirs if d not in ("tmp", *MAILDIR_PARTS))
-            relative = os.path.relpath(directory, self.root)
+            relative = os.path.relpath(directory, self.path)
             name = _folder_name(relative)
             if not self._wanted(name):
                 subdirs[:] = [] if relative != "." else subdirs

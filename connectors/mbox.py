@@ -37,11 +37,6 @@ class MboxConnector(FileConnector[MboxSettings]):
     yields = MAIL
     what = "mbox"
 
-    def __init__(self, settings: MboxSettings, batch_size: int = 500) -> None:
-        super().__init__(settings, batch_size)
-        self.path = settings.path
-        self.channel = settings.channel
-
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         state: dict[str, dict[str, int]] = {k: dict(v) for k, v in (cursor or {}).get("files", {}).items()}
         for key, path in export_files(self.path, (), "mbox"):

@@ -32,11 +32,6 @@ class VcardConnector(FileConnector[VcardSettings]):
     yields = BOOKS
     what = "address book"
 
-    def __init__(self, settings: VcardSettings, batch_size: int = 500) -> None:
-        super().__init__(settings, batch_size)
-        self.path = settings.path
-        self.channel = settings.channel
-
     def sync(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         for key, data, digests in changed_exports(self.path, (".vcf", ".vcard"), "address book", cursor):
             records: list[Record] = []
