@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from config.policy import DispatchRules, Policy
+from config.policy import DispatchRules
 from config.sections import RepConfig, SmtpConfig
 from config.settings import Settings
 from daemon.jobs.departure import (
@@ -29,15 +29,12 @@ from policies.identity import KnownRep
 from registry.handover import approve_handover, cancel_handover, settle_handover
 from registry.models import Customer, HandoverItem, Rep
 from reports.classification import classify
+from tests.daemon.jobs.test_departure import POLICY as DEPARTURE_POLICY
 from tests.servers.smtp import SmtpServer
 from tests.support.handbuilt import NOW, HandBuilt, rep
 
-POLICY = Policy(
-    company_domains=["corp.example"], lookback_days=90,
-    ownership={"strategies": ["explicit", "co_covering", "manager", "team_least_loaded", "pool"],
-               "requires_approval": True, "grace_period_hours": 0},
-    notifications={"company_name": "Corp", "shared_mailbox": "customers@corp.example"},
-)
+POLICY = DEPARTURE_POLICY.model_copy(
+    update={"ownership": DEPARTURE_POLICY.ownership.model_copy(update={"grace_period_hours": 0})})
 REPS = [
     RepConfig(email=rep("alice"), name="Alice Archer", team="east", manager=rep("mary")),
     RepConfig(email=rep("bob"), name="Bob Baker", team="east", manager=rep("mary")),
