@@ -172,7 +172,8 @@ def test_ctrl_c_stops_the_writer_and_its_readers_at_once_and_the_next_sync_compl
     sources = mailboxes(tmp_path, count=3, messages=1500)
     config, engine = sync_config(tmp_path, sources)
     command = [sys.executable, "-m", "daemon.cli.app", "--config", str(config), "sync"]
-    writer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    writer = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                              preexec_fn=take_sigint)
     readers = wait_for_progress(writer, engine)
     os.killpg(writer.pid, signal.SIGINT)
     _, stderr = writer.communicate(timeout=30)
@@ -181,6 +182,12 @@ def test_ctrl_c_stops_the_writer_and_its_readers_at_once_and_the_next_sync_compl
     assert gone(readers, seconds=2)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def take_sigint() -> None:
+    """A terminal's foreground job takes SIGINT, but a test run started in the background of a
+    shell without job control has it ignored, and a child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def sync_config(tmp_path: Path, sources: list[MaildirSettings]) -> tuple[Path, Engine]:
