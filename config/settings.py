@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.database_url import database_url_problem
 from config.sections import ConfigError, RepConfig, ServiceConfig, SmtpConfig, describe_validation_error
 from connectors.base import SourceSettings
 from connectors.index import settings_models
-from registry.store import database_url_problem
 
 CONFIG_ENV = "CUSTODY_CONFIG"
 DEFAULT_CONFIG = Path("custody.toml")

@@ -12,25 +12,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+
+from config.database_url import database_url_problem
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SUPPORTED_DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg")}
-URL_FORMS = "sqlite:///PATH or postgresql://USER@HOST/DATABASE"
 CONNECT_TIMEOUT_SECONDS = 10
-
-
-def database_url_problem(url: str) -> str:
-    """Why custody cannot open `url`, or ''. Checked when the config is read, so a wrong URL is one
-    line naming the key instead of a driver's traceback; never echoes the URL, which may hold a password."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return f"not a database URL; expected {URL_FORMS}"
-    backend, driver = parsed.get_backend_name(), parsed.drivername.partition("+")[2]
-    if driver not in SUPPORTED_DRIVERS.get(backend, ()):
-        return f"{parsed.drivername} is not supported; expected {URL_FORMS}"
-    return ""
 
 
 def open_registry(url: str, schema: str | None = None, migrate: bool = True) -> Engine:
