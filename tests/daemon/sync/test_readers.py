@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,14 +84,15 @@ def test_reader_log_lines_reach_this_process_stderr_as_it_is_now(
     engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A live progress bar swaps sys.stderr to print log lines above itself; a reader writing to the
-    terminal directly would cut into it."""
-    sources = mailboxes(tmp_path, count=3, messages=600)
+    terminal directly would cut into it. Mailboxes large enough that the readers are up before this
+    process, reading while they start, has read them all itself."""
+    sources = mailboxes(tmp_path, count=3, messages=1500)
     settings = settings_for(tmp_path, sources, 2).model_copy(update={"log_level": "DEBUG"})
     seen: set[int] = set()
     sync_sources(engine, settings, POLICY, sources, progress=lambda *_: seen.update(reader_pids(os.getpid())))
     logged = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     assert {int(text.split()[2]) for text in logged if text.startswith("reader process ")} <= seen
-    assert any(text.endswith("reads source rep2") for text in logged)
+    assert any(re.fullmatch(r"reader process \d+ reads source rep\d", text) for text in logged)
 
 
 def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(
