@@ -7,7 +7,6 @@ this module and the index, never a kind.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -40,10 +39,6 @@ class SourceSettings(BaseModel):
     def summary(self) -> dict[str, Any]:
         """The settings as stored beside the source in the registry: no secret, not even masked."""
         return self.model_dump(mode="json", exclude=self.secret_fields())
-
-    def fingerprint(self) -> str:
-        """Changes whenever a setting does; a source stopped for its credentials is tried again then."""
-        return hashlib.sha256(self.model_dump_json(exclude=self.secret_fields()).encode()).hexdigest()[:16]
 
     def secret_fields(self) -> set[str]:
         return {name for name, value in self if isinstance(value, SecretStr)}

@@ -29,6 +29,7 @@ from registry.people import DeclaredRep, declare_reps
 log = logging.getLogger("custody.sync")
 Progress = Callable[[str, int], None]
 LEASE = timedelta(minutes=15)
+TAKEN = "another custody process is syncing this source"
 
 
 @dataclass
@@ -251,14 +252,14 @@ def _claim(
             return None, None, held
         observed = row.lease_owner if row else ""
         if observed and observed != lease_owner() and lease_alive(observed) and row.lease_until > now:
-            return None, None, "another custody process is syncing this source"
+            return None, None, TAKEN
         claimed = db.execute(
             table.update().where(table.c.name == source.name, table.c.lease_owner == observed)
             .values(lease_owner=lease_owner(), lease_until=now + LEASE, last_attempt=now, kind=source.kind,
                     owner_rep_id=owner_id, channel=source.channel, settings=settings)
         ).rowcount
         if not claimed:
-            return None, None, "another custody process is syncing this source"
+            return None, None, TAKEN
         found = db.execute(select(table.c.id, table.c.cursor).where(table.c.name == source.name)).one()
         return found.id, found.cursor, ""
 
