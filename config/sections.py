@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from connectors.base import secret_from
+from connectors.graph.settings import GraphApp
 
 
 class ConfigError(Exception):
@@ -82,6 +83,19 @@ class SmtpConfig(Strict):
 
     def secret(self) -> str:
         return read_secret("smtp", self.password, self.password_env)
+
+
+class GraphSendConfig(GraphApp):
+    """Sending through Microsoft Graph (`sendMail`, application permission Mail.Send; Mail.Read to look a
+    send left in doubt up in Sent Items).
+
+    `mailbox`: the shared mailbox every letter goes out from; empty, each goes out from its sender's own
+    mailbox. Exchange files the Sent Items copy a little after accepting a message, so a copy not
+    found `sent_copy_wait_seconds` after the first lookup means the message was never taken.
+    """
+
+    mailbox: str = ""
+    sent_copy_wait_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 class ServiceConfig(Strict):

@@ -7,11 +7,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.database_url import database_url_problem
-from config.sections import ConfigError, RepConfig, ServiceConfig, SmtpConfig, describe_validation_error
+from config.sections import ConfigError, GraphSendConfig, RepConfig, ServiceConfig, SmtpConfig, describe_validation_error
 from connectors.base import SourceSettings
 from connectors.index import settings_models
 
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     sources: list[AnySource] = Field(default_factory=list)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     smtp: SmtpConfig | None = None
+    graph_send: GraphSendConfig | None = None
 
     @field_validator("reps")
     @classmethod
@@ -65,6 +66,20 @@ class Settings(BaseSettings):
         _refuse_repeats("name", [source.name for source in sources])
         return sources
 
+    @field_validator("graph_send")
+    @classmethod
+    def _one_way_out(cls, graph_send: GraphSendConfig | None, info: ValidationInfo) -> GraphSendConfig | None:
+        if graph_send is not None and info.data.get("smtp") is not None:
+            raise ValueError("set either [smtp] or [graph_send], not both")
+        return graph_send
+
+    @model_validator(mode="after")
+    def _sources_read_the_reps(self) -> Settings:
+        """A source that can read many accounts and names none reads the configured reps'."""
+        emails = [rep.email.strip().lower() for rep in self.reps]
+        self.sources = [source.with_reps(emails) for source in self.sources]
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, url: SecretStr | None) -> SecretStr | None:
@@ -89,6 +104,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'custody.db').resolve()}"
+
+    def sends_mail(self) -> bool:
+        """Whether the outbox has a way out: an SMTP relay or Microsoft Graph."""
+        return self.smtp is not None or self.graph_send is not None
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -144,4 +163,8 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
         settings.smtp.ca_file = anchor(settings.smtp.ca_file)
         if settings.smtp.sent_folder:
             settings.smtp.sent_folder.ca_file = anchor(settings.smtp.sent_folder.ca_file)
+    if settings.graph_send:
+        for field, value in settings.graph_send:
+            if isinstance(value, Path):
+                setattr(settings.graph_send, field, anchor(value))
     return settings

@@ -40,6 +40,11 @@ class SourceSettings(BaseModel):
         """The settings as stored beside the source in the registry: no secret, not even masked."""
         return self.model_dump(mode="json", exclude=self.secret_fields())
 
+    def with_reps(self, emails: list[str]) -> SourceSettings:
+        """The source as it reads the configured reps' accounts when it names none itself; most
+        kinds name exactly one and ignore this."""
+        return self
+
     def secret_fields(self) -> set[str]:
         return {name for name, value in self if isinstance(value, SecretStr)}
 

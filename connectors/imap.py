@@ -29,6 +29,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from connectors.base import MAIL, Connector, LoginSettings, SourceSettings
 from connectors.errors import AuthError, PermanentError, TransientError
+from connectors.graph.settings import MicrosoftApp
 from connectors.headers import HEADER_FIELDS, DateFallback, read_message
 from connectors.network import is_loopback
 from connectors.prefetch import prefetched
@@ -89,8 +90,9 @@ class _UidValidityChanged(Exception):
 
 
 class ImapSettings(SourceSettings, LoginSettings):
-    """One IMAP account. `auth = "xoauth2"` logs in with the access token in the environment
-    variable `token_env` (kept fresh by whatever issues it) instead of a password."""
+    """One IMAP account. `auth = "xoauth2"` logs in with an access token instead of a password:
+    the one in the environment variable `token_env` (kept fresh by whatever issues it), or one
+    custody gets itself from Microsoft 365 for the app registration in `microsoft365`."""
 
     kind: Literal["imap"] = "imap"
     host: str = Field(min_length=1)
@@ -98,6 +100,7 @@ class ImapSettings(SourceSettings, LoginSettings):
     security: Security = "tls"
     auth: Literal["login", "xoauth2"] = "login"
     token_env: str = ""
+    microsoft365: MicrosoftApp | None = None
     ca_file: Path | None = None
     folders: list[str] = Field(default_factory=list)
     exclude_folders: list[str] = Field(default_factory=list)
@@ -107,14 +110,21 @@ class ImapSettings(SourceSettings, LoginSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> "ImapSettings":
-        if self.auth == "xoauth2" and not self.token_env:
-            raise ValueError('auth = "xoauth2" needs token_env, the environment variable holding the access token')
+        if self.auth == "xoauth2" and bool(self.token_env) == bool(self.microsoft365):
+            raise ValueError('auth = "xoauth2" needs either token_env, the environment variable holding the access '
+                             "token, or microsoft365, the app registration that gets one")
         if self.security == "plain" and not is_loopback(self.host):
             raise ValueError('security = "plain" is allowed only for a loopback host')
         return self
 
     def tokens(self) -> TokenProvider | None:
-        return EnvironmentToken(self.token_env) if self.auth == "xoauth2" else None
+        if self.auth != "xoauth2":
+            return None
+        if self.microsoft365 is not None:
+            from connectors.graph.auth import MsalTokens  # msal is imported only by sources that use it
+
+            return MsalTokens(self.microsoft365, self.microsoft365.imap_scope())
+        return EnvironmentToken(self.token_env)
 
 
 class ImapConnector(Connector[ImapSettings]):

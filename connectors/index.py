@@ -17,6 +17,7 @@ CONNECTORS: dict[str, str] = {
     "vcard": "connectors.vcard:VcardConnector",
     "csv": "connectors.csv_contacts:CsvContactsConnector",
     "imap": "connectors.imap:ImapConnector",
+    "graph": "connectors.graph.connector:GraphConnector",
 }
 
 

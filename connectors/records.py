@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal, Union
 
 Channel = Literal["company", "personal"]
-DirectoryEventKind = Literal["created", "deactivated", "reactivated", "manager_changed"]
+DirectoryEventKind = Literal["created", "updated", "deactivated", "reactivated", "manager_changed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +49,22 @@ class AddressBookEntry:
     organisation: str = ""
     channel: Channel = "company"
     owner: str = ""
+    removed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class DirectoryEvent:
+    """A change to a person in the company's directory. `updated` carries their profile (name,
+    team, manager, aliases) as the directory now has it."""
+
     event_id: str
     kind: DirectoryEventKind
     email: str
     name: str = ""
     manager_email: str = ""
     effective: datetime | None = None
+    team: str = ""
+    aliases: tuple[str, ...] = ()
 
 
 Record = Union[MessageHeaders, AddressBookEntry, DirectoryEvent]

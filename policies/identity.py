@@ -244,6 +244,9 @@ class Identity:
         for record in batch.records:
             if isinstance(record, MessageHeaders):
                 facts.messages.append(self.interpret_message(record, people))
+            elif isinstance(record, AddressBookEntry) and record.removed:
+                facts.sightings.append(SightingFact(f"{record.book}#{record.entry_id}",
+                                                    self._entry_owner(record, owner_email), record.channel, ()))
             elif isinstance(record, AddressBookEntry):
                 sighting = self.interpret_entry(record, owner_email)
                 if sighting is None:

@@ -72,6 +72,7 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: di
     message_ids = _ensure_messages(db, source_id, facts.messages, linked)
     owners = _point_owners(db, point_ids.values())
     _insert_interactions(db, linked, rep_ids, point_ids, owners, message_ids)
+    _forget_removed_entries(db, source_id, [s.entry_ref[:512] for s in facts.sightings if not s.contacts])
     _insert_sightings(db, source_id, facts, rep_ids, point_ids, owners)
     insert_ignoring(db, SyncIssue.__table__, [
         {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
@@ -270,6 +271,13 @@ def _insert_sightings(
          "seen_at": now}
         for s in facts.sightings for c in s.contacts
     ])
+
+
+def _forget_removed_entries(db: Connection, source_id: int, entry_refs: list[str]) -> None:
+    """An address-book entry its source reports deleted no longer shows anyone as reachable."""
+    table = Sighting.__table__
+    for chunk in chunked(sorted(set(entry_refs))):
+        db.execute(delete(table).where(table.c.source_id == source_id, table.c.entry_ref.in_(chunk)))
 
 
 def _point_owners(db: Connection, point_ids: Iterable[int]) -> PointOwners:

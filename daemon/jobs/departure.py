@@ -47,6 +47,7 @@ from registry.handover import (
 )
 from registry.ingest import ensure_reps
 from registry.models import AuditEvent, Rep, RepStatus, Role, utcnow
+from registry.people import DeclaredRep, declare_reps
 
 
 class DepartureError(Exception):
@@ -245,6 +246,8 @@ def _act(db: Connection, policy: Policy, event: DirectoryEvent, actor: str, now:
         db.execute(Rep.__table__.update().where(Rep.__table__.c.id == rep_id)
                    .values(role=Role.REP, updated_at=now, **named))
         return "rep known"
+    if event.kind == "updated":
+        return _declared_by_directory(db, event)
     if rep_id_by_email(db, event.email) is None:
         return "ignored: not a known rep"
     if event.kind == "deactivated":
@@ -259,6 +262,17 @@ def _act(db: Connection, policy: Policy, event: DirectoryEvent, actor: str, now:
     db.execute(Rep.__table__.update().where(Rep.__table__.c.id == rep_id)
                .values(manager_id=next(iter(manager.values()), None), updated_at=now))
     return f"manager set to {event.manager_email or 'nobody'}"
+
+
+def _declared_by_directory(db: Connection, event: DirectoryEvent) -> str:
+    """The directory's profile of a rep: name, team, manager and aliases as it has them now; the
+    locale, which directories do not hold, stays what it was."""
+    email = event.email.lower()
+    rep_id = rep_id_by_email(db, email)
+    locale = db.execute(select(Rep.locale).where(Rep.id == rep_id)).scalar() if rep_id is not None else None
+    declare_reps(db, [DeclaredRep(email, event.name[:256], event.team[:128], event.manager_email.lower(), locale or "en",
+                                  tuple(a.lower() for a in event.aliases))])
+    return "rep profile updated"
 
 
 def process_hr_folder(engine: Engine, policy: Policy, folder: Path, now: datetime | None = None) -> list[str]:

@@ -17,6 +17,7 @@ from config.sections import RepConfig
 from config.settings import Settings
 from connectors.base import Connector, SourceSettings
 from connectors.index import open_connector
+from daemon.jobs.departure import handle_directory_events
 from daemon.leases import lease_alive, lease_owner
 from daemon.sync.failures import Failure, classify
 from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, identity_for, read_source
@@ -40,6 +41,7 @@ class SyncReport:
     source: str
     messages: int = 0
     entries: int = 0
+    events: int = 0
     skipped: int = 0
     batches: int = 0
     failure: Failure | None = None
@@ -99,7 +101,7 @@ def sync_sources(
     reports = {source.name: SyncReport(source.name) for source in sources}
     claimed: dict[str, int] = {}
     waiting = list(sources)
-    writer = _Writer(engine, progress)
+    writer = _Writer(engine, policy, progress)
     with ReaderPool(settings, policy, workers) as readers:
         register_reps(engine, settings, identity)
         while (not readers.idle_and_up() and readers.starting
@@ -151,7 +153,7 @@ def sync_source(
     claim = _claim_task(engine, identity, source, report, held_since)
     if claim is None:
         return report
-    _read_here(_Writer(engine, progress), settings, identity, claim, report, connector)
+    _read_here(_Writer(engine, policy, progress), settings, identity, claim, report, connector)
     _finish(engine, claim[0], report)
     return report
 
@@ -207,6 +209,7 @@ class _Writer:
     once a rep's stays that rep's, and one batch of mail can name thousands of colleagues."""
 
     engine: Engine
+    policy: Policy
     progress: Progress | None
     rep_ids: dict[str, int] = field(default_factory=dict)
 
@@ -218,10 +221,13 @@ class _Writer:
             return
         if event.facts is None:
             return
+        for line in handle_directory_events(self.engine, self.policy, event.directory):
+            log.info("directory: %s", line)
         store_batch(self.engine, source_id, event.facts, event.cursor or {}, utcnow() + LEASE, self.rep_ids)
         report.batches += 1
         report.messages += len(event.facts.messages)
         report.entries += len(event.facts.sightings)
+        report.events += len(event.directory)
         report.skipped += len(event.facts.skipped)
         if self.progress:
             self.progress(report.source, event.items)

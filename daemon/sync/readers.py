@@ -29,6 +29,7 @@ from config.policy import Policy
 from connectors.base import Connector, SourceSettings
 from connectors.errors import CursorInvalid
 from connectors.index import open_connector
+from connectors.records import DirectoryEvent
 from daemon.logs import configure_logging
 from daemon.sync.failures import Failure, classify
 from policies.identity import Identity, KnownRep, warm_public_suffixes
@@ -61,6 +62,7 @@ class ReadEvent:
     cursor: dict[str, Any] | None = None
     items: int = 0
     failure: Failure | None = None
+    directory: tuple[DirectoryEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def _batches(
 ) -> Iterator[ReadEvent]:
     for batch in connector.sync(cursor):
         yield ReadEvent("batch", task.source.name, identity.interpret(batch, task.owner), batch.cursor,
-                        len(batch.records) + len(batch.skipped))
+                        len(batch.records) + len(batch.skipped),
+                        directory=tuple(r for r in batch.records if isinstance(r, DirectoryEvent)))
 
 
 class ReaderPool:

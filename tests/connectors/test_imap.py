@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from config.policy import Policy
 from config.settings import Settings
 from connectors.errors import AuthError, PermanentError, TransientError
+from connectors.graph.settings import MicrosoftApp
 from connectors.imap import (
     MAX_COMMAND_BYTES,
     Fetched,
@@ -38,8 +39,10 @@ from registry.models import ContactPoint, Interaction, Message, Rep, Source, Syn
 from registry.store import open_registry
 from tests.connectors.contract import BATCH_SIZE, ConnectorContract, mails
 from tests.servers.dovecot import DovecotServer, free_port
+from tests.servers.graph import Tenant
 from tests.servers.tokeninfo import TokenInfoServer
 from tests.support.damaged_mail import damaged_messages
+from tests.support.graph import tenant_app
 from tests.support.mail import conversation, message, write_maildir
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -410,11 +413,24 @@ def test_xoauth2_logs_in_with_the_token_provider_and_a_rejected_token_is_a_clear
         read(ImapConnector(source))
 
 
+def test_xoauth2_against_microsoft_365_logs_in_with_a_token_custody_gets_from_msal(
+    dovecot_oauth2: tuple[DovecotServer, TokenInfoServer], graph_tenant: Tenant, tmp_path: Path,
+) -> None:
+    server, tokeninfo = dovecot_oauth2
+    fill(server, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 2, "m365")})
+    app = MicrosoftApp(**{k: v for k, v in tenant_app(graph_tenant, tmp_path).items() if k != "retry_wait_seconds"})
+    connector = ImapConnector(imap_source(server, "alice", auth="xoauth2", microsoft365=app, password=None))
+    assert connector.token_provider is not None
+    tokeninfo.tokens[connector.token_provider.token("alice")] = "alice"
+
+    assert len(read(connector)[0]) == 2 and graph_tenant.token_requests == 1
+
+
 def test_plain_text_beyond_loopback_and_xoauth2_without_a_token_are_config_errors(dovecot: DovecotServer) -> None:
     fill(dovecot, "alice", {})
     with pytest.raises(ValidationError, match="allowed only for a loopback host"):
         imap_source(dovecot, "alice", host="imap.example.com")
-    with pytest.raises(ValidationError, match="needs token_env"):
+    with pytest.raises(ValidationError, match="needs either token_env"):
         imap_source(dovecot, "alice", auth="xoauth2")
 
 
