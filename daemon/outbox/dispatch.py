@@ -83,7 +83,7 @@ class Dispatcher:
 
     def resolve_in_doubt(self, report: RunReport) -> None:
         with self.engine.connect() as db:
-            rows = db.execute(select(outbox.c.id, outbox.c.message_id_header, outbox.c.lease_owner,
+            rows = db.execute(select(outbox.c.id, outbox.c.message_id_header, outbox.c.sender_email, outbox.c.lease_owner,
                                      outbox.c.lease_until).where(outbox.c.state == NotificationState.SENDING)).all()
         now = self.clock()
         for row in rows:
@@ -93,7 +93,7 @@ class Dispatcher:
                 continue
             report.in_doubt += 1
             try:
-                found = self.transport.find_sent(row.message_id_header)
+                found = self.transport.find_sent(row.message_id_header, row.sender_email)
             except TransportError as error:
                 self._release(row.id)
                 report.error = f"cannot look up sends left in doubt: {error}"

@@ -136,7 +136,7 @@ class Service:
             for source in settings.sources
         }
         wanted["departures"] = ("departures", self._departures_job, (), "HR files, due handovers, late customers")
-        if settings.smtp is not None:
+        if settings.sends_mail():
             wanted["outbox"] = ("outbox", self._outbox_job, (), "send due notifications, read bounces")
         wanted["coverage"] = ("coverage", self._coverage_job, (), "merges, dormant recycling, owners, snapshot")
         for job_id, (kind, func, args, name) in wanted.items():
@@ -243,10 +243,10 @@ class Service:
             self._retry(name, report.retry_at)
         if not report.ok:
             return
-        level = logging.INFO if report.messages or report.entries or report.skipped else logging.DEBUG
-        log.log(level, "synced %s in %.1f s: read %d messages, %d address-book entries, %d skipped", name,
-                report.seconds, report.messages, report.entries, report.skipped)
-        if report.messages:
+        level = logging.INFO if report.messages or report.entries or report.events or report.skipped else logging.DEBUG
+        log.log(level, "synced %s in %.1f s: read %d messages, %d address-book entries, %d directory events, %d skipped",
+                name, report.seconds, report.messages, report.entries, report.events, report.skipped)
+        if report.messages or report.events:
             self.wake("departures")
 
     def _retry(self, name: str, at: datetime) -> None:
@@ -369,8 +369,8 @@ def unscheduled(rt: Runtime) -> list[str]:
     idle = []
     if not settings.sources:
         idle.append("syncs (no [[sources]] in the config)")
-    if settings.smtp is None:
-        idle.append("outbox (no [smtp] section: notifications stay pending; `custody outbox run --dry-run DIR` "
+    if not settings.sends_mail():
+        idle.append("outbox (no [smtp] or [graph_send] section: notifications stay pending; `custody outbox run --dry-run DIR` "
                     "writes them out for review)")
     if settings.service.hr_folder is None:
         idle.append("HR files (no service.hr_folder; departures come from `custody depart`)")

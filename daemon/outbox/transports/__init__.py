@@ -5,11 +5,15 @@ from __future__ import annotations
 from config.sections import ConfigError
 from config.settings import Settings
 from daemon.outbox.transports.base import Transport
+from daemon.outbox.transports.graph import GraphTransport
 from daemon.outbox.transports.smtp import SmtpTransport
 
 
 def build_transport(settings: Settings) -> Transport:
     """The configured transport; the only place that maps settings to a delivery protocol."""
+    if settings.graph_send is not None:
+        return GraphTransport(settings.graph_send)
     if settings.smtp is None:
-        raise ConfigError("smtp: no [smtp] section, so nothing can be sent (use --dry-run DIR to review)")
+        raise ConfigError("smtp: no [smtp] section (nor [graph_send]), so nothing can be sent "
+                          "(use --dry-run DIR to review)")
     return SmtpTransport(settings.smtp)

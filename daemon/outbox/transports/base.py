@@ -1,12 +1,15 @@
-"""What the outbox needs from a way of sending mail; SMTP and the file transport provide it."""
+"""What the outbox needs from a way of sending mail; SMTP, Microsoft Graph and the file transport provide it."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from email.message import EmailMessage
 from typing import Protocol
 
 from connectors.network import is_loopback
+
+_POLL_SECONDS = 1.0
 
 
 class TransportError(Exception):
@@ -34,9 +37,10 @@ class Transport(Protocol):
         """Deliver to every recipient except those `already` reached by an earlier attempt, or raise
         TransportError; returning means the system accepted the message."""
 
-    def find_sent(self, message_id: str) -> bool | None:
-        """Whether the sending mailbox holds the message: True sent, False never sent, None cannot tell.
-        Asked only about sends attempted before the run began; it may wait for a relay to file its copy."""
+    def find_sent(self, message_id: str, sender: str) -> bool | None:
+        """Whether the sending mailbox holds the message `sender` sent: True sent, False never sent, None
+        cannot tell. Asked only about sends attempted before the run began; it may wait for a relay to
+        file its copy. `sender` names the mailbox where the transport sends from each letter's own."""
 
     def close(self) -> None:
         """Release connections; the transport may be used again afterwards."""
@@ -46,3 +50,30 @@ def refuse_plain_text_off_loopback(host: str, security: str, what: str) -> None:
     """A password sent without TLS is only acceptable to a server on this machine."""
     if security == "plain" and not is_loopback(host):
         raise TransportError(f"{what}: security = \"plain\" is allowed only for a loopback host", unreachable=True)
+
+
+class FilingWait:
+    """The wait for copies a relay files in Sent a little after accepting each message.
+
+    It is counted from the first lookup since `reset()`: every send looked up in one run was attempted
+    before that lookup (the outbox settles sends left in doubt before it sends anything), so one wait
+    covers them all, however many there are.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._due: float | None = None
+
+    def found(self, look: Callable[[], bool]) -> bool:
+        """Whether `look` finds the copy before the wait is over."""
+        if self._due is None:
+            self._due = time.monotonic() + self.seconds
+        while not look():
+            remaining = self._due - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(_POLL_SECONDS, remaining))
+        return True
+
+    def reset(self) -> None:
+        self._due = None

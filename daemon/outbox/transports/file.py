@@ -25,7 +25,7 @@ class FileTransport:
         partial.write_bytes(message.as_bytes())
         os.replace(partial, target)
 
-    def find_sent(self, message_id: str) -> bool | None:
+    def find_sent(self, message_id: str, sender: str) -> bool | None:
         return self.path_for(message_id).exists()
 
     def close(self) -> None:

@@ -12,7 +12,6 @@ message, so nothing is left that cannot tell.
 
 from __future__ import annotations
 
-import time
 from email.message import EmailMessage
 
 from imapclient import IMAPClient
@@ -20,11 +19,10 @@ from imapclient.exceptions import IMAPClientError
 
 from config.sections import SentFolderConfig
 from connectors.imap import open_connection
-from daemon.outbox.transports.base import TransportError, refuse_plain_text_off_loopback
+from daemon.outbox.transports.base import FilingWait, TransportError, refuse_plain_text_off_loopback
 
 PENDING = "$CustodyPending"
 REPORT_READ = "$CustodyReportRead"
-_POLL_SECONDS = 1.0
 
 
 class SendingMailbox:
@@ -32,7 +30,7 @@ class SendingMailbox:
         self.config = config
         self._client: IMAPClient | None = None
         self._selected = ""
-        self._relay_copies_due: float | None = None
+        self._relay_copies = FilingWait(config.relay_copy_wait_seconds)
 
     def file_pending(self, message: EmailMessage) -> None:
         """File the copy flagged pending; failing here means nothing was sent yet."""
@@ -69,20 +67,8 @@ class SendingMailbox:
         return self._guarded(look)
 
     def _await_relay_copy(self, message_id: str) -> bool:
-        """Whether the relay filed a copy, waiting until it has had `relay_copy_wait_seconds` to do so.
-
-        Every send looked up between two `close()` calls was attempted before the first lookup (the
-        outbox settles sends left in doubt before it sends anything), so one wait counted from that
-        lookup covers them all, however many there are.
-        """
-        if self._relay_copies_due is None:
-            self._relay_copies_due = time.monotonic() + self.config.relay_copy_wait_seconds
-        while not self._guarded(lambda c: bool(self._copies(c, message_id))):
-            remaining = self._relay_copies_due - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(_POLL_SECONDS, remaining))
-        return True
+        """Whether the relay filed a copy, waiting until it has had `relay_copy_wait_seconds` to do so."""
+        return self._relay_copies.found(lambda: self._guarded(lambda c: bool(self._copies(c, message_id))))
 
     def unread_reports(self) -> dict[int, bytes]:
         """Delivery reports in the bounce folder that custody has not read yet, by UID."""
@@ -99,7 +85,7 @@ class SendingMailbox:
 
     def close(self) -> None:
         client, self._client, self._selected = self._client, None, ""
-        self._relay_copies_due = None
+        self._relay_copies.reset()
         if client is not None:
             try:
                 client.logout()

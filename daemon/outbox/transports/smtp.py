@@ -63,7 +63,8 @@ class SmtpTransport:
         if self._filing:
             self._confirm_copy(message_id)
 
-    def find_sent(self, message_id: str) -> bool | None:
+    def find_sent(self, message_id: str, sender: str) -> bool | None:
+        """One sent folder serves every sender."""
         return self.mailbox.lookup(message_id) if self.mailbox else None
 
     def close(self) -> None:
