@@ -5,6 +5,7 @@ domains it is larger than a pipe holds, and the writer, which waits until it is 
 read a source itself while the readers import.
 """
 
+import gc
 import sys
 from multiprocessing.connection import Connection
 
@@ -15,4 +16,5 @@ if __name__ == "__main__":
 
     from daemon.sync.readers import serve
 
+    gc.freeze()
     serve(pipes, setups)
