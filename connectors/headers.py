@@ -119,7 +119,7 @@ def _parse(
     cc = _addresses(fields.get("cc"), "Cc", unread)
     subject = _decoded(_first(fields, "subject"))
     headers = MessageHeaders(
-        message_id=_message_id(_first(fields, "message-id"), sender, to, date, subject),
+        message_id=message_key(_first(fields, "message-id"), sender, to, date, subject),
         folder=folder,
         date=date,
         sender=sender,
@@ -321,10 +321,11 @@ def _first_msgid(text: str) -> str:
     return match.group(1) if match else ""
 
 
-def _message_id(
+def message_key(
     value: object, sender: tuple[Address, ...], to: tuple[Address, ...], date: datetime, subject: str
 ) -> str:
-    """Use the RFC Message-ID, or a stable hash so a message without one still dedups."""
+    """The RFC Message-ID without its angle brackets, or a stable hash so a message without one still
+    dedups; every mail connector keys messages this way, so one message read by two protocols is one."""
     text = _text(value)
     found = _first_msgid(text) or text.strip("<> ")
     if found and " " not in found:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from connectors.headers import MAX_ADDRESSES
+from connectors.headers import MAX_ADDRESSES, message_key
 from connectors.records import Address, AddressBookEntry, Channel, MessageHeaders, Skipped
 
 MESSAGE_FIELDS = ("internetMessageId", "subject", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients",
@@ -35,9 +35,6 @@ def graph_time(value: Any) -> datetime | None:
 
 def message_record(item: dict[str, Any], folder: str, channel: Channel, ref: str) -> tuple[MessageHeaders | None, str]:
     """The record, or None and why the message cannot become one."""
-    message_id = str(item.get("internetMessageId") or "").strip()
-    if not message_id:
-        return None, "no internetMessageId"
     sender = _addresses([item.get("from")]) or _addresses([item.get("sender")])
     if not sender:
         return None, "no usable From address"
@@ -47,11 +44,12 @@ def message_record(item: dict[str, Any], folder: str, channel: Channel, ref: str
     if date is None:
         return None, "missing or invalid sentDateTime and receivedDateTime"
     headers = _noise_headers(item.get("internetMessageHeaders"))
+    to, subject = _addresses(item.get("toRecipients")), str(item.get("subject") or "")
     return MessageHeaders(
-        message_id=message_id, folder=folder, date=date, sender=sender,
-        to=_addresses(item.get("toRecipients")), cc=_addresses(item.get("ccRecipients")),
+        message_id=message_key(item.get("internetMessageId") or "", sender, to, date, subject), folder=folder, date=date,
+        sender=sender, to=to, cc=_addresses(item.get("ccRecipients")),
         bcc=_addresses(item.get("bccRecipients")), reply_to=_addresses(item.get("replyTo")),
-        subject=str(item.get("subject") or ""), in_reply_to=headers.get("in-reply-to", ""),
+        subject=subject, in_reply_to=headers.get("in-reply-to", ""),
         auto_submitted=headers.get("auto-submitted", "").lower(), precedence=headers.get("precedence", "").lower(),
         list_id=headers.get("list-id", ""), content_type=headers.get("content-type", "").split(";", 1)[0].strip().lower(),
         return_path=headers.get("return-path", ""), channel=channel, date_source=date_source,  # type: ignore[arg-type]
