@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from connectors.base import Connector
+from connectors.directory import DirectoryState, Scope
 from connectors.errors import AuthError, ConnectorError, CursorInvalid, PermanentError, TransientError
 from connectors.graph.client import GraphClient, NotFound
-from connectors.graph.directory import USER_FIELDS, DirectoryState, Scope, user_addresses
+from connectors.graph.directory import USER_FIELDS, seen_user, user_addresses
 from connectors.graph.records import CONTACT_FIELDS, MESSAGE_FIELDS, contact_entries, messages
 from connectors.graph.settings import GraphSettings
 from connectors.records import AddressBookEntry, Batch, DirectoryEvent, MessageHeaders, Record, Skipped
@@ -140,7 +141,8 @@ class GraphConnector(Connector[GraphSettings]):
     def _directory(self, state: _Cursor) -> Iterator[Batch]:
         members = frozenset(str(u.get("id")) for u in self._group_members()) if self.settings.group else frozenset()
         scope = Scope(frozenset(self.settings.mailboxes), members, frozenset(self.settings.domains))
-        directory = DirectoryState.from_json(self.settings.name, state.directory)
+        directory = DirectoryState.from_json(self.settings.name, state.directory.get("people"))
+        managers: dict[str, str] = dict(state.directory.get("managers", {}))
         url = state.directory_link or "/users/delta"
         params = None if state.directory_link else {"$select": ",".join(USER_FIELDS)}
         while True:
@@ -152,9 +154,10 @@ class GraphConnector(Connector[GraphSettings]):
                 log.warning("source %s: the directory's delta token expired; reading the directory again", self.settings.name)
                 url, params = "/users/delta", {"$select": ",".join(USER_FIELDS)}
                 continue
-            events = directory.changes(page.get("value", []), scope, self._manager_mail)
+            seen = [seen_user(u, directory, managers, self._manager_mail) for u in page.get("value", []) if u.get("id")]
+            events = directory.changes(seen, scope)
             link = page.get("@odata.nextLink") or page.get("@odata.deltaLink") or ""
-            state.directory_link, state.directory = link, directory.as_json()
+            state.directory_link, state.directory = link, {"people": directory.as_json(), "managers": managers}
             yield Batch(list(events), state.as_json())
             if "@odata.deltaLink" in page or not link:
                 return

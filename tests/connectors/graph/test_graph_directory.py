@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.graph.directory import DirectoryState, Scope, user_addresses
+from connectors.directory import DirectoryState, Scope
+from connectors.graph.directory import seen_user, user_addresses
 from connectors.records import DirectoryEvent
 
 SCOPE = Scope(mailboxes=frozenset({"ann@acme.test", "bob@acme.test"}))
@@ -24,8 +25,14 @@ def no_manager(_: str) -> str:
     raise AssertionError("no manager lookup expected")
 
 
+def changes(state: DirectoryState, users: list[dict[str, Any]], lookup=no_manager,
+            managers: dict[str, str] | None = None) -> list[DirectoryEvent]:
+    """A page of `/users/delta` as the Graph source reads it."""
+    return state.changes([seen_user(u, state, {} if managers is None else managers, lookup) for u in users], SCOPE)
+
+
 def kinds(state: DirectoryState, users: list[dict[str, Any]], lookup=no_manager) -> list[tuple[str, str]]:
-    return [(event.kind, event.email) for event in state.changes(users, SCOPE, lookup)]
+    return [(event.kind, event.email) for event in changes(state, users, lookup)]
 
 
 def test_a_first_read_declares_the_users_in_scope_and_ignores_the_rest() -> None:
@@ -51,9 +58,9 @@ def test_a_user_disabled_at_first_sight_is_not_declared_a_rep() -> None:
 
 def test_a_deleted_rep_is_a_deactivation_and_a_restored_one_comes_back_with_fresh_event_ids() -> None:
     state = DirectoryState("m365")
-    first = state.changes([user("1", "ann@acme.test")], SCOPE, no_manager)
-    deleted = state.changes([{"id": "1", "@removed": {"reason": "changed"}}], SCOPE, no_manager)
-    restored = state.changes([user("1", "ann@acme.test")], SCOPE, no_manager)
+    first = changes(state, [user("1", "ann@acme.test")])
+    deleted = changes(state, [{"id": "1", "@removed": {"reason": "changed"}}])
+    restored = changes(state, [user("1", "ann@acme.test")])
 
     assert [e.kind for e in deleted] == ["deactivated"] and [e.kind for e in restored] == ["reactivated"]
     ids = [e.event_id for e in first + deleted + restored]
@@ -62,12 +69,12 @@ def test_a_deleted_rep_is_a_deactivation_and_a_restored_one_comes_back_with_fres
 
 def test_reading_a_page_again_from_the_stored_state_gives_the_same_event_ids() -> None:
     state = DirectoryState("m365")
-    state.changes([user("1", "ann@acme.test")], SCOPE, no_manager)
+    changes(state, [user("1", "ann@acme.test")])
     saved = state.as_json()
     page = [user("1", "ann@acme.test", accountEnabled=False), user("2", "bob@acme.test")]
 
-    once = DirectoryState.from_json("m365", saved).changes(page, SCOPE, no_manager)
-    again = DirectoryState.from_json("m365", saved).changes(page, SCOPE, no_manager)
+    once = changes(DirectoryState.from_json("m365", saved), page)
+    again = changes(DirectoryState.from_json("m365", saved), page)
 
     assert [e.event_id for e in once] == [e.event_id for e in again] and len(once) == 2
 
@@ -75,15 +82,16 @@ def test_reading_a_page_again_from_the_stored_state_gives_the_same_event_ids() -
 def test_a_manager_outside_the_scope_is_looked_up_once_and_a_profile_change_is_one_update() -> None:
     state = DirectoryState("m365")
     looked_up: list[str] = []
+    managers: dict[str, str] = {}
 
     def lookup(user_id: str) -> str:
         looked_up.append(user_id)
         return "boss@acme.test"
 
     manager = [{"@odata.type": "#microsoft.graph.user", "id": "77"}]
-    first = state.changes([user("1", "ann@acme.test", **{"manager@delta": manager})], SCOPE, lookup)
-    moved = state.changes([user("1", "ann@acme.test", department="Key accounts",
-                                **{"manager@delta": manager})], SCOPE, lookup)
+    first = changes(state, [user("1", "ann@acme.test", **{"manager@delta": manager})], lookup, managers)
+    moved = changes(state, [user("1", "ann@acme.test", department="Key accounts",
+                                **{"manager@delta": manager})], lookup, managers)
 
     assert first[0].manager_email == "boss@acme.test" and looked_up == ["77"]
     assert [(e.kind, e.team, e.manager_email) for e in moved] == [("updated", "Key accounts", "boss@acme.test")]
@@ -91,9 +99,9 @@ def test_a_manager_outside_the_scope_is_looked_up_once_and_a_profile_change_is_o
 
 def test_a_minimal_entry_changes_only_what_it_carries() -> None:
     state = DirectoryState("m365")
-    state.changes([user("1", "ann@acme.test", department="Sales")], SCOPE, no_manager)
+    changes(state, [user("1", "ann@acme.test", department="Sales")])
 
-    events = state.changes([{"id": "1", "mail": "ann@acme.test", "accountEnabled": False}], SCOPE, no_manager)
+    events = changes(state, [{"id": "1", "mail": "ann@acme.test", "accountEnabled": False}])
 
     assert [(e.kind, e.team) for e in events] == [("deactivated", "Sales")]
 
@@ -129,11 +137,11 @@ CHANGES = st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["toggle", "team
 @given(CHANGES)
 @settings(max_examples=150, deadline=None)
 def test_any_history_of_changes_gives_alternating_departures_and_returns_with_ids_never_reused(
-        changes: list[tuple[int, str, bool]]) -> None:
+        history: list[tuple[int, str, bool]]) -> None:
     accounts = [Account("ann@acme.test"), Account("bob@acme.test")]
     state = DirectoryState("m365")
-    seen: list[DirectoryEvent] = list(state.changes([a.entry(str(i)) for i, a in enumerate(accounts)], SCOPE, no_manager))
-    for index, change, crash in changes:
+    seen: list[DirectoryEvent] = list(changes(state, [a.entry(str(i)) for i, a in enumerate(accounts)]))
+    for index, change, crash in history:
         account = accounts[index]
         was_active = account.active()
         if change == "toggle":
@@ -143,9 +151,9 @@ def test_any_history_of_changes_gives_alternating_departures_and_returns_with_id
         else:
             account.deleted = change == "delete"
         saved = state.as_json()
-        events = state.changes([account.entry(str(index))], SCOPE, no_manager)
+        events = changes(state, [account.entry(str(index))])
         if crash:
-            assert DirectoryState.from_json("m365", saved).changes([account.entry(str(index))], SCOPE, no_manager) == events
+            assert changes(DirectoryState.from_json("m365", saved), [account.entry(str(index))]) == events
         moves = [e.kind for e in events if e.kind in ("deactivated", "reactivated")]
         expected = [] if was_active == account.active() else ["reactivated" if account.active() else "deactivated"]
         assert moves == expected
