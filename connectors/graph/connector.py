@@ -1,27 +1,21 @@
 """The Graph source: the directory first, then every mailbox's Inbox, Sent Items and contacts.
 
-Each folder (and each contacts list) is a chain of delta pages: `@odata.nextLink` to the end of
-a round, where `@odata.deltaLink` is the chain's cursor for the next one. Chains run in worker
-threads, several mailboxes at once; this generator yields their pages as they come, each with a
-cursor holding every chain's position as of the pages already yielded, so a batch stored is
-resumable whatever order the chains finished in. A delta token Graph no longer knows restarts
-that chain only; a mailbox that fails is a counted skip and keeps its position for the next sync,
-and the source fails only when every chain did.
+Each folder (and each contacts list) is a chain of delta pages (connectors/chains.py):
+`@odata.nextLink` to the end of a round, where `@odata.deltaLink` is the chain's position for the
+next one. A delta token Graph no longer knows restarts that chain only.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from connectors.base import Connector
+from connectors.chains import Page, read_chains
 from connectors.directory import DirectoryState, Scope
-from connectors.errors import AuthError, ConnectorError, CursorInvalid, PermanentError, TransientError
+from connectors.errors import CursorInvalid
 from connectors.graph.client import GraphClient, NotFound
 from connectors.graph.directory import USER_FIELDS, seen_user, user_addresses
 from connectors.graph.records import CONTACT_FIELDS, MESSAGE_FIELDS, contact_entries, messages
@@ -35,7 +29,6 @@ READ_CONTACTS = "Contacts.Read"
 READ_USERS = "User.Read.All"
 READ_GROUPS = "GroupMember.Read.All"
 CONTACTS_PAGE_CAP = 200
-_SEVERITY: tuple[type[ConnectorError], ...] = (AuthError, PermanentError, TransientError)
 
 
 @dataclass(frozen=True)
@@ -48,21 +41,6 @@ class Chain:
     @property
     def key(self) -> str:
         return f"{self.mailbox}/{self.folder}"
-
-
-@dataclass
-class _Page:
-    chain: Chain
-    records: list[Record]
-    skipped: list[Skipped]
-    link: str
-    last: bool
-
-
-@dataclass
-class _Failed:
-    chain: Chain
-    error: Exception
 
 
 @dataclass
@@ -171,50 +149,14 @@ class GraphConnector(Connector[GraphSettings]):
         return user_addresses(user)[0]
 
     def _chains(self, chains: list[Chain], state: _Cursor) -> Iterator[Batch]:
-        if not chains:
-            return
-        pages: queue.Queue[_Page | _Failed] = queue.Queue(maxsize=self.settings.workers)
-        stop = threading.Event()
-        failures: list[_Failed] = []
-        pool = ThreadPoolExecutor(min(self.settings.workers, len(chains)), thread_name_prefix="graph")
-        try:
-            for chain in chains:
-                pool.submit(self._read_chain, chain, state.links.get(chain.key, ""), pages, stop)
-            running = len(chains)
-            while running:
-                item = pages.get()
-                if isinstance(item, _Failed):
-                    running -= 1
-                    failures.append(item)
-                    continue
-                running -= item.last
-                state.links[item.chain.key] = item.link
-                yield Batch(item.records, state.as_json(), item.skipped)
-        finally:
-            stop.set()
-            _drain(pages)
-            pool.shutdown(wait=False, cancel_futures=True)
-        if failures:
-            yield from self._failed(failures, len(chains), state)
+        by_key = {chain.key: chain for chain in chains}
+        for page in read_chains(list(by_key), lambda key: self._chain_pages(by_key[key], state.links.get(key, "")),
+                                self.settings.workers, self.settings.name):
+            if page.chain:
+                state.links[page.chain] = page.position
+            yield Batch(page.records, state.as_json(), page.skipped)
 
-    def _failed(self, failures: list[_Failed], chains: int, state: _Cursor) -> Iterator[Batch]:
-        """Skips naming each failed mailbox, or, when nothing could be read, the gravest failure."""
-        for failed in failures:
-            log.warning("source %s: %s failed: %s", self.settings.name, failed.chain.key, failed.error)
-        if len(failures) == chains:
-            worst = min(failures, key=lambda f: _rank(f.error))
-            raise worst.error
-        yield Batch([], state.as_json(), [Skipped(f.chain.key, f"{type(f.error).__name__}: {f.error}") for f in failures])
-
-    def _read_chain(self, chain: Chain, link: str, pages: queue.Queue[_Page | _Failed], stop: threading.Event) -> None:
-        try:
-            for page in self._chain_pages(chain, link):
-                if not _offer(pages, page, stop):
-                    return
-        except Exception as error:  # one chain's failure is reported, never lost in the pool
-            _offer(pages, _Failed(chain, error), stop)
-
-    def _chain_pages(self, chain: Chain, link: str) -> Iterator[_Page]:
+    def _chain_pages(self, chain: Chain, link: str) -> Iterator[Page]:
         url, params = (link, None) if link else self._start(chain)
         while True:
             try:
@@ -229,7 +171,7 @@ class GraphConnector(Connector[GraphSettings]):
             records, skipped = self._records(chain, page.get("value", []))
             next_link = page.get("@odata.nextLink") or page.get("@odata.deltaLink") or ""
             last = "@odata.deltaLink" in page or not next_link
-            yield _Page(chain, records, skipped, next_link or url, last)
+            yield Page(chain.key, records, skipped, next_link or url, last)
             if last:
                 return
             url, params = next_link, None
@@ -254,25 +196,3 @@ class GraphConnector(Connector[GraphSettings]):
         found, skipped = messages(items, chain.folder, self.settings.channel, chain.mailbox)
         return list(found), skipped
 
-
-def _offer(pages: queue.Queue[_Page | _Failed], item: _Page | _Failed, stop: threading.Event) -> bool:
-    """Put `item` once there is room, unless the reader stopped listening meanwhile."""
-    while not stop.is_set():
-        try:
-            pages.put(item, timeout=0.2)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _drain(pages: queue.Queue[_Page | _Failed]) -> None:
-    while True:
-        try:
-            pages.get_nowait()
-        except queue.Empty:
-            return
-
-
-def _rank(error: Exception) -> int:
-    return next((i for i, kind in enumerate(_SEVERITY) if isinstance(error, kind)), len(_SEVERITY))
