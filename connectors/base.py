@@ -11,9 +11,9 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from connectors.errors import AuthError, PermanentError
 from connectors.records import AddressBookEntry, Batch, Channel, DirectoryEvent, MessageHeaders, Record
@@ -53,6 +53,33 @@ class FileSourceSettings(SourceSettings):
     """An export on disk: one file, or every matching file below a folder."""
 
     path: Path
+
+
+TenantReads = Literal["mail", "contacts", "directory"]
+
+
+class TenantScope(BaseModel):
+    """What a source over a whole cloud tenant reads, and whose: the mailboxes named, the members of
+    a group and every active user of some domains; with none of the three, the configured reps'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mailboxes: list[str] = Field(default_factory=list)
+    group: str = ""
+    domains: list[str] = Field(default_factory=list)
+    read: list[TenantReads] = Field(default_factory=lambda: ["mail", "contacts", "directory"], min_length=1)
+
+    @model_validator(mode="after")
+    def _normalised(self) -> TenantScope:
+        self.mailboxes = list(dict.fromkeys(m.strip().lower() for m in self.mailboxes if m.strip()))
+        self.domains = list(dict.fromkeys(d.strip().lower().lstrip("@") for d in self.domains if d.strip()))
+        self.read = list(dict.fromkeys(self.read))
+        return self
+
+    def with_reps(self, emails: list[str]) -> Any:
+        if self.mailboxes or self.group or self.domains:
+            return self
+        return self.model_copy(update={"mailboxes": [e.lower() for e in emails]})
 
 
 class LoginSettings(BaseModel):

@@ -29,6 +29,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from connectors.base import MAIL, Connector, LoginSettings, SourceSettings
 from connectors.errors import AuthError, PermanentError, TransientError
+from connectors.google.settings import GoogleApp
 from connectors.graph.settings import MicrosoftApp
 from connectors.headers import HEADER_FIELDS, DateFallback, read_message
 from connectors.network import is_loopback
@@ -92,7 +93,8 @@ class _UidValidityChanged(Exception):
 class ImapSettings(SourceSettings, LoginSettings):
     """One IMAP account. `auth = "xoauth2"` logs in with an access token instead of a password:
     the one in the environment variable `token_env` (kept fresh by whatever issues it), or one
-    custody gets itself from Microsoft 365 for the app registration in `microsoft365`."""
+    custody gets itself: from Microsoft 365 for the app registration in `microsoft365`, or from
+    Google for the service account in `google`, acting as `username`."""
 
     kind: Literal["imap"] = "imap"
     host: str = Field(min_length=1)
@@ -101,6 +103,7 @@ class ImapSettings(SourceSettings, LoginSettings):
     auth: Literal["login", "xoauth2"] = "login"
     token_env: str = ""
     microsoft365: MicrosoftApp | None = None
+    google: GoogleApp | None = None
     ca_file: Path | None = None
     folders: list[str] = Field(default_factory=list)
     exclude_folders: list[str] = Field(default_factory=list)
@@ -110,9 +113,9 @@ class ImapSettings(SourceSettings, LoginSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> "ImapSettings":
-        if self.auth == "xoauth2" and bool(self.token_env) == bool(self.microsoft365):
+        if self.auth == "xoauth2" and sum(map(bool, (self.token_env, self.microsoft365, self.google))) != 1:
             raise ValueError('auth = "xoauth2" needs either token_env, the environment variable holding the access '
-                             "token, or microsoft365, the app registration that gets one")
+                             "token, or microsoft365 or google, the app registration or service account that gets one")
         if self.security == "plain" and not is_loopback(self.host):
             raise ValueError('security = "plain" is allowed only for a loopback host')
         return self
@@ -124,6 +127,10 @@ class ImapSettings(SourceSettings, LoginSettings):
             from connectors.graph.auth import MsalTokens  # msal is imported only by sources that use it
 
             return MsalTokens(self.microsoft365, self.microsoft365.imap_scope())
+        if self.google is not None:
+            from connectors.google.auth import GmailImapTokens
+
+            return GmailImapTokens(self.google)
         return EnvironmentToken(self.token_env)
 
 

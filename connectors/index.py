@@ -18,6 +18,7 @@ CONNECTORS: dict[str, str] = {
     "csv": "connectors.csv_contacts:CsvContactsConnector",
     "imap": "connectors.imap:ImapConnector",
     "graph": "connectors.graph.connector:GraphConnector",
+    "google": "connectors.google.connector:GoogleConnector",
 }
 
 

@@ -28,7 +28,7 @@ POSTGRES_URL = os.environ.get("CUSTODY_TEST_POSTGRES", "postgresql+psycopg://pos
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 ENRON = CORPUS / "enron" / "maildir"
 DEMO_TODAY = date(2026, 6, 1)
-pytest_plugins = ["tests.servers.dovecot", "tests.servers.smtp", "tests.servers.graph"]
+pytest_plugins = ["tests.servers.dovecot", "tests.servers.smtp", "tests.servers.graph", "tests.servers.google"]
 
 
 def postgres_unavailable() -> str:

@@ -13,10 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from connectors.base import SourceSettings
+from connectors.base import SourceSettings, TenantScope
 
 Cloud = Literal["global", "usgov", "usgov-dod", "china"]
-Reads = Literal["mail", "contacts", "directory"]
 ENDPOINTS: dict[str, tuple[str, str, str]] = {
     "global": ("https://login.microsoftonline.com", "https://graph.microsoft.com", "https://outlook.office365.com"),
     "usgov": ("https://login.microsoftonline.us", "https://graph.microsoft.us", "https://outlook.office365.us"),
@@ -86,7 +85,7 @@ class GraphApp(MicrosoftApp):
     max_retry_after_seconds: float = Field(default=120.0, ge=0, le=3600)
 
 
-class GraphSettings(SourceSettings, GraphApp):
+class GraphSettings(TenantScope, SourceSettings, GraphApp):
     """One tenant's mailboxes, contacts and directory. Which mailboxes: those named, the members of
     an Entra group, and every enabled user of the given domains; with none of the three, the
     configured reps'. A throttle longer than `max_retry_after_seconds` ends that mailbox's sync
@@ -94,22 +93,6 @@ class GraphSettings(SourceSettings, GraphApp):
     """
 
     kind: Literal["graph"] = "graph"
-    mailboxes: list[str] = Field(default_factory=list)
-    group: str = ""
-    domains: list[str] = Field(default_factory=list)
-    read: list[Reads] = Field(default_factory=lambda: ["mail", "contacts", "directory"], min_length=1)
     page_size: int = Field(default=500, ge=1, le=1000)
     noise_headers: bool = False
     workers: int = Field(default=8, ge=1, le=64)
-
-    @model_validator(mode="after")
-    def _addresses_lowercase(self) -> GraphSettings:
-        self.mailboxes = list(dict.fromkeys(m.strip().lower() for m in self.mailboxes if m.strip()))
-        self.domains = list(dict.fromkeys(d.strip().lower().lstrip("@") for d in self.domains if d.strip()))
-        self.read = list(dict.fromkeys(self.read))
-        return self
-
-    def with_reps(self, emails: list[str]) -> GraphSettings:
-        if self.mailboxes or self.group or self.domains:
-            return self
-        return self.model_copy(update={"mailboxes": [e.lower() for e in emails]})

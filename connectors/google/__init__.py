@@ -1,0 +1,1 @@
+"""Google Workspace: Gmail, People and the Admin SDK Directory, as each rep through domain-wide delegation."""
