@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from config.policy import Policy
 from config.settings import Settings
 from connectors.errors import AuthError, PermanentError, TransientError
+from connectors.google.settings import IMAP_SCOPE, GoogleApp
 from connectors.graph.settings import MicrosoftApp
 from connectors.imap import (
     MAX_COMMAND_BYTES,
@@ -39,9 +40,9 @@ from registry.models import ContactPoint, Interaction, Message, Rep, Source, Syn
 from registry.store import open_registry
 from tests.connectors.contract import BATCH_SIZE, ConnectorContract, mails
 from tests.servers.dovecot import DovecotServer, free_port
-from tests.servers.graph import Tenant
 from tests.servers.tokeninfo import TokenInfoServer
 from tests.support.damaged_mail import damaged_messages
+from tests.support.google import workspace_app
 from tests.support.graph import tenant_app
 from tests.support.mail import conversation, message, write_maildir
 
@@ -413,17 +414,25 @@ def test_xoauth2_logs_in_with_the_token_provider_and_a_rejected_token_is_a_clear
         read(ImapConnector(source))
 
 
-def test_xoauth2_against_microsoft_365_logs_in_with_a_token_custody_gets_from_msal(
-    dovecot_oauth2: tuple[DovecotServer, TokenInfoServer], graph_tenant: Tenant, tmp_path: Path,
+@pytest.mark.parametrize("provider", ["microsoft365", "google"])
+def test_xoauth2_logs_in_with_a_token_custody_gets_from_microsoft_365_or_google(
+    dovecot_oauth2: tuple[DovecotServer, TokenInfoServer], tmp_path: Path, provider: str, request: pytest.FixtureRequest,
 ) -> None:
     server, tokeninfo = dovecot_oauth2
-    fill(server, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 2, "m365")})
-    app = MicrosoftApp(**{k: v for k, v in tenant_app(graph_tenant, tmp_path).items() if k != "retry_wait_seconds"})
-    connector = ImapConnector(imap_source(server, "alice", auth="xoauth2", microsoft365=app, password=None))
+    fill(server, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 2, provider)})
+    if provider == "microsoft365":
+        issuer: Any = request.getfixturevalue("graph_tenant")
+        app: Any = MicrosoftApp(**{k: v for k, v in tenant_app(issuer, tmp_path).items() if k != "retry_wait_seconds"})
+    else:
+        issuer = request.getfixturevalue("google_workspace")
+        issuer.add_user(server.login("alice"))
+        issuer.delegate(IMAP_SCOPE)
+        app = GoogleApp(**{k: v for k, v in workspace_app(issuer, tmp_path).items() if k != "api_endpoint"})
+    connector = ImapConnector(imap_source(server, "alice", auth="xoauth2", password=None, **{provider: app}))
     assert connector.token_provider is not None
-    tokeninfo.tokens[connector.token_provider.token("alice")] = "alice"
+    tokeninfo.tokens[connector.token_provider.token(server.login("alice"))] = "alice"
 
-    assert len(read(connector)[0]) == 2 and graph_tenant.token_requests == 1
+    assert len(read(connector)[0]) == 2 and issuer.token_requests == 1
 
 
 def test_plain_text_beyond_loopback_and_xoauth2_without_a_token_are_config_errors(dovecot: DovecotServer) -> None:
