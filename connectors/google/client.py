@@ -24,11 +24,11 @@ import httplib2
 from googleapiclient.discovery import Resource, build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from connectors.errors import AuthError, CursorInvalid, PermanentError, TransientError
 from connectors.google.auth import delegated, refused, service_account_info
 from connectors.google.settings import GoogleApp
+from connectors.retrying import Retry, backoff, retried
 
 log = logging.getLogger("custody.google")
 T = TypeVar("T")
@@ -40,12 +40,6 @@ _RETRY_AFTER = re.compile(r"Retry after (\S+)")
 
 class NotFound(PermanentError):
     """The user, message or group does not exist."""
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
 
 
 class QuotaPacer:
@@ -96,7 +90,7 @@ class GoogleClient:
             waiting, retry_after = self._batch_once(user, service, waiting, units, answers)
             if not waiting:
                 return answers
-            time.sleep(max(self.app.retry_wait_seconds * 2 ** (attempt - 1), retry_after))
+            time.sleep(backoff(self.app.retry_wait_seconds, attempt, retry_after))
         for request_id in waiting:
             answers[request_id] = TransientError(f"{user}: still rate limited after {self.app.retry_attempts} attempts")
         return answers
@@ -122,12 +116,8 @@ class GoogleClient:
 
     def execute(self, user: str, call: Callable[[], T], units: int) -> T:
         """One call (a request's `execute`, or a batch), paced and retried while a later try can cure it."""
-        retrying = Retrying(retry=retry_if_exception_type(_Retry), stop=stop_after_attempt(self.app.retry_attempts),
-                            wait=self._wait, before_sleep=_logged, reraise=True)
-        try:
-            return retrying(self._once, user, call, units)
-        except _Retry as error:
-            raise TransientError(f"{user}: {error} after {self.app.retry_attempts} attempts", error.retry_after) from None
+        return retried(self._once, user, call, units, attempts=self.app.retry_attempts,
+                       first_wait=self.app.retry_wait_seconds, where=user)
 
     def _once(self, user: str, call: Callable[[], T], units: int) -> T:
         self.pacer.take(user, units)
@@ -138,9 +128,9 @@ class GoogleClient:
         except google.auth.exceptions.RefreshError as error:
             raise refused(error, self.client_id(), self.scopes, user) from None
         except google.auth.exceptions.TransportError as error:
-            raise _Retry(f"token endpoint unreachable ({type(error).__name__})") from None
+            raise Retry(f"token endpoint unreachable ({type(error).__name__})") from None
         except (httplib2.HttpLib2Error, OSError) as error:
-            raise _Retry(f"connection failed ({type(error).__name__})") from None
+            raise Retry(f"connection failed ({type(error).__name__})") from None
 
     def _mapped(self, user: str, error: HttpError) -> Exception:
         status, reason = error.status_code, _reason(error)
@@ -150,7 +140,7 @@ class GoogleClient:
             hint = _retry_after(error)
             if hint is not None and hint > self.app.max_retry_after_seconds:
                 return TransientError(f"{user}: rate limited ({reason or status}) for {hint:.0f} s", hint)
-            return _Retry(f"{'rate limited' if status < 500 else 'server error'} ({status} {reason})", hint)
+            return Retry(f"{'rate limited' if status < 500 else 'server error'} ({status} {reason})", hint)
         message = _message(error)
         if status in (401, 403):
             return AuthError(f"{user}: access denied ({status} {reason}: {message}); in the Admin console, delegate "
@@ -158,12 +148,6 @@ class GoogleClient:
         if status == 404:
             return NotFound(f"{user}: not found ({message})")
         return PermanentError(f"{user}: refused ({status} {reason}: {message})")
-
-    def _wait(self, attempt: RetryCallState) -> float:
-        error = attempt.outcome.exception() if attempt.outcome else None
-        backoff = self.app.retry_wait_seconds * 2 ** (attempt.attempt_number - 1)
-        hint = error.retry_after if isinstance(error, _Retry) and error.retry_after is not None else 0.0
-        return max(min(backoff, 60.0), hint)
 
     def _batch_uri(self) -> str:
         """Where Gmail batches go; google-api-python-client's own batch ignores `api_endpoint`."""
@@ -173,11 +157,6 @@ class GoogleClient:
         if not self._client_id:
             self._client_id = str(service_account_info(self.app).get("client_id", ""))
         return self._client_id
-
-
-def _logged(attempt: RetryCallState) -> None:
-    error = attempt.outcome.exception() if attempt.outcome else None
-    log.info("google: %s; retrying in %.1f s", error, attempt.upcoming_sleep)
 
 
 def _reason(error: HttpError) -> str:

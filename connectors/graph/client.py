@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from urllib3.exceptions import NewConnectionError
 
 from connectors.errors import AuthError, CursorInvalid, PermanentError, TransientError
 from connectors.graph.auth import MsalTokens, http_session
 from connectors.graph.settings import GraphApp
+from connectors.network import may_have_arrived
+from connectors.retrying import Retry, retried
 
 log = logging.getLogger("custody.graph")
 WINDOW_SECONDS = 600.0
@@ -41,12 +41,6 @@ class NotFound(PermanentError):
 class Unanswered(TransientError):
     """A request that is not safe to repeat may have been carried out, but no answer says so: the
     connection broke or timed out after it was sent, or a gateway gave up waiting for the server."""
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
 
 
 class RequestBudget:
@@ -112,13 +106,9 @@ class GraphClient:
         """One request, retried while the failure is one a later try can cure; without `replay_safe`,
         only while the server cannot have carried it out (no connection, or a 429 or 503 refusal)."""
         address = url if url.startswith("https://") else f"{self.base}{url}"
-        retrying = Retrying(retry=retry_if_exception_type(_Retry), stop=stop_after_attempt(self.settings.retry_attempts),
-                            wait=self._wait, before_sleep=_logged, reraise=True)
-        try:
-            return retrying(self._once, self._mailbox(mailbox), method, address, needs, replay_safe, options)
-        except _Retry as error:
-            raise TransientError(f"{_where(address)}: {error} after {self.settings.retry_attempts} attempts",
-                                 error.retry_after) from None
+        return retried(self._once, self._mailbox(mailbox), method, address, needs, replay_safe, options,
+                       attempts=self.settings.retry_attempts, first_wait=self.settings.retry_wait_seconds,
+                       where=_where(address))
 
     def close(self) -> None:
         with self._lock:
@@ -138,9 +128,9 @@ class GraphClient:
             except requests.exceptions.SSLError as error:
                 raise Untrusted(f"{_where(url)}: TLS certificate not trusted ({type(error).__name__})") from None
             except requests.RequestException as error:
-                if not replay_safe and _may_have_arrived(error):
+                if not replay_safe and may_have_arrived(error):
                     raise Unanswered(f"{_where(url)}: no answer ({type(error).__name__}), so it may have gone through") from None
-                raise _Retry(f"connection failed ({type(error).__name__})") from None
+                raise Retry(f"connection failed ({type(error).__name__})") from None
         return self._checked(response, url, needs, replay_safe)
 
     def _checked(self, response: requests.Response, url: str, needs: str, replay_safe: bool = True) -> requests.Response:
@@ -156,9 +146,9 @@ class GraphClient:
         if status == 429 or (status in RETRY_STATUSES and hint is not None):
             if hint is not None and hint > self.settings.max_retry_after_seconds:
                 raise TransientError(f"{_where(url)}: throttled ({code}) for {hint:.0f} s", hint)
-            raise _Retry(f"throttled ({status} {code})", hint)
+            raise Retry(f"throttled ({status} {code})", hint)
         if status in RETRY_STATUSES:
-            raise _Retry(f"server error {status} {code}")
+            raise Retry(f"server error {status} {code}")
         if status in (401, 403):
             raise AuthError(f"{_where(url)}: access denied ({status} {code}: {message}); the app needs the "
                             f"application permission {needs}, with admin consent")
@@ -166,32 +156,11 @@ class GraphClient:
             raise NotFound(f"{_where(url)}: not found ({code}: {message})")
         raise PermanentError(f"{_where(url)}: refused ({status} {code}: {message})")
 
-    def _wait(self, attempt: RetryCallState) -> float:
-        """Backoff doubling from `retry_wait_seconds`, never shorter than the server's hint."""
-        error = attempt.outcome.exception() if attempt.outcome else None
-        backoff = self.settings.retry_wait_seconds * 2 ** (attempt.attempt_number - 1)
-        hint = error.retry_after if isinstance(error, _Retry) and error.retry_after is not None else 0.0
-        return max(min(backoff, 60.0), hint)
-
     def _mailbox(self, key: str) -> _Mailbox:
         with self._lock:
             if key not in self._mailboxes:
                 self._mailboxes[key] = _Mailbox(self.settings)
             return self._mailboxes[key]
-
-
-def _logged(attempt: RetryCallState) -> None:
-    error = attempt.outcome.exception() if attempt.outcome else None
-    log.info("graph: %s; retrying in %.1f s", error, attempt.upcoming_sleep)
-
-
-def _may_have_arrived(error: requests.RequestException) -> bool:
-    """Anything but a failure to connect: a read timeout or a connection lost mid-request may come
-    after the server took the request."""
-    if isinstance(error, requests.ConnectTimeout):
-        return False
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    return not (isinstance(error, requests.ConnectionError) and isinstance(reason, NewConnectionError))
 
 
 def _graph_error(response: requests.Response) -> tuple[str, str]:

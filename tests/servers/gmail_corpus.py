@@ -9,30 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-ENRON_MAILDIR = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "enron" / "maildir"
-SENT_FOLDERS = {"sent", "sent_items", "_sent_mail"}
-INBOX_FOLDERS = {"inbox"}
+from tests.servers.enron_folders import converted_mail
 
 
 def enron_gmail_messages(user_folder: Path, limit: int | None = None) -> Iterator[tuple[bytes, tuple[str, ...]]]:
     """Yields (raw message, labels): ("INBOX",) for the inbox, ("SENT",) for the sent folders; files without
     a Message-ID are skipped, as Gmail would have given them one and the corpus could no longer be matched."""
-    yielded = 0
-    for folder in sorted(p for p in user_folder.iterdir() if p.is_dir() and p.name.lower() in SENT_FOLDERS | INBOX_FOLDERS):
-        labels = ("SENT",) if folder.name.lower() in SENT_FOLDERS else ("INBOX",)
-        for path in sorted(folder.iterdir(), key=_numeric_name):
-            if limit is not None and yielded >= limit:
-                return
-            raw = _header_message(path)
-            if raw is not None:
-                yielded += 1
-                yield raw, labels
-
-
-def _numeric_name(path: Path) -> tuple[int, str]:
-    """Maildir files are named '1.', '2.', ... so order them as numbers, not as text."""
-    stem = path.name.rstrip(".")
-    return (int(stem), "") if stem.isdigit() else (1 << 62, path.name)
+    for sent, raw in converted_mail(user_folder, _header_message, limit):
+        yield raw, (("SENT",) if sent else ("INBOX",))
 
 
 def _header_message(path: Path) -> bytes | None:

@@ -16,29 +16,13 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-ENRON_MAILDIR = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "enron" / "maildir"
-SENT_FOLDERS = {"sent", "sent_items", "_sent_mail"}
-INBOX_FOLDERS = {"inbox"}
+from tests.servers.enron_folders import converted_mail
 
 
 def enron_mailbox_messages(user_folder: Path, limit: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yields ("inbox" | "sentitems", message JSON) for the user's inbox and sent folders, skipping unparseable files."""
-    yielded = 0
-    for folder in sorted(p for p in user_folder.iterdir() if p.is_dir() and p.name.lower() in SENT_FOLDERS | INBOX_FOLDERS):
-        target = "sentitems" if folder.name.lower() in SENT_FOLDERS else "inbox"
-        for path in sorted(folder.iterdir(), key=_numeric_name):
-            if limit is not None and yielded >= limit:
-                return
-            message = _graph_message(path)
-            if message is not None:
-                yielded += 1
-                yield target, message
-
-
-def _numeric_name(path: Path) -> tuple[int, str]:
-    """Maildir files are named '1.', '2.', ... so order them as numbers, not as text."""
-    stem = path.name.rstrip(".")
-    return (int(stem), "") if stem.isdigit() else (1 << 62, path.name)
+    for sent, message in converted_mail(user_folder, _graph_message, limit):
+        yield ("sentitems" if sent else "inbox"), message
 
 
 def _graph_message(path: Path) -> dict[str, Any] | None:

@@ -19,7 +19,8 @@ from googleapiclient.discovery import Resource, build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
-from tests.servers.gmail_corpus import ENRON_MAILDIR, enron_gmail_messages
+from tests.servers.enron_folders import ENRON_MAILDIR
+from tests.servers.gmail_corpus import enron_gmail_messages
 from tests.servers.google import SCOPE, FakeGoogle, Workspace
 
 READONLY, METADATA, SEND = SCOPE + "gmail.readonly", SCOPE + "gmail.metadata", SCOPE + "gmail.send"

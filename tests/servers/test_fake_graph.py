@@ -9,8 +9,9 @@ import msal
 import pytest
 import requests
 
+from tests.servers.enron_folders import ENRON_MAILDIR
 from tests.servers.graph import FakeGraph, Tenant
-from tests.servers.graph_corpus import ENRON_MAILDIR, enron_mailbox_messages
+from tests.servers.graph_corpus import enron_mailbox_messages
 
 PROPERTY_ID = "String {00020386-0000-0000-C000-000000000046} Name custodyKey"
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]

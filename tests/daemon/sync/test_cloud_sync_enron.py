@@ -17,10 +17,11 @@ from connectors.base import SourceSettings
 from connectors.maildir import MaildirSettings
 from daemon.sync.engine import sync_source
 from registry.store import open_registry
+from tests.servers.enron_folders import INBOX_FOLDERS, SENT_FOLDERS
 from tests.servers.gmail_corpus import enron_gmail_messages
 from tests.servers.google import FakeGoogle
 from tests.servers.graph import FakeGraph
-from tests.servers.graph_corpus import INBOX_FOLDERS, SENT_FOLDERS, enron_mailbox_messages
+from tests.servers.graph_corpus import enron_mailbox_messages
 from tests.support.google import google_source
 from tests.support.graph import graph_source
 from tests.support.registry import snapshot
