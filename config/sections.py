@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from connectors.base import secret_from
+from connectors.google.settings import GoogleApp
 from connectors.graph.settings import GraphApp
 
 
@@ -92,6 +93,21 @@ class GraphSendConfig(GraphApp):
     `mailbox`: the shared mailbox every letter goes out from; empty, each goes out from its sender's own
     mailbox. Exchange files the Sent Items copy a little after accepting a message, so a copy not
     found `sent_copy_wait_seconds` after the first lookup means the message was never taken.
+    """
+
+    mailbox: str = ""
+    sent_copy_wait_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+
+class GmailSendConfig(GoogleApp):
+    """Sending through the Gmail API (`users.messages.send`), the service account acting as the sending
+    user: scope gmail.send, and gmail.readonly to look a send left in doubt up (Gmail's search refuses
+    `q` to any token that also carries gmail.metadata, so the transport asks for these two only).
+
+    `mailbox`: the Workspace user every letter goes out from; the From stays the letter's sender, which
+    needs that address as a verified Send mail as alias of the mailbox. Empty, each letter goes out from
+    its sender's own mailbox. Gmail indexes a sent message for search a little after accepting it, so
+    one not found `sent_copy_wait_seconds` after the first lookup was never taken.
     """
 
     mailbox: str = ""

@@ -11,12 +11,22 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.database_url import database_url_problem
-from config.sections import ConfigError, GraphSendConfig, RepConfig, ServiceConfig, SmtpConfig, describe_validation_error
+from config.sections import (
+    ConfigError,
+    GmailSendConfig,
+    GraphSendConfig,
+    RepConfig,
+    ServiceConfig,
+    SmtpConfig,
+    describe_validation_error,
+)
 from connectors.base import SourceSettings
 from connectors.index import settings_models
 
 CONFIG_ENV = "CUSTODY_CONFIG"
 DEFAULT_CONFIG = Path("custody.toml")
+WAYS_OUT = ("smtp", "graph_send", "gmail_send")
+"""The sections that each make the outbox send through one delivery system, in the order they are declared."""
 AnySource = Annotated[Union[settings_models()], Field(discriminator="kind")]  # type: ignore[valid-type]
 
 
@@ -38,6 +48,7 @@ class Settings(BaseSettings):
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     smtp: SmtpConfig | None = None
     graph_send: GraphSendConfig | None = None
+    gmail_send: GmailSendConfig | None = None
 
     @field_validator("reps")
     @classmethod
@@ -66,12 +77,16 @@ class Settings(BaseSettings):
         _refuse_repeats("name", [source.name for source in sources])
         return sources
 
-    @field_validator("graph_send")
+    @field_validator("graph_send", "gmail_send")
     @classmethod
-    def _one_way_out(cls, graph_send: GraphSendConfig | None, info: ValidationInfo) -> GraphSendConfig | None:
-        if graph_send is not None and info.data.get("smtp") is not None:
-            raise ValueError("set either [smtp] or [graph_send], not both")
-        return graph_send
+    def _one_way_out(cls, section: GraphSendConfig | GmailSendConfig | None,
+                     info: ValidationInfo) -> GraphSendConfig | GmailSendConfig | None:
+        """One transport sends every letter: two would each look only in their own mailbox for a send
+        left in doubt, and could send it again."""
+        earlier = [name for name in WAYS_OUT[:WAYS_OUT.index(str(info.field_name))] if info.data.get(name) is not None]
+        if section is not None and earlier:
+            raise ValueError(f"set either [{earlier[0]}] or [{info.field_name}], not both")
+        return section
 
     @model_validator(mode="after")
     def _sources_read_the_reps(self) -> Settings:
@@ -106,8 +121,8 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'custody.db').resolve()}"
 
     def sends_mail(self) -> bool:
-        """Whether the outbox has a way out: an SMTP relay or Microsoft Graph."""
-        return self.smtp is not None or self.graph_send is not None
+        """Whether the outbox has a way out: an SMTP relay, Microsoft Graph or the Gmail API."""
+        return any(getattr(self, name) is not None for name in WAYS_OUT)
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -163,8 +178,8 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
         settings.smtp.ca_file = anchor(settings.smtp.ca_file)
         if settings.smtp.sent_folder:
             settings.smtp.sent_folder.ca_file = anchor(settings.smtp.sent_folder.ca_file)
-    if settings.graph_send:
-        for field, value in settings.graph_send:
+    for section in (settings.graph_send, settings.gmail_send):
+        for field, value in section or ():
             if isinstance(value, Path):
-                setattr(settings.graph_send, field, anchor(value))
+                setattr(section, field, anchor(value))
     return settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from googleapiclient.discovery import Resource
@@ -27,6 +28,23 @@ from connectors.records import AddressBookEntry, Batch, DirectoryEvent, MessageH
 log = logging.getLogger("custody.google")
 UNITS = {"get": 5, "list": 5, "history": 2, "profile": 1, "people": 1, "directory": 1}
 WATCHED_LABELS = frozenset({"INBOX", "SENT"})
+
+
+@dataclass(frozen=True)
+class _Gmail:
+    """One mailbox's Gmail service and its resources, built once: google-api-python-client builds a
+    resource's every method from the discovery document at each `users()` or `messages()` call, a
+    millisecond a message if done per call."""
+
+    service: Resource
+    users: Resource
+    messages: Resource
+    history: Resource
+
+    @classmethod
+    def of(cls, service: Resource) -> _Gmail:
+        users = service.users()
+        return cls(service, users, users.messages(), users.history())
 
 
 class GoogleConnector(Connector[GoogleSettings]):
@@ -127,7 +145,7 @@ class GoogleConnector(Connector[GoogleSettings]):
         return self._mail_pages(key, mailbox, position)
 
     def _mail_pages(self, key: str, mailbox: str, position: dict[str, Any]) -> Iterator[Page]:
-        gmail = self.client.service("gmail", "v1", mailbox)
+        gmail = _Gmail.of(self.client.service("gmail", "v1", mailbox))
         if position.get("history_id"):
             try:
                 yield from self._history(key, gmail, mailbox, position)
@@ -138,13 +156,13 @@ class GoogleConnector(Connector[GoogleSettings]):
                 position = {}
         yield from self._full(key, gmail, mailbox, position.get("full") or {})
 
-    def _full(self, key: str, gmail: Resource, mailbox: str, full: dict[str, Any]) -> Iterator[Page]:
+    def _full(self, key: str, gmail: _Gmail, mailbox: str, full: dict[str, Any]) -> Iterator[Page]:
         """Every message, from the historyId taken before the listing, so nothing added meanwhile is missed."""
         start = full.get("history_id") or self.client.execute(
-            mailbox, gmail.users().getProfile(userId="me").execute, UNITS["profile"])["historyId"]
+            mailbox, gmail.users.getProfile(userId="me").execute, UNITS["profile"])["historyId"]
         token = full.get("page_token")
         while True:
-            listing = self.client.execute(mailbox, gmail.users().messages().list(
+            listing = self.client.execute(mailbox, gmail.messages.list(
                 userId="me", maxResults=self.page_size, pageToken=token, includeSpamTrash=False).execute, UNITS["list"])
             records, skipped = self._fetch(gmail, mailbox, [m["id"] for m in listing.get("messages", [])])
             token = listing.get("nextPageToken")
@@ -153,11 +171,11 @@ class GoogleConnector(Connector[GoogleSettings]):
             if not token:
                 return
 
-    def _history(self, key: str, gmail: Resource, mailbox: str, position: dict[str, Any]) -> Iterator[Page]:
+    def _history(self, key: str, gmail: _Gmail, mailbox: str, position: dict[str, Any]) -> Iterator[Page]:
         start, token = position["history_id"], position.get("page_token")
         while True:
             try:
-                answer = self.client.execute(mailbox, gmail.users().history().list(
+                answer = self.client.execute(mailbox, gmail.history.list(
                     userId="me", startHistoryId=start, historyTypes=["messageAdded", "labelAdded"], pageToken=token,
                     maxResults=self.page_size).execute, UNITS["history"])
             except NotFound as error:
@@ -169,16 +187,16 @@ class GoogleConnector(Connector[GoogleSettings]):
             if not token:
                 return
 
-    def _fetch(self, gmail: Resource, mailbox: str, ids: list[str]) -> tuple[list[Record], list[Skipped]]:
+    def _fetch(self, gmail: _Gmail, mailbox: str, ids: list[str]) -> tuple[list[Record], list[Skipped]]:
         """The messages' metadata, `calls_per_batch` calls to a batch; one deleted meanwhile is passed over."""
         records: list[Record] = []
         skipped: list[Skipped] = []
         step = self.settings.calls_per_batch
         for start in range(0, len(ids), step):
             chunk = ids[start:start + step]
-            requests = {i: gmail.users().messages().get(userId="me", id=i, format="metadata",
-                                                       metadataHeaders=list(METADATA_HEADERS)) for i in chunk}
-            answers = self.client.batch(mailbox, gmail, requests, UNITS["get"])
+            requests = {i: gmail.messages.get(userId="me", id=i, format="metadata", metadataHeaders=list(METADATA_HEADERS))
+                        for i in chunk}
+            answers = self.client.batch(mailbox, gmail.service, requests, UNITS["get"])
             for message_id in chunk:
                 answer = answers.get(message_id)
                 if isinstance(answer, ConnectorError):

@@ -57,14 +57,16 @@ class GoogleApp(BaseModel):
 class GoogleSettings(TenantScope, SourceSettings, GoogleApp):
     """One Workspace domain's mailboxes, contacts and directory. Which mailboxes: those named, the
     members of a Google group, and every active user of the given domains; with none of the three,
-    the configured reps'. The Directory is read as `admin`, a Workspace admin of the domain."""
+    the configured reps'. The Directory is read as `admin`, a Workspace admin of the domain.
+    `workers` mailboxes are read at once; most of their time is spent waiting on the network and
+    on each user's quota, so more of them than cores pays."""
 
     kind: Literal["google"] = "google"
     admin: str = ""
     other_contacts: bool = False
     page_size: int = Field(default=500, ge=1, le=500)
     calls_per_batch: int = Field(default=50, ge=1, le=50)
-    workers: int = Field(default=8, ge=1, le=64)
+    workers: int = Field(default=16, ge=1, le=64)
 
     @model_validator(mode="after")
     def _coherent(self) -> GoogleSettings:

@@ -370,8 +370,8 @@ def unscheduled(rt: Runtime) -> list[str]:
     if not settings.sources:
         idle.append("syncs (no [[sources]] in the config)")
     if not settings.sends_mail():
-        idle.append("outbox (no [smtp] or [graph_send] section: notifications stay pending; `custody outbox run --dry-run DIR` "
-                    "writes them out for review)")
+        idle.append("outbox (no [smtp], [graph_send] or [gmail_send] section: notifications stay pending; "
+                    "`custody outbox run --dry-run DIR` writes them out for review)")
     if settings.service.hr_folder is None:
         idle.append("HR files (no service.hr_folder; departures come from `custody depart`)")
     return idle

@@ -31,7 +31,7 @@ def custody(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
      "config error: service.sync_interval_minutes: Input should be greater than or equal to 1"),
     ('[service]\nhandover_interval_minutes = 0.5\n', "config error: service.handover_interval_minutes:"),
     ('[[sources]]\nname = "ann"\nkind = "pop3"\npath = "x"\n',
-     "config error: sources.ann.kind: unknown kind 'pop3' (kinds: 'maildir', 'mbox', 'vcard', 'csv', 'imap', 'graph')"),
+     "config error: sources.ann.kind: unknown kind 'pop3' (kinds: 'maildir', 'mbox', 'vcard', 'csv', 'imap', 'graph', 'google')"),
     ('[[sources]]\nname = "ann"\nkind = "maildir"\n', "config error: sources.ann.path: Field required"),
     ('[[sources]]\nname = "ann"\nkind = "imap"\nhost = "h"\npath = "x"\n', "config error: sources.ann.path: unknown key"),
     ('[[sources]]\nname = "ann"\nkind = "imap"\nhost = "h"\nauth = "xoauth2"\n',
@@ -43,6 +43,12 @@ def custody(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
      'graph_url = "http://graph.example"\n', "config error: sources.m365: graph_url must be an https:// URL"),
     ('[smtp]\nhost = "h"\n[graph_send]\ntenant_id = "t"\nclient_id = "c"\nclient_secret_env = "S"\n',
      "config error: graph_send: set either [smtp] or [graph_send], not both"),
+    ('[smtp]\nhost = "h"\n[gmail_send]\nkey_env = "K"\n',
+     "config error: gmail_send: set either [smtp] or [gmail_send], not both"),
+    ('[graph_send]\ntenant_id = "t"\nclient_id = "c"\nclient_secret_env = "S"\n[gmail_send]\nkey_env = "K"\n',
+     "config error: gmail_send: set either [graph_send] or [gmail_send], not both"),
+    ('[gmail_send]\nkey_env = "K"\nkey_file = "k.json"\n',
+     "config error: gmail_send: name the service account key in exactly one of key_env or key_file"),
     ('[[sources]]\nname = "ann"\nkind = "csv"\npath = "x"\ncolumns = { fax = "Fax" }\n',
      "config error: sources.ann.columns: unknown field 'fax'"),
     ('[[sources]]\nname = "ann"\nkind = "imap"\nhost = "h"\nport = 70000\n', "config error: sources.ann.port:"),
@@ -113,6 +119,16 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     settings = load_settings(config)
     assert settings.data_dir == config.parent / "data"
     assert settings.sources[0].path == config.parent / "mail" / "a.mbox"
+
+
+def test_gmail_send_is_a_way_out_and_its_key_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "conf" / "custody.toml"
+    config.parent.mkdir()
+    config.write_text('[gmail_send]\nkey_file = "keys/google.json"\nmailbox = "outbox@company.example"\n')
+    settings = load_settings(config)
+    assert settings.sends_mail() and settings.gmail_send is not None
+    assert settings.gmail_send.key_file == config.parent / "keys" / "google.json"
+    assert (settings.gmail_send.mailbox, settings.gmail_send.sent_copy_wait_seconds) == ("outbox@company.example", 60)
 
 
 def test_init_writes_a_starter_config_and_its_policy_that_work_together(tmp_path: Path) -> None:

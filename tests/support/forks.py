@@ -46,9 +46,16 @@ class ForkedCommand:
         return self.forks.wait(self.pid, timeout)
 
     def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
-        """(stdout, stderr) once the command ended."""
+        """(stdout, stderr) once the command ended; a command killed before it opened them wrote nothing."""
         self.wait(timeout)
-        return self._stdout.read_bytes(), self._stderr.read_bytes()
+        return _written(self._stdout), _written(self._stderr)
+
+
+def _written(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 class CustodyForks:

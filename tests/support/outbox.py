@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.message import EmailMessage
 
 from sqlalchemy import Engine, select
 
+from daemon.outbox.compose import Letter, compose
 from registry.models import Contact, ContactPoint, Customer, Handover, Notification, Rep
 
 PLANNED_AT = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 SENDER = "sam.successor@company.example"
 COPY = "sam.successor@company.example"
+CUSTOMER = "ana@acme.example"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,16 @@ class Planned:
     message_id: str
     to_email: str
     subject: str
+
+
+def letter(message_id: str = "<handover-1-0@company.example>", sender: str = "hello@company.example") -> EmailMessage:
+    """A letter as the dispatcher composes it, plus one custom x- header."""
+    message = compose(Letter(message_id=message_id, sender=sender, to=CUSTOMER, cc=(COPY,),
+                             subject="Your new contact at Company", text="Dear Ana,\nSam now looks after your account.\n",
+                             html="<p>Dear Ana,</p><p>Sam now looks after your account.</p>", sender_name="Company"),
+                      PLANNED_AT)
+    message["X-Custody-Notification"] = "1"
+    return message
 
 
 def plan_notifications(

@@ -6,48 +6,29 @@ extended property, and a send left in doubt is found again by that property in S
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import sqlite3
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.sections import GraphSendConfig
-from daemon.outbox.compose import Letter, compose
 from daemon.outbox.dispatch import outbox_summary
 from daemon.outbox.transports.base import TransportError
 from daemon.outbox.transports.graph import PROPERTY_ID, GraphTransport
 from registry.store import open_registry
-from tests.daemon.outbox.test_outbox_crash import POLICY, custody
-from tests.daemon.outbox.test_outbox_in_doubt import wait_until
+from tests.daemon.outbox.test_outbox_crash import POLICY
 from tests.servers.graph import Tenant
+from tests.support.crash import kill_once_accepted, outbox_config, run_to_the_end
 from tests.support.forks import CustodyForks
 from tests.support.graph import secret_file, tenant_app
-from tests.support.outbox import COPY, PLANNED_AT, plan_notifications
+from tests.support.outbox import COPY, CUSTOMER, letter, plan_notifications
 
 SENDER = "hello@company.example"
-CUSTOMER = "ana@acme.example"
 
 
 def graph_transport(tenant: Tenant, folder: Path, **fields: Any) -> GraphTransport:
     return GraphTransport(GraphSendConfig(**(tenant_app(tenant, folder) | fields)))
-
-
-def letter(message_id: str = "<handover-1-0@company.example>", sender: str = SENDER) -> EmailMessage:
-    """A letter as the dispatcher composes it, plus one custom x- header."""
-    message = compose(Letter(message_id=message_id, sender=sender, to=CUSTOMER, cc=(COPY,),
-                             subject="Your new contact at Company", text="Dear Ana,\nSam now looks after your account.\n",
-                             html="<p>Dear Ana,</p><p>Sam now looks after your account.</p>", sender_name="Company"),
-                      PLANNED_AT)
-    message["X-Custody-Notification"] = "1"
-    return message
 
 
 def addresses(recipients: list[dict[str, Any]]) -> list[str]:
@@ -163,14 +144,7 @@ def test_a_mailbox_the_tenant_does_not_have_fails_the_letter_for_good(graph_tena
 
 def graph_config(folder: Path, registry: str, tenant: Tenant) -> Path:
     """A config sending through the fake tenant, the secret in a file as an admin deploys it."""
-    (folder / "policy.yaml").write_text(POLICY)
-    config = folder / "custody.toml"
-    config.write_text(f"""\
-data_dir = "{folder / 'data'}"
-database_url = "{registry}"
-policy_file = "policy.yaml"
-log_level = "WARNING"
-
+    return outbox_config(folder, registry, POLICY, f"""\
 [graph_send]
 tenant_id = "{tenant.tenant_id}"
 client_id = "{tenant.client_id}"
@@ -181,26 +155,12 @@ ca_file = "{tenant.ca_file}"
 retry_wait_seconds = 0.05
 sent_copy_wait_seconds = 2
 """)
-    return config
-
-
-@contextmanager
-def registry_stalled(path: Path) -> Iterator[None]:
-    """Another writer holds the SQLite registry, so whatever the dispatcher wants to record waits."""
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        yield
-        db.execute("ROLLBACK")
-    finally:
-        db.close()
 
 
 def test_a_dispatcher_killed_after_graph_took_a_letter_settles_it_by_the_sent_items_copy(
         graph_tenant: Tenant, tmp_path: Path, custody_forks: CustodyForks) -> None:
-    """`custody outbox run` is SIGKILLed once Graph has delivered its first letter. The registry is
-    stalled from the moment the sendMail request arrives, so the kill lands before custody recorded
-    the send, whatever the timing: the restart finds the letter in Sent Items and sends the rest."""
+    """`custody outbox run` is SIGKILLed once Graph has delivered its first letter, before custody recorded
+    the send: the restart finds the letter in Sent Items and sends the rest."""
     graph_tenant.add_user(SENDER)
     registry = tmp_path / "registry.db"
     engine = open_registry(f"sqlite:///{registry}")
@@ -208,20 +168,13 @@ def test_a_dispatcher_killed_after_graph_took_a_letter_settles_it_by_the_sent_it
     config = graph_config(tmp_path, f"sqlite:///{registry}", graph_tenant)
     graph_tenant.latency_seconds = 0.5
 
-    killed = custody(custody_forks, config, "outbox", "run")
-    wait_until(lambda: posts(graph_tenant) == 1)
-    with registry_stalled(registry):
-        wait_until(lambda: len(graph_tenant.sent) == 1)
-        os.kill(killed.pid, signal.SIGKILL)
-        killed.communicate()
+    kill_once_accepted(custody_forks, config, registry, lambda: posts(graph_tenant) == 1,
+                       lambda: len(graph_tenant.sent) == 1)
     graph_tenant.latency_seconds = 0.0
     assert outbox_summary(engine).states == {"sending": 1, "pending": 2}
 
-    restart = custody(custody_forks, config, "outbox", "run")
-    out, err = restart.communicate()
+    report = run_to_the_end(custody_forks, config)
 
-    assert restart.returncode == 0, err.decode()
-    report = json.loads(out)
     assert (report["in_doubt"], report["found_sent"], report["sent"], report["held"]) == (1, 1, 2, 0)
     assert Counter(m["internetMessageId"] for m in graph_tenant.sent) == {p.message_id: 1 for p in planned}
     assert outbox_summary(engine).states == {"sent": 3}

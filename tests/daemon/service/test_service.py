@@ -79,7 +79,7 @@ def test_logs_are_quiet_json_lines_with_utc_times_and_say_once_what_is_not_sched
     said = [entry["message"] for entry in entries if entry["level"] == "INFO"]
     assert re.fullmatch(r"registry: created at revision \w+", said[0])
     assert said[1].startswith("scheduled: 1 source syncs every 15 min")
-    assert said[2] == ("not scheduled: outbox (no [smtp] or [graph_send] section: notifications stay pending; "
+    assert said[2] == ("not scheduled: outbox (no [smtp], [graph_send] or [gmail_send] section: notifications stay pending; "
                        "`custody outbox run --dry-run DIR` writes them out for review); HR files (no service.hr_folder; "
                        "departures come from `custody depart`)")
     assert said[3].startswith("custody running (pid ")
