@@ -22,23 +22,16 @@ the real Graph.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
-import io
 import json
 import math
-import multiprocessing
 import os
-import pstats
-import resource
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -48,6 +41,7 @@ sys.path.insert(0, str(PROJECT))
 
 import requests  # noqa: E402
 
+from bench.cloud import ENRON, Fake, consume, mailbox_plan, peak_rss_mb, profiled, ratio  # noqa: E402
 from connectors.graph.connector import FOLDERS, GraphConnector  # noqa: E402
 from connectors.graph.records import MESSAGE_FIELDS  # noqa: E402
 from connectors.graph.settings import GraphSettings  # noqa: E402
@@ -55,7 +49,6 @@ from tests.servers.graph import FakeGraph, GraphError, Tenant  # noqa: E402
 from tests.servers.graph_corpus import enron_mailbox_messages  # noqa: E402
 from tests.support.graph import graph_source, message  # noqa: E402
 
-ENRON = PROJECT.parent / "shared" / "corpus" / "enron" / "maildir"
 DOMAIN = "enron.com"
 SYNTHETIC_PER_MAILBOX = 2_500
 GRAPH_PAGE_MAX = 1_000
@@ -124,35 +117,7 @@ class TenantView:
                    _Server(loaded.base_url))
 
 
-@dataclass
-class SyncRun:
-    """One sync as the caller saw it."""
-
-    seconds: float
-    cpu_seconds: float
-    batches: int
-    records: int
-    skipped: int
-    cursor: dict[str, Any] = field(default_factory=dict)
-
-
 # --- the fake, in its own process -------------------------------------------------------------------
-
-
-def mailbox_plan(available: list[tuple[str, int]], total: int, mailboxes: int | None) -> list[tuple[str, str, int]]:
-    """(address, source user, messages) per mailbox. By default each mailbox is one user's whole mail,
-    the users taken in turn (again, as copies, once all are used) until `total` is reached; with
-    `mailboxes` the total is split evenly and each mailbox repeats its user's mail as needed."""
-    plan: list[tuple[str, str, int]] = []
-    remaining, index = total, 0
-    while remaining > 0 and (mailboxes is None or index < mailboxes):
-        user, count = available[index % len(available)]
-        copy = index // len(available)
-        take = min(count, remaining) if mailboxes is None else total // mailboxes + (index < total % mailboxes)
-        plan.append((f"{user}-{copy}@{DOMAIN}" if copy else f"{user}@{DOMAIN}", user, take))
-        remaining -= take
-        index += 1
-    return plan
 
 
 def synthetic_messages(user: str) -> list[tuple[str, dict[str, Any]]]:
@@ -187,7 +152,7 @@ def load(tenant: Tenant, options: Options) -> tuple[dict[str, dict[str, int]], s
     else:
         available = [(user.name, len(mail_of(user.name))) for user in sorted(ENRON.iterdir()) if user.is_dir()]
     folders: dict[str, dict[str, int]] = {}
-    for index, (address, user, count) in enumerate(mailbox_plan(available, options.messages, options.mailboxes)):
+    for index, (address, user, count) in enumerate(mailbox_plan(available, options.messages, options.mailboxes, DOMAIN)):
         user_id = tenant.add_user(address, user)
         mail = mail_of(user)
         copy = index // len(available)
@@ -238,26 +203,6 @@ def serve_fake(connection: Connection, options: Options) -> None:
                                  "token_requests": tenant.token_requests, "cpu_seconds": time.process_time()})
 
 
-class Fake:
-    """This process's handle on the child serving the fake."""
-
-    def __init__(self, options: Options) -> None:
-        context = multiprocessing.get_context("fork")
-        self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=serve_fake, args=(child_end, options), daemon=True)
-        self._process.start()
-        self.loaded: Loaded = self._connection.recv()
-
-    def counters(self) -> dict[str, Any]:
-        self._connection.send("counters")
-        found: dict[str, Any] = self._connection.recv()
-        return found
-
-    def close(self) -> None:
-        self._connection.send("stop")
-        self._process.join(timeout=30)
-
-
 def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     """What the fake counted between two snapshots: requests per mailbox, 429s, tokens, its CPU."""
     requests_made = {m: n - before["requests"].get(m, 0) for m, n in after["requests"].items()}
@@ -268,20 +213,6 @@ def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- custody and the baseline, in this process -------------------------------------------------------
-
-
-def consume(batches: Iterator[Any]) -> SyncRun:
-    """Counts what a sync yields, keeping only the last cursor: the engine stores each batch and
-    drops it, so holding every record would misstate the peak RSS."""
-    started, cpu = time.perf_counter(), time.process_time()
-    run = SyncRun(0.0, 0.0, 0, 0, 0)
-    for batch in batches:
-        run.batches += 1
-        run.records += len(batch.records)
-        run.skipped += len(batch.skipped)
-        run.cursor = batch.cursor
-    run.seconds, run.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-    return run
 
 
 def bare_sync(loaded: Loaded, page_size: int, workers: int, concurrency: int) -> dict[str, Any]:
@@ -325,41 +256,6 @@ def _session(ca_file: str) -> requests.Session:
     return session
 
 
-@contextmanager
-def profiled(path: Path | None) -> Iterator[None]:
-    """cProfile of every thread started inside the block (the connector reads in a thread pool,
-    which a plain cProfile of the main thread would not see), merged into one pstats file. Each
-    thread is timed by its own CPU time: wall time would charge every thread for the GIL waits and
-    network waits of all of them."""
-    if path is None:
-        yield
-        return
-    profiles: list[cProfile.Profile] = []
-
-    def start(*_: object) -> None:
-        profile = cProfile.Profile(time.thread_time)
-        profiles.append(profile)
-        profile.enable()
-
-    main = cProfile.Profile(time.thread_time)
-    threading.setprofile(start)
-    main.enable()
-    try:
-        yield
-    finally:
-        main.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
-        for profile in profiles:
-            profile.create_stats()
-        stats = pstats.Stats(main)
-        for profile in profiles:
-            stats.add(profile)
-        stats.dump_stats(path)
-        text = io.StringIO()
-        pstats.Stats(str(path), stream=text).sort_stats("tottime").print_stats(25)
-        print(text.getvalue(), file=sys.stderr)
-
-
 # --- bounds and the report ---------------------------------------------------------------------------
 
 
@@ -380,15 +276,6 @@ def bounds(pages: dict[str, list[int]], latency: float, concurrency: int, worker
             "documented_bound_seconds": round(needed * latency / concurrency, 3),
             "slowest_mailbox_bound_seconds": round(slowest, 3), "threads_bound_seconds": round(threads, 3),
             "chain_bound_seconds": round(max(slowest, threads), 3)}
-
-
-def ratio(seconds: float, bound: float) -> float | None:
-    """None where the bound is zero (--latency 0): no ratio to a limit that does not exist."""
-    return round(seconds / bound, 3) if bound > 0 else None
-
-
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def settings_for(loaded: Loaded, folder: Path, args: argparse.Namespace) -> GraphSettings:
@@ -470,7 +357,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.messages < 1 or (args.mailboxes is not None and args.mailboxes < 1):
         parser.error("--messages and --mailboxes must be positive")
-    fake = Fake(Options(args.messages, args.mailboxes, args.latency, args.concurrency, args.synthetic))
+    fake = Fake(serve_fake, Options(args.messages, args.mailboxes, args.latency, args.concurrency, args.synthetic))
     gc.freeze()  # as the custody command does once its modules are loaded
     try:
         report = measure(fake, args)
