@@ -19,7 +19,6 @@ from connectors.base import SourceSettings, TenantScope
 SCOPE = "https://www.googleapis.com/auth/"
 MAIL_SCOPE = SCOPE + "gmail.metadata"
 CONTACTS_SCOPE = SCOPE + "contacts.readonly"
-OTHER_CONTACTS_SCOPE = SCOPE + "contacts.other.readonly"
 USERS_SCOPE = SCOPE + "admin.directory.user.readonly"
 GROUPS_SCOPE = SCOPE + "admin.directory.group.member.readonly"
 SEND_SCOPE = SCOPE + "gmail.send"
@@ -63,7 +62,6 @@ class GoogleSettings(TenantScope, SourceSettings, GoogleApp):
 
     kind: Literal["google"] = "google"
     admin: str = ""
-    other_contacts: bool = False
     page_size: int = Field(default=500, ge=1, le=500)
     calls_per_batch: int = Field(default=50, ge=1, le=50)
     workers: int = Field(default=16, ge=1, le=64)
@@ -80,6 +78,5 @@ class GoogleSettings(TenantScope, SourceSettings, GoogleApp):
         """What the admin must delegate to the service account, least privilege first."""
         wanted = [MAIL_SCOPE] if "mail" in self.read else []
         wanted += [CONTACTS_SCOPE] if "contacts" in self.read else []
-        wanted += [OTHER_CONTACTS_SCOPE] if "contacts" in self.read and self.other_contacts else []
         wanted += [USERS_SCOPE] if "directory" in self.read or self.domains or self.group else []
         return wanted + ([GROUPS_SCOPE] if self.group else [])
