@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from registry.models import AuditEvent, Handover, Message, Rep
 from registry.store import open_registry
@@ -91,6 +92,30 @@ def state(engine: Engine) -> dict[str, Any]:
         }
 
 
+def progress(found: dict[str, Any]) -> int:
+    """How far a sync got: directory events acted on, then messages stored."""
+    return int(found["directory_events"]) + int(found["messages"])
+
+
+def killed_once_past(process: Any, engine: Engine, point: int) -> bool:
+    """SIGKILL the sync once the registry shows `point` of its work done; False when it ended first."""
+    while process.poll() is None:
+        if reached(engine, point):
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate()
+            return True
+        time.sleep(0.002)
+    process.communicate()
+    return False
+
+
+def reached(engine: Engine, point: int) -> bool:
+    try:
+        return progress(state(engine)) >= point
+    except OperationalError:  # the sync holds the database for a moment
+        return False
+
+
 def sync(forks: CustodyForks, config: Path) -> Any:
     return forks.start("--config", str(config), "sync")
 
@@ -101,20 +126,16 @@ def test_a_sync_killed_anywhere_plans_the_departure_once_and_stores_every_messag
     assert uninterrupted.wait() == 0, uninterrupted.communicate()[1].decode()
     expected = state(open_registry(f"sqlite:///{tmp_path / 'reference' / 'data' / 'custody.db'}"))
     config = write_config(tmp_path / "crashed", company)
+    crashed = open_registry(f"sqlite:///{tmp_path / 'crashed' / 'data' / 'custody.db'}")
     rng = random.Random(5)
     killed = 0
     for _ in range(KILLS):
         process = sync(custody_forks, config)
-        time.sleep(rng.uniform(0.05, 1.5))
-        if process.poll() is not None:
-            break
-        os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
-        killed += 1
+        if killed_once_past(process, crashed, rng.randint(1, progress(expected) - 1)):
+            killed += 1
     finished = sync(custody_forks, config)
     assert finished.wait() == 0, finished.communicate()[1].decode()
 
-    crashed = open_registry(f"sqlite:///{tmp_path / 'crashed' / 'data' / 'custody.db'}")
     assert killed > 0
     assert state(crashed) == expected
     assert expected["handovers"] == [(ANN, "planned")] and expected["directory_events"] == 2
