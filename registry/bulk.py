@@ -20,13 +20,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 Row = dict[str, Any]
 
 
-def insert_ignoring(db: Connection, table: Table, rows: list[Row]) -> None:
+def insert_ignoring(db: Connection, table: Table, rows: list[Row]) -> int:
     """Insert `rows` (all with the same keys); a row that violates a unique constraint is skipped.
+    Returns how many were new.
 
     The rows' values are replaced by their converted form."""
-    if rows:
-        plan = _plan(db.dialect, table, tuple(rows[0]))
-        db.exec_driver_sql(plan.sql, plan.parameters(rows))
+    if not rows:
+        return 0
+    plan = _plan(db.dialect, table, tuple(rows[0]))
+    return max(db.exec_driver_sql(plan.sql, plan.parameters(rows)).rowcount, 0)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select, tuple_, update
 
@@ -44,8 +44,9 @@ def store_batch(
     cursor: dict[str, Any],
     lease_until: datetime | None = None,
     rep_ids: dict[str, int] | None = None,
-) -> None:
-    """Facts, cursor and (for a leased sync) the renewed lease commit together.
+) -> int:
+    """Facts, cursor and (for a leased sync) the renewed lease commit together; returns how many of
+    the batch's messages were new to the registry (mail read again is stored once).
 
     `rep_ids` are rep ids by address from batches committed before, which need no lookup; it
     learns this batch's once they are committed.
@@ -54,14 +55,22 @@ def store_batch(
     if lease_until is not None:
         values["lease_until"] = lease_until
     with engine.begin() as db:
-        used = store_facts(db, source_id, facts, rep_ids or {})
+        stored = store_facts(db, source_id, facts, rep_ids or {})
         db.execute(update(Source.__table__).where(Source.__table__.c.id == source_id).values(**values))
     if rep_ids is not None:
-        rep_ids.update(used)
+        rep_ids.update(stored.rep_ids)
+    return stored.new_messages
 
 
-def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: dict[str, int]) -> dict[str, int]:
-    """Store one batch; returns the rep ids by address it used."""
+class Stored(NamedTuple):
+    """What storing a batch did: the rep ids by address it used, and how many messages were new."""
+
+    rep_ids: dict[str, int]
+    new_messages: int
+
+
+def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: dict[str, int]) -> Stored:
+    """Store one batch."""
     reps = {i.rep_email for m in facts.messages for i in m.interactions}
     reps |= {r.rep_email for m in facts.messages for r in m.relays}
     reps |= {s.rep_email for s in facts.sightings if s.rep_email}
@@ -69,7 +78,7 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: di
     contacts = list(dict.fromkeys(i.contact for m in facts.messages for i in m.interactions))
     point_ids = _ensure_contacts(db, contacts, [list(s.contacts) for s in facts.sightings])
     linked = [m for m in facts.messages if m.interactions or m.relays]
-    message_ids = _ensure_messages(db, source_id, facts.messages, linked)
+    message_ids, new_messages = _ensure_messages(db, source_id, facts.messages, linked)
     owners = _point_owners(db, point_ids.values())
     _insert_interactions(db, linked, rep_ids, point_ids, owners, message_ids)
     _forget_removed_entries(db, source_id, [s.entry_ref[:512] for s in facts.sightings if not s.contacts])
@@ -78,7 +87,7 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: di
         {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
         for s in facts.skipped
     ])
-    return rep_ids
+    return Stored(rep_ids, new_messages)
 
 
 def ensure_reps(
@@ -220,11 +229,11 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
 
 def _ensure_messages(
     db: Connection, source_id: int, messages: list[MessageFact], linked: list[MessageFact]
-) -> dict[str, int]:
+) -> tuple[dict[str, int], int]:
     """Store `messages`; returns the ids of the `linked` ones, which interactions or relays point at
-    (most mail has neither)."""
+    (most mail has neither), and how many were new."""
     table = Message.__table__
-    insert_ignoring(db, table, [
+    new = insert_ignoring(db, table, [
         {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
          "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "date_source": m.date_source,
          "first_source_id": source_id}
@@ -233,7 +242,7 @@ def _ensure_messages(
     found: dict[str, int] = {}
     for chunk in chunked([m.message_key for m in linked]):
         found.update(db.execute(select(table.c.message_key, table.c.id).where(table.c.message_key.in_(chunk))).all())
-    return found
+    return found, new
 
 
 def _insert_interactions(

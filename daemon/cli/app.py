@@ -112,7 +112,8 @@ def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--sourc
     for report in reports:
         state = "[green]ok[/]" if report.ok else f"[red]failed[/]: {report.error}"
         events = f"{report.events} directory events, " if report.events else ""
-        console.print(f"{report.source}: {report.messages} messages, {report.entries} address-book entries, "
+        console.print(f"{report.source}: {report.messages} messages ({report.new_messages} new), "
+                      f"{report.entries} address-book entries, "
                       f"{events}{report.skipped} skipped, {state}")
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

@@ -58,6 +58,7 @@ DEPARTURE_ACTIONS = Counter("custody_departure_actions", "HR-file events, due ha
 def record_sync(report: SyncReport, finished_at: float) -> None:
     """Count a finished sync; one this process never claimed (another held it) is not counted."""
     SYNCED.labels(report.source, "message").inc(report.messages)
+    SYNCED.labels(report.source, "new_message").inc(report.new_messages)
     SYNCED.labels(report.source, "address_book_entry").inc(report.entries)
     SYNCED.labels(report.source, "directory_event").inc(report.events)
     SKIPPED.labels(report.source).inc(report.skipped)

@@ -244,9 +244,10 @@ class Service:
         if not report.ok:
             return
         level = logging.INFO if report.messages or report.entries or report.events or report.skipped else logging.DEBUG
-        log.log(level, "synced %s in %.1f s: read %d messages, %d address-book entries, %d directory events, %d skipped",
-                name, report.seconds, report.messages, report.entries, report.events, report.skipped)
-        if report.messages or report.events:
+        log.log(level, "synced %s in %.1f s: read %d messages (%d new), %d address-book entries, %d directory events, "
+                "%d skipped", name, report.seconds, report.messages, report.new_messages, report.entries, report.events,
+                report.skipped)
+        if report.new_messages or report.events:
             self.wake("departures")
 
     def _retry(self, name: str, at: datetime) -> None:

@@ -36,10 +36,12 @@ TAKEN = "another custody process is syncing this source"
 @dataclass
 class SyncReport:
     """What one sync of a source did; `seconds` runs from its claim to its end. `held` says why it
-    did not run at all (another process holds it, or its last failure holds it off)."""
+    did not run at all (another process holds it, or its last failure holds it off). `messages`
+    were read, `new_messages` of them were new to the registry (the rest it had already)."""
 
     source: str
     messages: int = 0
+    new_messages: int = 0
     entries: int = 0
     events: int = 0
     skipped: int = 0
@@ -223,7 +225,8 @@ class _Writer:
             return
         for line in handle_directory_events(self.engine, self.policy, event.directory):
             log.info("directory: %s", line)
-        store_batch(self.engine, source_id, event.facts, event.cursor or {}, utcnow() + LEASE, self.rep_ids)
+        report.new_messages += store_batch(self.engine, source_id, event.facts, event.cursor or {}, utcnow() + LEASE,
+                                           self.rep_ids)
         report.batches += 1
         report.messages += len(event.facts.messages)
         report.entries += len(event.facts.sightings)

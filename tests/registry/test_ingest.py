@@ -97,3 +97,12 @@ def wait_until_blocked(engine: Engine, writer: Future[None]) -> None:
             time.sleep(0.01)
     writer.result()
     raise AssertionError("the second writer never waited for the first")
+
+
+def test_a_batch_read_again_stores_nothing_new_and_says_so(engine: Engine) -> None:
+    source_id = new_source(engine)
+
+    first = store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {})
+    again = store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {})
+
+    assert (first, again) == (1, 0)
