@@ -86,32 +86,26 @@ class SmtpConfig(Strict):
         return read_secret("smtp", self.password, self.password_env)
 
 
-class GraphSendConfig(GraphApp):
-    """Sending through Microsoft Graph (`sendMail`, application permission Mail.Send; Mail.Read to look a
-    send left in doubt up in Sent Items).
-
-    `mailbox`: the shared mailbox every letter goes out from; empty, each goes out from its sender's own
-    mailbox. Exchange files the Sent Items copy a little after accepting a message, so a copy not
-    found `sent_copy_wait_seconds` after the first lookup means the message was never taken.
-    """
+class SendingMailbox(BaseModel):
+    """Where an API transport sends from: `mailbox`, one mailbox every letter goes out from (the From
+    stays the letter's sender, which that mailbox must be allowed to send as); empty, each letter goes
+    out from its sender's own mailbox. The provider files or indexes a sent message a little after
+    accepting it, so one not found `sent_copy_wait_seconds` after the first lookup was never taken."""
 
     mailbox: str = ""
     sent_copy_wait_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
-class GmailSendConfig(GoogleApp):
+class GraphSendConfig(GraphApp, SendingMailbox):
+    """Sending through Microsoft Graph (`sendMail`, application permission Mail.Send; Mail.Read to look a
+    send left in doubt up in Sent Items; sending as another address needs Send As in Exchange)."""
+
+
+class GmailSendConfig(GoogleApp, SendingMailbox):
     """Sending through the Gmail API (`users.messages.send`), the service account acting as the sending
     user: scope gmail.send, and gmail.readonly to look a send left in doubt up (Gmail's search refuses
     `q` to any token that also carries gmail.metadata, so the transport asks for these two only).
-
-    `mailbox`: the Workspace user every letter goes out from; the From stays the letter's sender, which
-    needs that address as a verified Send mail as alias of the mailbox. Empty, each letter goes out from
-    its sender's own mailbox. Gmail indexes a sent message for search a little after accepting it, so
-    one not found `sent_copy_wait_seconds` after the first lookup was never taken.
-    """
-
-    mailbox: str = ""
-    sent_copy_wait_seconds: float = Field(default=60.0, gt=0, le=3600)
+    Sending as another address needs it as a verified Send mail as alias of the mailbox."""
 
 
 class ServiceConfig(Strict):

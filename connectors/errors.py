@@ -34,3 +34,7 @@ class CursorInvalid(ConnectorError):
 class PermanentError(ConnectorError):
     """The source is broken in a way the connector cannot work around (a missing path, an untrusted
     certificate, a refusal that is not about credentials): keep the last error and alert."""
+
+
+class Untrusted(PermanentError):
+    """The server's TLS certificate is not trusted: nothing can be read or sent until that is fixed."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from connectors.errors import AuthError, CursorInvalid, PermanentError, TransientError
+from connectors.errors import AuthError, CursorInvalid, PermanentError, TransientError, Untrusted
 from connectors.graph.auth import MsalTokens, http_session
 from connectors.graph.settings import GraphApp
 from connectors.network import may_have_arrived
@@ -28,10 +28,6 @@ log = logging.getLogger("custody.graph")
 WINDOW_SECONDS = 600.0
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _RESYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
-
-
-class Untrusted(PermanentError):
-    """The server's TLS certificate is not trusted: nothing can be read or sent until that is fixed."""
 
 
 class NotFound(PermanentError):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection
 from email.message import EmailMessage
 from typing import Protocol
 
+from connectors.errors import AuthError, ConnectorError, TransientError, Untrusted
 from connectors.network import is_loopback
 
 _POLL_SECONDS = 1.0
@@ -50,6 +51,19 @@ def refuse_plain_text_off_loopback(host: str, security: str, what: str) -> None:
     """A password sent without TLS is only acceptable to a server on this machine."""
     if security == "plain" and not is_loopback(host):
         raise TransportError(f"{what}: security = \"plain\" is allowed only for a loopback host", unreachable=True)
+
+
+def refused_send(error: ConnectorError) -> TransportError:
+    """What an API's refusal of one send means for its notification.
+
+    failure                                                          verdict
+    credentials or permissions refused, throttled or failing         unreachable: the run stops, a later one retries
+    past retries, an untrusted certificate
+    any other refusal (a recipient refused, an unknown mailbox)      permanent
+    """
+    if isinstance(error, (AuthError, TransientError, Untrusted)):
+        return TransportError(str(error), unreachable=True)
+    return TransportError(str(error), permanent=True)
 
 
 class FilingWait:

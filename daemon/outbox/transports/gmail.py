@@ -31,12 +31,12 @@ from google.auth.transport.requests import AuthorizedSession
 from googleapiclient.errors import HttpError
 
 from config.sections import GmailSendConfig
-from connectors.errors import AuthError, ConnectorError, TransientError
+from connectors.errors import ConnectorError
 from connectors.google.auth import delegated
 from connectors.google.client import GoogleClient, NotFound
 from connectors.google.settings import LOOKUP_SCOPE, SEND_SCOPE
 from connectors.network import may_have_arrived
-from daemon.outbox.transports.base import FilingWait, TransportError
+from daemon.outbox.transports.base import FilingWait, TransportError, refused_send
 
 GMAIL = "https://gmail.googleapis.com"
 SCOPES = [SEND_SCOPE, LOOKUP_SCOPE]
@@ -68,7 +68,7 @@ class GmailTransport:
         try:
             self._call(mailbox, "POST", "/messages/send", SEND_UNITS, replay_safe=False, json=payload)
         except ConnectorError as error:
-            raise classify(error) from None
+            raise refused_send(error) from None
 
     def find_sent(self, message_id: str, sender: str) -> bool | None:
         """Whether the sending mailbox holds the letter, waiting for Gmail's search to index it."""
@@ -162,19 +162,6 @@ def gmail_raw(message: EmailMessage, already: Collection[str] = ()) -> bytes:
                 raw[name] = kept
     raw[MARKER] = str(message["Message-ID"])
     return raw.as_bytes()
-
-
-def classify(error: ConnectorError) -> TransportError:
-    """What one failed messages.send means for its notification (no answer is in doubt before this).
-
-    failure                                                          verdict
-    token refused (scopes not delegated), 401/403, rate limited      unreachable: the run stops, a later one retries
-    or 503 past retries, no connection
-    any other refusal (an invalid recipient, a suspended user)       permanent
-    """
-    if isinstance(error, (AuthError, TransientError)):
-        return TransportError(str(error), unreachable=True)
-    return TransportError(str(error), permanent=True)
 
 
 def http_error(response: requests.Response) -> HttpError:

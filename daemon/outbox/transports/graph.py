@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from config.sections import GraphSendConfig
-from connectors.errors import AuthError, ConnectorError, TransientError
-from connectors.graph.client import GraphClient, Unanswered, Untrusted
-from daemon.outbox.transports.base import FilingWait, TransportError
+from connectors.errors import ConnectorError
+from connectors.graph.client import GraphClient, Unanswered
+from daemon.outbox.transports.base import FilingWait, TransportError, refused_send
 
 PROPERTY_ID = "String {484EC4C3-1262-468F-9814-DC2817ABE822} Name CustodyMessageId"
 """custody's own named property (its GUID is custody's property set): the Message-ID, kept by the Sent Items copy."""
@@ -95,19 +95,11 @@ def graph_message(message: EmailMessage, already: Collection[str] = ()) -> dict[
 
 
 def classify(error: ConnectorError) -> TransportError:
-    """What one failed sendMail means for its notification.
-
-    failure                                                          verdict
-    no answer once the request went out, or a gateway error          in doubt: looked up before any retry
-    access refused (no Mail.Send), throttled past retries, 5xx,      unreachable: the run stops, a later one retries
-    an untrusted TLS certificate
-    any other refusal (a recipient refused, an unknown mailbox)      permanent
-    """
+    """A sendMail with no answer once the request went out (or a gateway error) is in doubt, looked up
+    before any retry; any other failure is what `refused_send` says."""
     if isinstance(error, Unanswered):
         return TransportError(str(error), in_doubt=True)
-    if isinstance(error, (AuthError, TransientError, Untrusted)):
-        return TransportError(str(error), unreachable=True)
-    return TransportError(str(error), permanent=True)
+    return refused_send(error)
 
 
 def _user(mailbox: str) -> str:
