@@ -317,3 +317,14 @@ class CoverageSnapshot(SQLModel, table=True):
     coverage_class: str = Field(max_length=32)
     customers: int
     taken_at: datetime = Field(default_factory=utcnow)
+
+
+class RoundLease(SQLModel, table=True):
+    """A round that one daemon at a time runs (HR files and due handovers, coverage), so several
+    instances can share one registry: each ticks, the one holding the lease does the work."""
+
+    __tablename__ = "round_lease"
+    name: str = Field(primary_key=True, max_length=64)
+    lease_owner: str = Field(default="", max_length=128)
+    lease_until: Optional[datetime] = None
+    last_finished: Optional[datetime] = None
