@@ -3,7 +3,8 @@
 Each file is one batch. A file is moved to the `processed/` subfolder only when the consumer asks
 for the next batch, i.e. after it has acted on this one, so a crash in between leaves the file to
 be read again; every row has a stable event id (file digest and line) so the consumer can make
-sure each row acts once even then.
+sure each row acts once even then. A file another process moved first (a second daemon watching
+the same folder) is passed over.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ class HrCsvConnector(FileConnector[HrCsvSettings]):
             raise PermanentError(f"HR folder {self.path} does not exist")
         done: dict[str, str] = dict((cursor or {}).get("files", {}))
         for path in sorted(p for p in self.path.iterdir() if p.suffix.lower() == ".csv" and p.is_file()):
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
             digest = hashlib.sha256(data).hexdigest()
             if digest not in done:
                 records, skipped = parse_hr_csv(data, f"hr-csv:{digest[:16]}", path.name)
@@ -68,7 +72,10 @@ class HrCsvConnector(FileConnector[HrCsvSettings]):
         target = self.processed / path.name
         if target.exists():
             target = self.processed / f"{path.stem}.{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}{path.suffix}"
-        path.rename(target)
+        try:
+            path.rename(target)
+        except FileNotFoundError:
+            return
 
 
 def parse_hr_csv(data: bytes, event_prefix: str, ref: str) -> tuple[list[Record], list[Skipped]]:

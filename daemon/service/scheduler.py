@@ -1,8 +1,10 @@
 """`custody run`: the long-running service that schedules every job.
 
-Each job is safe to run twice and beside itself in another process (sources are leased in the
-registry), so several daemons can share one PostgreSQL. Every job runs once soon after start and
-then on its interval, never beside itself in this process.
+Several daemons can share one registry: every one ticks every job, and the work is claimed in the
+registry through row leases that expire (each source, each notification, and the departure and
+coverage rounds), so nothing runs twice at once and a dead daemon's work is taken over. Each job is
+also safe to run twice. Every job runs once soon after start and then on its interval, never beside
+itself in this process.
 
 Signals are read by the main thread from a socket CPython writes each signal's number to, not
 acted on inside a handler: SIGTERM or SIGINT stops scheduling and lets running jobs end (a sync
@@ -37,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.sections import ConfigError
 from daemon.jobs.coverage import coverage_round
 from daemon.jobs.departure import departure_round
+from daemon.leases import round_lease
 from daemon.logs import configure_logging
 from daemon.outbox.round import outbox_round
 from daemon.runtime import Runtime, first_line
@@ -50,13 +53,17 @@ from daemon.service.metrics import (
     record_sync,
     serve,
 )
-from daemon.sync.engine import register_reps, sync_sources
+from daemon.sync.engine import TAKEN, register_reps, sync_sources
 from daemon.sync.readers import identity_for
 from registry.models import Source, SourceStatus, as_utc, utcnow
 from registry.store import migration_state
 
 log = logging.getLogger("custody.service")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+ELSEWHERE = "elsewhere"  # a job's outcome when another daemon on the registry holds its round
+# A source another daemon syncs is looked at again this soon, so a dead daemon's source is taken over
+# within it (at once when the dead one ran on this host; elsewhere once its lease runs out).
+TAKEOVER_CHECK = timedelta(seconds=30)
 # What a reload cannot change in a running process, by the key that sets it.
 RESTART_KEYS: dict[str, Callable[[Runtime], object]] = {
     "database_url": lambda rt: (rt.settings.registry_url(), rt.settings.database_schema),
@@ -111,6 +118,7 @@ class Service:
         self.loaded_at = self.started_at
         self.stopping = threading.Event()
         self._running: list[str] = []
+        self._woken_while_running: set[str] = set()
         self._lock = threading.Lock()
         self._first_syncs = {source.name for source in rt.settings.sources}
         self.scheduler = BackgroundScheduler(
@@ -175,9 +183,14 @@ class Service:
         return datetime.now(timezone.utc) + timedelta(minutes=minutes, seconds=jitter)
 
     def wake(self, job_id: str) -> None:
-        """Run a job now instead of at its next interval: work another job created is picked up at once."""
+        """Run a job now instead of at its next interval: work another job created is picked up at once.
+        A job woken while it runs runs again when it ends, since the work may have come too late for it."""
         if self.stopping.is_set():
             return
+        with self._lock:
+            if job_id in self._running:
+                self._woken_while_running.add(job_id)
+                return
         try:
             self.scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
         except JobLookupError:
@@ -203,14 +216,20 @@ class Service:
     def _coverage_job(self) -> None:
         self._tracked("coverage", "coverage", self._coverage)
 
-    def _tracked(self, kind: str, job_id: str, work: Callable[[], None]) -> None:
+    def _tracked(self, kind: str, job_id: str, work: Callable[[], str | None]) -> None:
+        """Run a job, and again at once as long as it was woken while it ran."""
+        while self._run_once(kind, job_id, work) and not self.stopping.is_set():
+            log.debug("%s woken while it ran: running again", job_id)
+
+    def _run_once(self, kind: str, job_id: str, work: Callable[[], str | None]) -> bool:
         """Run a job listed as running (a stop waits for it), timed, and with any failure logged
-        once as this job's: the next run is another chance."""
+        once as this job's: the next run is another chance. `work` may name another outcome than ok.
+        True when it was woken meanwhile."""
         with self._lock:
             self._running.append(job_id)
         started, outcome = time.monotonic(), "ok"
         try:
-            work()
+            outcome = work() or "ok"
         except Stopping:
             outcome = "stopped"
         except Exception:  # a job's failure must not end the service; the traceback is in the log
@@ -221,12 +240,15 @@ class Service:
             JOB_DURATION.labels(kind).observe(time.monotonic() - started)
             with self._lock:
                 self._running.remove(job_id)
+                again = job_id in self._woken_while_running
+                self._woken_while_running.discard(job_id)
+        return again
 
     def running_jobs(self) -> list[str]:
         with self._lock:
             return sorted(self._running)
 
-    def _sync(self, name: str) -> None:
+    def _sync(self, name: str) -> str | None:
         """One source, synced as `custody sync` syncs it: read by a reader process while this one
         writes, so a large first sync parses beside the writes and the other sources' jobs."""
         rt = self.rt
@@ -237,12 +259,15 @@ class Service:
                                 held_since=self.loaded_at)
         if not report.claimed_at:
             log.debug("sync %s skipped: %s", name, report.error)
-            return
+            if report.error != TAKEN:
+                return "held"
+            self._retry(name, utcnow() + TAKEOVER_CHECK)
+            return ELSEWHERE
         record_sync(report, time.time())
         if report.retry_at is not None:
             self._retry(name, report.retry_at)
         if not report.ok:
-            return
+            return "failed"
         level = logging.INFO if report.messages or report.entries or report.events or report.skipped else logging.DEBUG
         log.log(level, "synced %s in %.1f s: read %d messages (%d new), %d address-book entries, %d directory events, "
                 "%d skipped", name, report.seconds, report.messages, report.new_messages, report.entries, report.events,
@@ -251,7 +276,8 @@ class Service:
             self.wake("departures")
 
     def _retry(self, name: str, at: datetime) -> None:
-        """A transient failure is retried at the time its decision chose, not a whole interval later."""
+        """Sync again at `at`, not a whole interval later: when a transient failure's decision chose,
+        or soon when another daemon held the source."""
         try:
             self.scheduler.modify_job(f"sync:{name}", next_run_time=at)
         except JobLookupError:
@@ -263,9 +289,12 @@ class Service:
         if self.stopping.is_set():
             raise Stopping
 
-    def _departures(self) -> None:
+    def _departures(self) -> str | None:
         rt = self.rt
-        lines = departure_round(rt.engine, rt.policy, rt.settings.service.hr_folder)
+        with round_lease(rt.engine, "departures") as held:
+            if not held:
+                return ELSEWHERE
+            lines = departure_round(rt.engine, rt.policy, rt.settings.service.hr_folder)
         for line in lines:
             log.info("departure: %s", line)
         DEPARTURE_ACTIONS.inc(len(lines))
@@ -279,8 +308,11 @@ class Service:
         level = logging.WARNING if report.get("error") else logging.INFO if busy(report) else logging.DEBUG
         log.log(level, "outbox: %s", changes(report))
 
-    def _coverage(self) -> None:
-        report = coverage_round(self.rt.engine, self.rt.policy, utcnow())
+    def _coverage(self) -> str | None:
+        with round_lease(self.rt.engine, "coverage") as held:
+            if not held:
+                return ELSEWHERE
+            report = coverage_round(self.rt.engine, self.rt.policy, utcnow())
         log.log(logging.INFO if busy(report) else logging.DEBUG, "coverage: %s", changes(report))
 
     # Probes

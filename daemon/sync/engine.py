@@ -18,7 +18,7 @@ from config.settings import Settings
 from connectors.base import Connector, SourceSettings
 from connectors.index import open_connector
 from daemon.jobs.departure import handle_directory_events
-from daemon.leases import lease_alive, lease_owner
+from daemon.leases import insert_if_missing, lease_alive, lease_owner
 from daemon.sync.failures import Failure, classify
 from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, identity_for, read_source
 from policies.identity import Identity
@@ -254,12 +254,13 @@ def _claim(
         owner_id = ensure_reps(db, [PersonFact(owner)])[owner] if owner else None
         row = db.execute(select(table).where(table.c.name == source.name)).first()
         if row is None:
-            db.execute(table.insert().values(name=source.name, kind=source.kind, owner_rep_id=owner_id,
-                                             channel=source.channel, settings=settings, status=SourceStatus.NEW,
-                                             last_error="", lease_owner=""))
+            insert_if_missing(db, table, name=source.name, kind=source.kind, owner_rep_id=owner_id,
+                              channel=source.channel, settings=settings, status=SourceStatus.NEW, last_error="",
+                              lease_owner="")
+            row = db.execute(select(table).where(table.c.name == source.name)).one()
         elif held := _held(row, settings, now, held_since):
             return None, None, held
-        observed = row.lease_owner if row else ""
+        observed = row.lease_owner
         if observed and observed != lease_owner() and lease_alive(observed) and row.lease_until > now:
             return None, None, TAKEN
         claimed = db.execute(

@@ -51,6 +51,21 @@ def test_a_file_moves_to_processed_only_after_the_consumer_moves_on(tmp_path: Pa
     assert len(list((tmp_path / "processed").iterdir())) == 2
 
 
+def test_two_watchers_of_one_folder_act_on_a_file_once_between_them_and_neither_fails(tmp_path: Path) -> None:
+    """Two daemons watch the same HR folder: whichever reads a file first archives it; the other,
+    which listed it a moment earlier, passes it over."""
+    (tmp_path / "a.csv").write_text("email,action\nalice@corp.example,deactivate\n", encoding="utf-8")
+    (tmp_path / "b.csv").write_text("email,action\nbob@corp.example,deactivate\n", encoding="utf-8")
+    slow = opened(HrCsvConnector, path=tmp_path).sync(None)
+    first = next(slow)
+    fast = list(opened(HrCsvConnector, path=tmp_path).sync(None))
+    rest = list(slow)
+    assert [e.email for e in first.records] == ["alice@corp.example"]  # type: ignore[union-attr]
+    assert [e.email for b in fast for e in b.records] == ["alice@corp.example", "bob@corp.example"]  # type: ignore[union-attr]
+    assert rest == []
+    assert sorted(p.name for p in (tmp_path / "processed").iterdir()) == ["a.csv", "b.csv"]
+
+
 def test_a_file_already_in_the_cursor_is_only_archived(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("email,action\nalice@corp.example,deactivate\n", encoding="utf-8")
     [batch] = list(opened(HrCsvConnector, path=tmp_path).sync(None))
