@@ -1,7 +1,9 @@
 """The coverage report compliance reads: HTML with charts and evidence, or one CSV/JSON row per customer.
 
 Every export is recorded in the audit trail (who, what, when, how many rows): the report holds
-customer data, and reading it is something compliance must be able to account for.
+customer data, and reading it is something compliance must be able to account for. Every format
+is written to its file row by row, so a report of half a million customers never sits in memory
+as text.
 """
 
 from __future__ import annotations
@@ -9,27 +11,50 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from sqlalchemy import Engine
 
 from config.policy import Policy
-from policies.coverage import CLASSES
+from policies.coverage import (
+    CLASSES,
+    CONTESTED,
+    COVERED,
+    DORMANT,
+    PERSONAL_ONLY,
+    SINGLE_THREADED,
+    UNATTENDED,
+    WORKING,
+)
 from registry.audit import audit
 from reports import charts
-from reports.classification import CustomerCoverage, RepExposure, classify, exposure, snapshot_history
+from reports.classification import CustomerCoverage, RepActivity, RepExposure, classify, exposure, snapshot_history
+from reports.evidence import MessageEvidence, Person, latest_messages, people
 
 Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (
     "customer_id", "customer", "name", "kind", "class", "owner", "pool", "reps", "interactions",
     "last_company_contact", "personal_sightings", "personal_relays", "personal_messages", "personal_requests",
-    "at_risk", "colleagues",
+    "at_risk", "colleagues", "rep_activity", "contested_by",
 )
+SEVERITY: tuple[str, ...] = (PERSONAL_ONLY, SINGLE_THREADED, UNATTENDED, CONTESTED, DORMANT, COVERED)
+"""Most at risk first. Personal-channel-only: the company holds no company-channel thread at all;
+single-threaded: the customer leaves with one rep; unattended: contact is lapsing with nobody
+working it; contested: reachable, but nobody agreed owns it; dormant: already back in the pool;
+covered: several reps carry it."""
+MESSAGES_PER_CUSTOMER = 5
+PRINT_LIMIT = 5000
+"""Customers a browser prints at most: the whole filtered list would not fit a printer or a tab."""
+_SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITY)}
 _ENV = Environment(loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["html", "j2"]),
                    trim_blocks=True, lstrip_blocks=True)
 
@@ -42,17 +67,49 @@ class CoverageReport:
     customers: list[CustomerCoverage]
     reps: list[RepExposure]
     history: list[tuple[date, dict[str, int]]]
+    people: dict[str, Person]
+    messages: dict[int, list[MessageEvidence]]
+    messages_per_customer: int = MESSAGES_PER_CUSTOMER
+
+    def person(self, email: str) -> Person:
+        return self.people.get(email) or Person(email, "", "", "")
 
 
-def build_report(engine: Engine, policy: Policy, now: datetime) -> CoverageReport:
-    customers = classify(engine, policy, now)
+def build_report(engine: Engine, policy: Policy, now: datetime,
+                 messages_per_customer: int = MESSAGES_PER_CUSTOMER) -> CoverageReport:
+    customers = sorted(classify(engine, policy, now), key=risk_order)
     summary = dict.fromkeys(CLASSES, 0)
     summary.update(Counter(c.coverage_class for c in customers))
-    return CoverageReport(now, policy, summary, customers, exposure(engine, policy, now), snapshot_history(engine))
+    with engine.connect() as db:
+        directory = people(db)
+        messages = latest_messages(db, policy, now, messages_per_customer)
+    return CoverageReport(now, policy, summary, customers, exposure(engine, policy, now), snapshot_history(engine),
+                          directory, messages, messages_per_customer)
 
 
-def customer_row(customer: CustomerCoverage) -> dict[str, Any]:
-    """The documented per-customer schema shared by the JSON and CSV exports."""
+def risk_order(customer: CustomerCoverage) -> tuple[int, bool, int, int, str]:
+    """Class severity, then a leaving rep, then how much rests on one rep, then personal evidence."""
+    on_one_rep = max((r.interactions for r in customer.reps), default=0)
+    return (_SEVERITY_RANK.get(customer.coverage_class, len(SEVERITY)), not customer.at_risk, -on_one_rep,
+            -personal_evidence(customer), customer.key)
+
+
+def personal_evidence(customer: CustomerCoverage) -> int:
+    return (len(customer.personal_sightings) + customer.personal_relays + customer.personal_messages
+            + customer.personal_requests)
+
+
+def contested_by(report: CoverageReport, customer: CustomerCoverage) -> list[str]:
+    """Who contests: the team of each working rep in the window, or a rep without a team on their own,
+    as the policy tells camps apart."""
+    if customer.coverage_class != CONTESTED:
+        return []
+    working = [report.person(r.email) for r in customer.reps if r.status in WORKING]
+    return sorted({person.team or person.label for person in working})
+
+
+def customer_row(report: CoverageReport, customer: CustomerCoverage) -> dict[str, Any]:
+    """The documented per-customer schema shared by the JSON export (which adds `messages`) and the CSV."""
     last = customer.last_company_contact
     return {
         "customer_id": customer.customer_id,
@@ -72,7 +129,21 @@ def customer_row(customer: CustomerCoverage) -> dict[str, Any]:
         "personal_requests": customer.personal_requests,
         "at_risk": customer.at_risk,
         "colleagues": customer.colleagues,
+        "rep_activity": [_activity(report, r) for r in customer.reps if r.interactions],
+        "contested_by": contested_by(report, customer),
     }
+
+
+def message_rows(report: CoverageReport, customer: CustomerCoverage) -> list[dict[str, str]]:
+    return [{"at": m.occurred_at.isoformat(), "direction": m.direction, "channel": m.channel,
+             "rep": m.rep_email, "subject": m.subject}
+            for m in report.messages.get(customer.customer_id, ())]
+
+
+def _activity(report: CoverageReport, activity: RepActivity) -> dict[str, Any]:
+    person = report.person(activity.email)
+    return {"rep": activity.email, "name": activity.name, "team": person.team,
+            "interactions": activity.interactions, "last_at": activity.last_at.isoformat()}
 
 
 def rep_row(rep: RepExposure) -> dict[str, Any]:
@@ -85,60 +156,142 @@ def rep_row(rep: RepExposure) -> dict[str, Any]:
     }
 
 
-def render_json(report: CoverageReport) -> str:
-    return json.dumps({
+def write_json(report: CoverageReport, out: TextIO) -> None:
+    """One customer per line inside one JSON document: valid JSON, written as it goes."""
+    head = {
         "report": "coverage",
         "as_of": report.as_of.isoformat(),
         "lookback_days": report.policy.lookback_days,
         "dormant_after_days": report.policy.dormant_after_days,
         "summary": report.summary,
-        "customers": [customer_row(c) for c in report.customers],
-        "reps": [rep_row(r) for r in report.reps],
-    }, ensure_ascii=False, indent=1)
+    }
+    out.write(json.dumps(head, ensure_ascii=False)[:-1] + ',\n"customers": [')
+    for n, customer in enumerate(report.customers):
+        row = customer_row(report, customer)
+        row["messages"] = message_rows(report, customer)
+        out.write(("\n" if n == 0 else ",\n") + json.dumps(row, ensure_ascii=False))
+    out.write('\n],\n"reps": [')
+    out.write(",\n".join(json.dumps(rep_row(r), ensure_ascii=False) for r in report.reps))
+    out.write("]}\n")
 
 
-def render_csv(report: CoverageReport) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+def write_csv(report: CoverageReport, out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for customer in report.customers:
-        row = customer_row(customer)
-        row["reps"] = "; ".join(row["reps"])
-        row["personal_sightings"] = "; ".join(
-            f"{s['rep'] or '?'} via {s['source']}" + (f" ({s['name']})" if s["name"] else "")
-            for s in row["personal_sightings"])
-        row["owner"] = row["owner"] or ""
-        row["last_company_contact"] = row["last_company_contact"] or ""
-        row["pool"] = "yes" if row["pool"] else "no"
-        row["at_risk"] = "yes" if row["at_risk"] else "no"
-        writer.writerow(row)
-    return out.getvalue()
+        writer.writerow(csv_row(report, customer))
 
 
-def render_html(report: CoverageReport) -> str:
+def csv_row(report: CoverageReport, customer: CustomerCoverage) -> dict[str, Any]:
+    row = customer_row(report, customer)
+    row["reps"] = "; ".join(row["reps"])
+    row["personal_sightings"] = "; ".join(
+        f"{s['rep'] or '?'} via {s['source']}" + (f" ({s['name']})" if s["name"] else "")
+        for s in row["personal_sightings"])
+    row["owner"] = row["owner"] or ""
+    row["last_company_contact"] = row["last_company_contact"] or ""
+    row["pool"] = "yes" if row["pool"] else "no"
+    row["at_risk"] = "yes" if row["at_risk"] else "no"
+    row["rep_activity"] = "; ".join(
+        f"{report.person(r.email).label}: {r.interactions} ({r.last_at:%Y-%m-%d})"
+        for r in customer.reps if r.interactions)
+    row["contested_by"] = "; ".join(row["contested_by"])
+    return row
+
+
+def write_html(report: CoverageReport, out: TextIO) -> None:
+    """The customers travel as a JSON data block the page renders a hundred at a time, so a report of
+    half a million customers opens in a browser; the reps table is small and rendered here."""
     exposed = [(r.name or r.email, r.exposed_customers, r.personal_only_customers, r.exposed_share)
                for r in report.reps if r.exposed_customers or r.personal_only_customers][:30]
-    return _ENV.get_template("coverage.html.j2").render(
+    emails = sorted(report.people)
+    index = {email: n for n, email in enumerate(emails)}
+    directory = [[p.email, p.name, p.team, p.status] for p in (report.people[e] for e in emails)]
+    stream = _ENV.get_template("coverage.html.j2").generate(
         report=report,
         class_chart=charts.class_bars(report.summary),
         exposure_chart=charts.exposure_bars(exposed),
         trend_chart=charts.trend_lines(report.history),
         colours=charts.CLASS_COLOURS,
+        severity=SEVERITY,
+        print_limit=PRINT_LIMIT,
+        people_json=_script_json(directory),
+        customer_rows=(_script_json(_html_row(report, c, index)) for c in report.customers),
     )
+    for chunk in stream:
+        out.write(chunk)
 
 
-RENDERERS = {"html": render_html, "csv": render_csv, "json": render_json}
+def _html_row(report: CoverageReport, customer: CustomerCoverage, index: dict[str, int]) -> dict[str, Any]:
+    """One customer for the page's script: people by their index in the directory, dates as days."""
+    last = customer.last_company_contact
+    return {
+        "key": customer.key, "name": customer.name, "class": customer.coverage_class,
+        "owner": index.get(customer.owner, -1) if customer.owner else -1, "pool": customer.pool,
+        "risk": customer.at_risk, "interactions": customer.interactions,
+        "last": last.date().isoformat() if last else "", "personal": personal_evidence(customer),
+        "reps": [[index.get(r.email, -1), r.interactions, r.last_at.date().isoformat()] for r in customer.reps],
+        "teams": contested_by(report, customer),
+        "notes": _notes(report, customer),
+        "messages": [[m.occurred_at.date().isoformat(), m.direction, m.channel, index.get(m.rep_email, -1), m.subject]
+                     for m in report.messages.get(customer.customer_id, ())],
+    }
 
 
-def export_report(engine: Engine, report: CoverageReport, fmt: Format, out: Path | None, actor: str) -> str:
-    """Render, write to `out` (or return the text for stdout when `out` is None) and audit the export."""
-    text = RENDERERS[fmt](report)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+def _notes(report: CoverageReport, customer: CustomerCoverage) -> list[str]:
+    books: dict[tuple[str, str], list[str]] = {}
+    for sighting in customer.personal_sightings:
+        books.setdefault((sighting.rep_email, sighting.source), []).append(sighting.name)
+    notes = [f"in {report.person(rep).name or rep if rep else 'an unowned'}'s personal book {source}"
+             + (f" as {', '.join(n for n in names if n)}" if any(names) else "")
+             for (rep, source), names in books.items()]
+    if customer.personal_relays:
+        notes.append(f"{customer.personal_relays} message(s) relayed by a rep to a personal address")
+    if customer.personal_messages:
+        notes.append(f"{customer.personal_messages} message(s) in a rep's personal mailbox")
+    if customer.personal_requests:
+        notes.append(f"{customer.personal_requests} request(s) to continue on a personal channel")
+    if customer.colleagues:
+        notes.append(f"also in touch: {customer.colleagues} colleague(s) who are not declared reps")
+    return notes
+
+
+def _script_json(value: Any) -> Markup:
+    """JSON safe inside a <script> element: no '<' can close it or open a comment."""
+    return Markup(json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c"))
+
+
+WRITERS = {"html": write_html, "csv": write_csv, "json": write_json}
+
+
+def export_report(engine: Engine, report: CoverageReport, fmt: Format, out: Path | None, actor: str,
+                  bom: bool = True) -> None:
+    """Write to `out` (stdout when None) as the rows come and audit the export.
+
+    CSV starts with a UTF-8 byte-order mark unless `bom` is false: without one Excel reads the
+    file in the machine's legacy code page and garbles every accented name."""
+    with _opened(out, bom and fmt == "csv") as stream:
+        WRITERS[fmt](report, stream)
     with engine.begin() as db:
         audit(db, actor, "report.exported", "report", "coverage", {
             "format": fmt, "rows": len(report.customers), "path": str(out) if out else "-",
             "as_of": report.as_of.isoformat(),
         })
-    return text
+
+
+@contextmanager
+def _opened(out: Path | None, bom: bool) -> Iterator[TextIO]:
+    encoding = "utf-8-sig" if bom else "utf-8"
+    if out is None:
+        sys.stdout.flush()
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding=encoding, newline="")
+        try:
+            yield stream
+        finally:
+            stream.flush()
+            stream.detach()
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding=encoding, newline="") as stream:
+        yield stream
+

@@ -25,6 +25,7 @@ from daemon.cli.outbox import outbox_app
 from daemon.cli.pool import pool_app
 from daemon.cli.reports import report_app
 from daemon.cli.templates import templates_app
+from daemon.jobs.coverage import coverage_round
 from daemon.logs import LOG_FORMAT_ENV
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service.scheduler import run_service
@@ -205,6 +206,9 @@ def demo(
     reports = sync_with_progress(rt, rt.settings.sources)
     skipped = sum(r.skipped for r in reports)
     console.print(f"synced {len(reports)} sources; {skipped} unreadable items skipped and counted")
+    changed = coverage_round(rt.engine, rt.policy, utcnow(), actor="cli:demo")
+    console.print(f"coverage round: {changed['owners_assigned']} owners assigned by the policy's "
+                  f"{rt.policy.coverage.owner_rule} rule, {changed['recycled']} dormant customers returned to the pool")
     print_demo_summary(rt)
     console.print(f"explore: custody --config {company.config_path} status   (from a checkout: ./run custody ...)")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import date, datetime, time, timezone
 from enum import Enum
 from pathlib import Path
@@ -16,7 +15,7 @@ from registry.audit import cli_actor
 from registry.contacts import merge_contacts
 from registry.models import as_utc, utcnow
 from reports.classification import record_snapshots
-from reports.coverage import build_report, export_report
+from reports.coverage import MESSAGES_PER_CUSTOMER, build_report, export_report
 
 report_app = typer.Typer(help="Compliance reports: coverage now, HTML, CSV or JSON.", no_args_is_help=True)
 report_app.command("handover")(handover_report)
@@ -39,6 +38,10 @@ def coverage(
     as_of: Optional[str] = typer.Option(None, "--as-of", metavar="DATE",
                                         help="Classify as of the end of this day (YYYY-MM-DD) or this ISO time, "
                                              "e.g. for an archive or last quarter's audit. Default: now."),
+    no_bom: bool = typer.Option(False, "--no-bom",
+                                help="CSV without the UTF-8 byte-order mark Excel needs to read it as UTF-8."),
+    messages: int = typer.Option(MESSAGES_PER_CUSTOMER, "--messages", min=0, max=100, metavar="N",
+                                 help="Latest messages per customer named in the evidence (HTML and JSON); 0 for none."),
 ) -> None:
     """Classify every customer as of now (or --as-of) and export the report with its evidence."""
     rt = runtime(ctx)
@@ -48,12 +51,10 @@ def coverage(
     merge_contacts(rt.engine, actor)
     if now.date() >= current.date():
         record_snapshots(rt.engine, rt.policy, now, history_days)
-    report = build_report(rt.engine, rt.policy, now)
+    report = build_report(rt.engine, rt.policy, now, messages)
     target = None if out == Path("-") else out or default_path(rt.settings.data_dir, now, fmt.value)
-    text = export_report(rt.engine, report, fmt.value, target, actor)  # type: ignore[arg-type]
-    if target is None:
-        sys.stdout.write(text)
-    else:
+    export_report(rt.engine, report, fmt.value, target, actor, bom=not no_bom)  # type: ignore[arg-type]
+    if target is not None:
         typer.echo(f"wrote {target}: {len(report.customers)} customers "
                    + ", ".join(f"{n} {name}" for name, n in report.summary.items()), err=True)
 

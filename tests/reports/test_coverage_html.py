@@ -1,23 +1,37 @@
-"""The HTML report opened in headless Chromium: charts drawn, tables sortable and filterable,
-and not a single error in the console. Talks to Chromium over the DevTools protocol."""
+"""The HTML report opened in headless Chromium: charts drawn, tables sortable, filterable and paged,
+fitting a 1400-pixel window, printing landscape with its evidence, and not a single error in the
+console. Talks to Chromium over the DevTools protocol."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 import subprocess
 import time
+import unicodedata
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from config.policy import load_policy
+from config.settings import load_settings
+from daemon.jobs.coverage import coverage_round
+from daemon.sync.engine import sync_source
+from demo.company import DemoCompany
 from policies.identity import KnownRep
-from reports.classification import record_snapshots
-from reports.coverage import build_report, export_report
+from registry.store import open_registry
+from reports.classification import CustomerCoverage, RepActivity, record_snapshots
+from reports.coverage import CoverageReport, build_report, export_report, write_html
+from reports.evidence import MessageEvidence, Person
+from tests.conftest import DEMO_TODAY
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
 
 websocket = pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
@@ -100,8 +114,10 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
 
 @pytest.fixture
 def report_file(engine: Engine, tmp_path: Path) -> Path:
-    world = HandBuilt(engine, reps=(KnownRep(ALICE, "Alice Smith"), KnownRep(BOB, "Bob <Jones>"),
-                                    KnownRep(CAROL, "Carol White")))
+    world = HandBuilt(engine)
+    world.declare(KnownRep(ALICE, "Alice Smith"), KnownRep(BOB, "Bob <Jones>"), KnownRep(CAROL, "Carol White"))
+    world.update_rep(ALICE, team="EMEA")
+    world.update_rep(CAROL, team="APAC")
     world.conversation(ALICE, "buyer@acme.example", 3, days_ago=10)
     world.mail(BOB, "cfo@acme.example", days_ago=12)
     world.conversation(ALICE, "a@initech.example", 2, days_ago=30)
@@ -117,12 +133,55 @@ def report_file(engine: Engine, tmp_path: Path) -> Path:
     return out
 
 
-def test_the_html_report_renders_charts_and_tables_without_console_errors(browser: DevTools, report_file: Path) -> None:
-    browser.call("Runtime.enable")
-    browser.call("Log.enable")
-    browser.call("Page.enable")
-    browser.call("Page.navigate", url=report_file.as_uri())
+@pytest.fixture(scope="module")
+def demo_report(demo_company: DemoCompany, sqlite_registry_template: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo company synced, its coverage round run as the service would, and its report written."""
+    folder = tmp_path_factory.mktemp("demo-report")
+    shutil.copyfile(sqlite_registry_template, folder / "registry.db")
+    engine = open_registry(f"sqlite:///{folder / 'registry.db'}", migrate=False)
+    settings = load_settings(demo_company.config_path)
+    policy = load_policy(settings.policy_file)
+    now = datetime.combine(DEMO_TODAY, clock(18), tzinfo=timezone.utc)
+    for source in settings.sources:
+        assert sync_source(engine, settings, policy, source).ok
+    coverage_round(engine, policy, now)
+    report = build_report(engine, policy, now)
+    for fmt in ("html", "json"):
+        export_report(engine, report, fmt, folder / f"coverage.{fmt}", "test")
+    engine.dispose()
+    return folder / "coverage.html"
+
+
+def customers_of(html_report: Path) -> list[dict[str, Any]]:
+    """The same report's customers as its JSON export lists them."""
+    return json.loads(html_report.with_suffix(".json").read_text(encoding="utf-8"))["customers"]
+
+
+def open_page(browser: DevTools, page: Path, width: int = 1400) -> None:
+    for domain in ("Runtime", "Log", "Page"):
+        browser.call(f"{domain}.enable")
+    browser.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+    browser.call("Page.navigate", url=page.as_uri())
     browser.wait_for("Page.loadEventFired")
+
+
+def printed(browser: DevTools) -> tuple[Any, str]:
+    """Print as a person would (the page's own paper settings), and the PDF with its text, ligatures unfolded."""
+    pypdf = pytest.importorskip("pypdf", reason="pypdf reads the printed PDF (the test extra installs it)")
+    data = browser.call("Page.printToPDF", preferCSSPageSize=True, printBackground=True)["data"]
+    pdf = pypdf.PdfReader(io.BytesIO(base64.b64decode(data)))
+    text = unicodedata.normalize("NFKC", "\n".join(page.extract_text() for page in pdf.pages))
+    return pdf, text
+
+
+def squeezed(text: str) -> str:
+    """Text without white space: a PDF breaks lines wherever its columns wrap."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def test_the_html_report_renders_charts_and_tables_without_console_errors(browser: DevTools, report_file: Path) -> None:
+    open_page(browser, report_file)
 
     assert browser.evaluate("document.querySelectorAll('#chart-classes rect.bar').length") == 6
     assert browser.evaluate("document.querySelectorAll('#chart-exposure rect.bar').length") == 2 * 2
@@ -138,14 +197,122 @@ def test_the_html_report_renders_charts_and_tables_without_console_errors(browse
     descending = browser.evaluate("[...document.querySelectorAll('#customers tbody tr')].map(r => +r.cells[4].textContent)")
     assert ascending == sorted(ascending) and descending == sorted(ascending, reverse=True)
     assert ascending[-1] == 5
+    assert "Dana </td> Lee" in browser.evaluate("document.getElementById('customers').textContent")
+    assert "<script>alert(1)</script>" in browser.evaluate("document.getElementById('customers').textContent")
 
     browser.evaluate("var s = document.getElementById('class-filter'); s.value = 'contested';"
                      "s.dispatchEvent(new Event('change'))")
-    visible = browser.evaluate("[...document.querySelectorAll('#customers tbody tr')].filter(r => !r.hidden)"
-                               ".map(r => r.dataset.class)")
+    visible = browser.evaluate("[...document.querySelectorAll('#customers tbody tr')].map(r => r.dataset.class)")
     assert visible == ["contested"]
     assert browser.evaluate("document.getElementById('shown').textContent") == "1 shown"
 
-    assert browser.evaluate("document.querySelectorAll('script').length") == 1
-    assert "Dana </td> Lee" in browser.evaluate("document.body.textContent")
+    assert browser.evaluate("document.querySelectorAll('script:not([type=\"application/json\"])').length") == 1
+    assert browser.errors() == []
+
+
+def test_customers_are_listed_most_at_risk_first_by_rep_name_with_the_contesting_teams(
+        browser: DevTools, report_file: Path) -> None:
+    open_page(browser, report_file)
+
+    classes = browser.evaluate("[...document.querySelectorAll('#customers tbody tr')].map(r => r.dataset.class)")
+    assert classes == ["personal-channel-only", *["single-threaded"] * 6, "contested", "dormant", "covered"]
+    first_single = browser.evaluate("document.querySelectorAll('#customers tbody tr')[1].textContent")
+    assert "solo4.example" in first_single
+    reps = browser.evaluate("[...document.querySelectorAll('#customers tr[data-class=covered] td.c-reps span')]"
+                            ".map(s => [s.textContent, s.title])")
+    assert reps == [["Alice Smith", ALICE], ["Bob <Jones>", BOB]]
+    contested = browser.evaluate("document.querySelector('#customers tr[data-class=contested]').cells[1].textContent")
+    assert "by APAC, EMEA" in contested
+    assert browser.evaluate("[...document.querySelectorAll('#reps tbody td:first-child span')].map(s => s.title)") == [
+        BOB, ALICE, CAROL]
+
+
+def test_nothing_overflows_its_box_in_a_1400_pixel_window(browser: DevTools, demo_report: Path) -> None:
+    open_page(browser, demo_report, width=1400)
+
+    overflowing = browser.evaluate(
+        "[...document.querySelectorAll('section, table')].filter(e => e.scrollWidth > e.clientWidth + 1)"
+        ".map(e => (e.id || e.tagName) + ': ' + e.scrollWidth + ' > ' + e.clientWidth)")
+    assert overflowing == []
+    assert browser.evaluate("document.documentElement.scrollWidth") <= 1400
+    assert browser.errors() == []
+
+
+def test_the_customers_table_shows_a_hundred_at_a_time_with_owners_from_the_policy(
+        browser: DevTools, demo_report: Path) -> None:
+    """The data travels once as JSON; the page draws a hundred rows, so half a million customers open."""
+    open_page(browser, demo_report)
+    rows = "document.querySelectorAll('#customers tbody tr')"
+
+    assert browser.evaluate(f"{rows}.length") == 100
+    assert browser.evaluate("document.getElementById('page').textContent") == "1\u2013100 of 300"
+    browser.evaluate("document.getElementById('next').click(); document.getElementById('next').click()")
+    assert browser.evaluate("document.getElementById('page').textContent") == "201\u2013300 of 300"
+    assert browser.evaluate("document.getElementById('next').disabled") is True
+    covered_owners = browser.evaluate(
+        f"[...{rows}].filter(r => r.dataset.class === 'covered').map(r => r.querySelector('td:nth-child(3) span'))"
+        ".map(s => s && s.title)")
+    assert covered_owners and all(owner and owner.endswith("@northwind-demo.example") for owner in covered_owners)
+
+    browser.evaluate("var s = document.getElementById('search'); s.value = 'APAC'; s.dispatchEvent(new Event('input'))")
+    assert browser.evaluate("document.getElementById('page').textContent").startswith("1\u2013")
+    assert browser.errors() == []
+
+
+def test_printing_is_landscape_with_every_column_and_the_evidence_and_without_controls(
+        browser: DevTools, demo_report: Path) -> None:
+    """The demo's 300 customers printed: every row of the filter, evidence open, and no page cut."""
+    open_page(browser, demo_report)
+
+    pdf, text = printed(browser)
+
+    assert all(page.mediabox.width > page.mediabox.height for page in pdf.pages)
+    assert 2 <= len(pdf.pages) <= 36
+    last_page_subject = next(m["subject"] for c in reversed(customers_of(demo_report)) for m in c["messages"]
+                             if m["subject"].isascii() and len(m["subject"]) > 8)
+    assert squeezed("Printed: 300 customers (every class), each with its evidence.") in squeezed(text)
+    assert squeezed(last_page_subject) in squeezed(text)
+    assert "evidence" in text and "personal-channel-only" in text
+    assert "previous" not in text and "search" not in text
+    assert browser.evaluate("document.querySelectorAll('#customers tbody tr').length") == 100
+
+
+def test_printing_a_filtered_list_prints_that_list(browser: DevTools, demo_report: Path) -> None:
+    open_page(browser, demo_report)
+    browser.evaluate("var s = document.getElementById('class-filter'); s.value = 'contested';"
+                     "s.dispatchEvent(new Event('change'))")
+    contested = [c["customer"] for c in customers_of(demo_report) if c["class"] == "contested"]
+    others = [c["customer"] for c in customers_of(demo_report) if c["class"] == "single-threaded"]
+
+    pdf, text = printed(browser)
+
+    assert len(pdf.pages) <= 3
+    assert squeezed(f"Printed: {len(contested)} customers (class contested)") in squeezed(text)
+    assert all(squeezed(key) in squeezed(text) for key in contested)
+    assert not any(squeezed(key) in squeezed(text) for key in others)
+
+
+def test_a_report_of_fifty_thousand_customers_opens_with_one_page_of_rows(browser: DevTools, tmp_path: Path) -> None:
+    """The page holds the customers as data and draws a hundred, so its size is the data's, not the DOM's."""
+    people = {f"rep{n}@corp.example": Person(f"rep{n}@corp.example", f"Rep {n}", "EMEA", "active") for n in range(50)}
+    customers, messages = [], {}
+    for n in range(50_000):
+        email = f"rep{n % 50}@corp.example"
+        customer = CustomerCoverage(n, f"customer{n}.example", f"Customer {n}", "organisation", "single-threaded",
+                                    email, False, 3, NOW, 0, 0, 0)
+        customer.reps.append(RepActivity(email, people[email].name, "active", 3, NOW))
+        customers.append(customer)
+        messages[n] = [MessageEvidence(NOW, "inbound", "company", email, f"Order {n}")]
+    report = CoverageReport(NOW, POLICY, {"single-threaded": 50_000}, customers, [], [], people, messages)
+    page = tmp_path / "large.html"
+    with page.open("w", encoding="utf-8") as out:
+        write_html(report, out)
+
+    open_page(browser, page)
+
+    assert browser.evaluate("document.querySelectorAll('#customers tbody tr').length") == 100
+    assert browser.evaluate("document.getElementById('page').textContent") == "1\u2013100 of 50000"
+    browser.evaluate("var s = document.getElementById('search'); s.value = 'customer49999.example';"
+                     "s.dispatchEvent(new Event('input'))")
+    assert browser.evaluate("document.querySelector('#customers tbody').textContent").count("Order 49999") == 1
     assert browser.errors() == []

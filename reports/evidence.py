@@ -1,0 +1,108 @@
+"""What a report shows beside a customer's class: who the reps are, and the latest messages behind it.
+
+An auditor checks a classification from headers as stored (date, direction, rep, subject) without
+opening anyone's mailbox. Each query serves every customer at once and returns a bounded number
+of rows per customer, so evidence never costs one query per customer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Select, select, true
+
+from config.policy import Policy
+from policies.coverage import credited, window_start
+from registry.models import Customer, Interaction, Message, Rep
+
+_customer = Customer.__table__
+_interaction = Interaction.__table__
+_message = Message.__table__
+_rep = Rep.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    email: str
+    name: str
+    team: str
+    status: str
+
+    @property
+    def label(self) -> str:
+        """How a person is named in a single text cell: by name, with the address that proves who."""
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvidence:
+    occurred_at: datetime
+    direction: str
+    channel: str
+    rep_email: str
+    subject: str
+
+
+def people_query() -> Select:
+    return select(_rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status).order_by(_rep.c.email)
+
+
+def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str) -> Select:
+    """Per customer, its newest `limit` interactions in the window with a credited rep, newest first.
+
+    One query for every customer that reads only those rows, through the (customer, time) index:
+    PostgreSQL joins a LATERAL subquery, SQLite (which has no LATERAL) a correlated IN. A window
+    function instead sorts every interaction in the window: four times slower at 2M interactions.
+    """
+    start = window_start(policy, now)
+    latest = (
+        select(_interaction.c.id, _interaction.c.customer_id, _interaction.c.message_id, _interaction.c.rep_id,
+               _interaction.c.occurred_at, _interaction.c.direction, _interaction.c.channel)
+        .join(_rep, _rep.c.id == _interaction.c.rep_id)
+        .where(_interaction.c.customer_id == _customer.c.id, _interaction.c.occurred_at >= start,
+               _interaction.c.occurred_at <= now, credited(policy))
+        .order_by(_interaction.c.occurred_at.desc(), _interaction.c.id.desc())
+        .limit(limit)
+    )
+    if dialect == "postgresql":
+        shown = latest.lateral("shown")
+        rows = select(_customer.c.id).join(shown, true())
+    else:
+        shown = _interaction.alias("shown")
+        rows = select(_customer.c.id).join(shown, shown.c.id.in_(latest.with_only_columns(_interaction.c.id)
+                                                                  .correlate(_customer)))
+    who = _rep.alias("who")
+    return (
+        rows.with_only_columns(shown.c.customer_id, shown.c.message_id, shown.c.rep_id, shown.c.occurred_at,
+                               shown.c.direction, shown.c.channel, who.c.email.label("rep_email"),
+                               _message.c.subject)
+        .join(who, who.c.id == shown.c.rep_id)
+        .join(_message, _message.c.id == shown.c.message_id)
+        .order_by(shown.c.customer_id, shown.c.occurred_at.desc(), shown.c.id.desc())
+    )
+
+
+def people(db: Connection) -> dict[str, Person]:
+    """Every internal person by address: reps and colleagues alike may appear in evidence."""
+    return {row.email: Person(row.email, row.name, row.team, row.status) for row in db.execute(people_query())}
+
+
+def latest_messages(db: Connection, policy: Policy, now: datetime, per_customer: int) -> dict[int, list[MessageEvidence]]:
+    """The newest `per_customer` messages of each customer, each shown once per rep.
+
+    A message to two contacts of one customer is one interaction each, so twice as many are read
+    and the repeats dropped."""
+    found: dict[int, list[MessageEvidence]] = defaultdict(list)
+    if per_customer <= 0:
+        return found
+    seen: set[tuple[int, int, int]] = set()
+    for row in db.execute(latest_messages_query(policy, now, 2 * per_customer, db.dialect.name)):
+        key = (row.customer_id, row.message_id, row.rep_id)
+        if key in seen or len(found[row.customer_id]) == per_customer:
+            continue
+        seen.add(key)
+        found[row.customer_id].append(
+            MessageEvidence(row.occurred_at, row.direction, row.channel, row.rep_email, row.subject))
+    return found
