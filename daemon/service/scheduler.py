@@ -119,6 +119,7 @@ class Service:
         self.stopping = threading.Event()
         self._running: list[str] = []
         self._woken_while_running: set[str] = set()
+        self._synced_here: dict[str, datetime] = {}
         self._lock = threading.Lock()
         self._first_syncs = {source.name for source in rt.settings.sources}
         self.scheduler = BackgroundScheduler(
@@ -254,7 +255,9 @@ class Service:
         rt = self.rt
         source = next((s for s in rt.settings.sources if s.name == name), None)
         if source is None:
-            return
+            return None
+        if self._synced_elsewhere_lately(name):
+            return ELSEWHERE
         [report] = sync_sources(rt.engine, rt.settings, rt.policy, [source], progress=self._batch_stored,
                                 held_since=self.loaded_at)
         if not report.claimed_at:
@@ -268,12 +271,29 @@ class Service:
             self._retry(name, report.retry_at)
         if not report.ok:
             return "failed"
+        self._note_synced_here(name)
         level = logging.INFO if report.messages or report.entries or report.events or report.skipped else logging.DEBUG
         log.log(level, "synced %s in %.1f s: read %d messages (%d new), %d address-book entries, %d directory events, "
                 "%d skipped", name, report.seconds, report.messages, report.new_messages, report.entries, report.events,
                 report.skipped)
         if report.new_messages or report.events:
             self.wake("departures")
+
+    def _synced_elsewhere_lately(self, name: str) -> bool:
+        """Another daemon on the registry synced this source since this one started, less than half
+        an interval ago: with several instances each source is still synced about once per interval."""
+        with self.rt.engine.connect() as db:
+            last = db.execute(select(Source.last_success).where(Source.name == name)).scalar()
+        if last is None or as_utc(last) == self._synced_here.get(name):
+            return False
+        half = timedelta(minutes=self.rt.settings.service.sync_interval_minutes / 2)
+        return as_utc(last) > self.started_at and utcnow() - as_utc(last) < half
+
+    def _note_synced_here(self, name: str) -> None:
+        with self.rt.engine.connect() as db:
+            last = db.execute(select(Source.last_success).where(Source.name == name)).scalar()
+        if last is not None:
+            self._synced_here[name] = as_utc(last)
 
     def _retry(self, name: str, at: datetime) -> None:
         """Sync again at `at`, not a whole interval later: when a transient failure's decision chose,
