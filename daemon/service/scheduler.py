@@ -1,8 +1,8 @@
 """`custody run`: the long-running service that schedules every job.
 
 Several daemons can share one registry: every one ticks every job, and the work is claimed in the
-registry through row leases that expire (each source, each notification, and the departure and
-coverage rounds), so nothing runs twice at once and a dead daemon's work is taken over. Each job is
+registry through row leases that expire (each source, each notification, and the departure,
+outbox and coverage rounds), so nothing runs twice at once and a dead daemon's work is taken over. Each job is
 also safe to run twice. Every job runs once soon after start and then on its interval, never beside
 itself in this process.
 
@@ -321,9 +321,14 @@ class Service:
         if lines:
             self.wake("outbox")
 
-    def _outbox(self) -> None:
+    def _outbox(self) -> str | None:
+        """Under a round lease although each send is claimed on its own: one dispatcher at a time
+        keeps the policy's rate limits exact across instances."""
         rt = self.rt
-        report = outbox_round(rt.engine, rt.settings, rt.policy.dispatch)
+        with round_lease(rt.engine, "outbox") as held:
+            if not held:
+                return ELSEWHERE
+            report = outbox_round(rt.engine, rt.settings, rt.policy.dispatch)
         record_outbox(report)
         level = logging.WARNING if report.get("error") else logging.INFO if busy(report) else logging.DEBUG
         log.log(level, "outbox: %s", changes(report))
