@@ -23,6 +23,7 @@ from demo.company import DemoCompany
 from registry.models import Interaction, Message, Notification, NotificationState, RoundLease, Source, SourceStatus, utcnow
 from registry.store import open_registry
 from tests.conftest import POSTGRES_URL
+from tests.daemon.outbox.test_outbox_crash import sent_folder_settings
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import FilingRelay
 from tests.support.demo import copy_company
@@ -60,16 +61,7 @@ hr_folder = "hr"
 host = "127.0.0.1"
 port = {relay.port}
 security = "plain"
-
-[smtp.sent_folder]
-host = "127.0.0.1"
-port = {dovecot.port}
-security = "plain"
-username = "{dovecot.login('outbox')}"
-password = "outbox-secret"
-filed_by = "relay"
-relay_copy_wait_seconds = 3
-""")
+""" + sent_folder_settings(dovecot, 'filed_by = "relay"\nrelay_copy_wait_seconds = 3\n'))
     return config, port
 
 
