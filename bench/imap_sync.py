@@ -2,9 +2,11 @@
 
 Compares custody's full sync into SQLite with a bare imapclient loop fetching the same header
 fields of the same folders (what the server allows), with mbsync mirroring the same folders to a
-local Maildir (what an admin would do by hand), and times a resync with nothing new. The IMAP
-connector alone (no registry) is measured too, to show where custody's time goes.
-Each measurement runs in its own process so its peak RSS is its own.
+local Maildir (what an admin would do by hand; skipped, with the reason in the JSON, where mbsync
+is not installed), and times a resync with nothing new. The IMAP connector alone (no registry) is
+measured too, to show where custody's time goes. Each measurement runs in its own process so its
+peak RSS is its own. CPU is counted twice: the whole machine's, and that of the measured process
+tree plus Dovecot's (`cpu_seconds_with_server`), which other work on a shared machine leaves alone.
 
     python bench/imap_sync.py [--workdir DIR]   # DIR keeps the loaded Dovecot between runs
 
@@ -15,6 +17,7 @@ for three rounds and the median of each is compared.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -50,7 +53,9 @@ EXTRA_FOLDERS = ["_sent_mail", "sent_items"]
 BATCH = 500
 WORKERS = Settings().sync_workers
 ROUNDS = 3
+PR_SET_CHILD_SUBREAPER = 36
 POLICY = Policy(company_domains=["enron.com"])
+MBSYNC_MISSING = "mbsync not found on PATH: its comparison is skipped (Debian and Ubuntu: apt-get install isync)"
 
 
 def password(user: str) -> str:
@@ -83,20 +88,24 @@ def sources(port: int) -> list[ImapSettings]:
     ]
 
 
-def measure_custody(port: int, database: Path, workers: int) -> dict[str, Any]:
+def measure_custody(port: int, server: int, database: Path, workers: int) -> dict[str, Any]:
     """Full sync of every mailbox as `custody sync` does it, then a resync with nothing new, into one
     SQLite registry."""
     engine = open_registry(f"sqlite:///{database}")
     chosen = sources(port)
     settings = Settings(sources=chosen, batch_size=BATCH, sync_workers=workers)
     started, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
+    tree, served = tree_cpu_seconds(), server_cpu_seconds(server)
     messages = sum(r.messages for r in sync_sources(engine, settings, POLICY, chosen))
     full, full_cpu = time.perf_counter() - started, time.process_time() - cpu
     full_busy = machine_busy_seconds() - busy
+    reap_readers()
+    full_tree, full_served = tree_cpu_seconds() - tree, server_cpu_seconds(server) - served
     started = time.perf_counter()
     again = sum(r.messages for r in sync_sources(engine, settings, POLICY, chosen))
     resync = time.perf_counter() - started
     return {"messages": messages, "seconds": full, "cpu_seconds": full_cpu, "machine_cpu_seconds": full_busy,
+            "tree_cpu_seconds": full_tree, "server_cpu_seconds": full_served,
             "resync_messages": again, "resync_seconds": resync, "workers": workers}
 
 
@@ -108,6 +117,46 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds() -> float:
+    """CPU of this process and of the descendants it has reaped (its reader processes): unlike the
+    machine's, untouched by whatever else runs on a shared machine."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def reap_readers() -> None:
+    """Reap the readers the reader interpreter forked: it is stopped before it can wait for them, so
+    they are orphaned to this process, a child subreaper, and only a reaped child's CPU is counted."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                time.sleep(0.01)
+        except ChildProcessError:
+            return
+
+
+def server_cpu_seconds(master: int) -> float:
+    """CPU of the Dovecot whose master process is `master`: every process of its session, with the
+    imap processes each has reaped."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _read(stat).rpartition(")")[2].split()
+        if len(fields) > 14 and int(fields[3]) == master:
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def dovecot_master(server: DovecotServer) -> int:
+    """The pid of `server`'s master process, found by its config file."""
+    config = str(server.root / "dovecot.conf").encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        arguments = _read_bytes(cmdline).split(b"\0")
+        if config in arguments and Path(arguments[0].decode()).name == "dovecot":
+            return int(cmdline.parent.name)
+    raise RuntimeError(f"no dovecot process runs {config.decode()}")
+
+
 def measure_connector(port: int) -> dict[str, Any]:
     """The IMAP connector alone (fetch and header parsing, no registry), to split custody's time."""
     started, cpu = time.perf_counter(), time.process_time()
@@ -115,9 +164,10 @@ def measure_connector(port: int) -> dict[str, Any]:
     return {"messages": messages, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}
 
 
-def measure_bare(port: int) -> dict[str, Any]:
+def measure_bare(port: int, server: int) -> dict[str, Any]:
     """The same folders and header fields, fetched in the same batch size, parsed by imapclient, kept nowhere."""
     started, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
+    served = server_cpu_seconds(server)
     messages = 0
     for source in sources(port):
         with IMAPClient("127.0.0.1", port=port, ssl=False) as client:
@@ -129,7 +179,8 @@ def measure_bare(port: int) -> dict[str, Any]:
                 for chunk in uid_chunks(client.search(["ALL"]), BATCH):
                     messages += len(client.fetch(chunk, FETCH_ITEMS))
     return {"messages": messages, "seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
-            "machine_cpu_seconds": machine_busy_seconds() - busy}
+            "machine_cpu_seconds": machine_busy_seconds() - busy, "tree_cpu_seconds": time.process_time() - cpu,
+            "server_cpu_seconds": server_cpu_seconds(server) - served}
 
 
 def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
@@ -191,20 +242,29 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
 def _rss_mb(pid: int) -> float:
     line = next((x for x in _read(Path(f"/proc/{pid}/status")).splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
     return int(line.split()[1]) / 1024
 
 
-def run_measurement(name: str, port: int, scratch: Path) -> dict[str, Any]:
+def run_measurement(name: str, port: int, server: int, scratch: Path) -> dict[str, Any]:
     if name.startswith("custody"):
+        become_subreaper()
         with TreeMemory() as memory:
-            result = measure_custody(port, scratch / f"{name}.db", 0 if name == "custody_in_process" else WORKERS)
+            result = measure_custody(port, server, scratch / f"{name}.db",
+                                     0 if name == "custody_in_process" else WORKERS)
         result["tree_peak_rss_mb"] = round(memory.peak_mb, 1)
     elif name == "connector":
         result = measure_connector(port)
     elif name == "bare":
-        result = measure_bare(port)
+        result = measure_bare(port, server)
     else:
         result = measure_mbsync(port, scratch / "mbsync")
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -213,10 +273,16 @@ def run_measurement(name: str, port: int, scratch: Path) -> dict[str, Any]:
     return result
 
 
-def in_own_process(name: str, port: int, scratch: Path) -> dict[str, Any]:
+def become_subreaper() -> None:
+    """Adopt the orphaned descendants (readers forked by a reader interpreter) so `reap_readers` can count them."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def in_own_process(name: str, server: DovecotServer, scratch: Path) -> dict[str, Any]:
     output = subprocess.run(
-        [sys.executable, __file__, "--measure", name, "--port", str(port), "--scratch", str(scratch)],
-        check=True, capture_output=True, text=True,
+        [sys.executable, __file__, "--measure", name, "--port", str(server.port), "--server-pid",
+         str(dovecot_master(server)), "--scratch", str(scratch)],
+        check=True, stdout=subprocess.PIPE, text=True,
     ).stdout
     return json.loads(output)
 
@@ -236,20 +302,29 @@ def summary(result: dict[str, Any], peak_rss_mb: float, cpu_seconds: float) -> d
             "client_cpu_seconds": round(cpu_seconds, 2), "peak_rss_mb": peak_rss_mb}
 
 
+def with_server(result: dict[str, Any]) -> float:
+    """The client's process tree and Dovecot: the machine CPU a run costs, without what other work
+    on a shared machine spends meanwhile."""
+    return float(result["tree_cpu_seconds"] + result["server_cpu_seconds"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "custody-bench-imap")
     parser.add_argument("--measure", choices=["custody", "custody_in_process", "connector", "bare", "mbsync"])
     parser.add_argument("--port", type=int)
+    parser.add_argument("--server-pid", type=int)
     parser.add_argument("--scratch", type=Path)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(run_measurement(args.measure, args.port, args.scratch)))
+        print(json.dumps(run_measurement(args.measure, args.port, args.server_pid, args.scratch)))
         return
     if not ENRON.is_dir():
         print(json.dumps({"skipped": f"Enron corpus not found at {ENRON}"}))
         return
     require_dovecot()
+    if not shutil.which("mbsync"):
+        print(f"imap_sync: {MBSYNC_MISSING}", file=sys.stderr)
     server = DovecotServer(args.workdir / "dovecot", rawlog=False)
     server.start()
     scratch = Path(tempfile.mkdtemp(prefix="custody-bench-imap-"))
@@ -257,15 +332,15 @@ def main() -> None:
         started = time.perf_counter()
         loaded = load_corpus(server)
         load_seconds = time.perf_counter() - started
-        in_own_process("bare", server.port, scratch)
+        in_own_process("bare", server, scratch)
         bares, custodies = [], []
         for round_number in range(ROUNDS):
-            bares.append(in_own_process("bare", server.port, scratch))
-            custodies.append(in_own_process("custody", server.port, scratch / f"round{round_number}"))
+            bares.append(in_own_process("bare", server, scratch))
+            custodies.append(in_own_process("custody", server, scratch / f"round{round_number}"))
         bare, custody = median_run(bares), median_run(custodies)
-        in_process = in_own_process("custody_in_process", server.port, scratch)
-        connector = in_own_process("connector", server.port, scratch)
-        mbsync = in_own_process("mbsync", server.port, scratch)
+        in_process = in_own_process("custody_in_process", server, scratch)
+        connector = in_own_process("connector", server, scratch)
+        mbsync = in_own_process("mbsync", server, scratch) if shutil.which("mbsync") else None
     finally:
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -275,20 +350,24 @@ def main() -> None:
         "custody_full_sync": {**summary(custody, custody["tree_peak_rss_mb"], custody["cpu_seconds"]),
                               "all_seconds": custody["all_seconds"],
                               "reader_processes": custody["workers"],
-                              "machine_cpu_seconds": round(custody["machine_cpu_seconds"], 2)},
+                              "machine_cpu_seconds": round(custody["machine_cpu_seconds"], 2),
+                              "cpu_seconds_with_server": round(with_server(custody), 2)},
         "custody_in_process": summary(in_process, in_process["tree_peak_rss_mb"], in_process["cpu_seconds"]),
         "connector_only": summary(connector, connector["peak_rss_mb"], connector["cpu_seconds"]),
         "bare_imapclient": {**summary(bare, bare["peak_rss_mb"], bare["cpu_seconds"]),
                             "all_seconds": bare["all_seconds"],
-                            "machine_cpu_seconds": round(bare["machine_cpu_seconds"], 2)},
-        "mbsync": summary(mbsync, mbsync["children_peak_rss_mb"], mbsync["children_cpu_seconds"]),
+                            "machine_cpu_seconds": round(bare["machine_cpu_seconds"], 2),
+                            "cpu_seconds_with_server": round(with_server(bare), 2)},
+        "mbsync": summary(mbsync, mbsync["children_peak_rss_mb"], mbsync["children_cpu_seconds"]) if mbsync
+                  else {"skipped": MBSYNC_MISSING},
         "resync_nothing_new": {"seconds": round(custody["resync_seconds"], 3),
                                "messages": custody["resync_messages"]},
         "ratios": {
             "custody_over_bare": round(custody["seconds"] / bare["seconds"], 2),
-            "custody_over_mbsync": round(custody["seconds"] / mbsync["seconds"], 2),
+            "custody_over_mbsync": round(custody["seconds"] / mbsync["seconds"], 2) if mbsync else None,
             "custody_in_process_over_bare": round(in_process["seconds"] / bare["seconds"], 2),
             "custody_over_bare_machine_cpu": round(custody["machine_cpu_seconds"] / bare["machine_cpu_seconds"], 2),
+            "custody_over_bare_cpu_with_server": round(with_server(custody) / with_server(bare), 2),
             "connector_over_bare": round(connector["seconds"] / bare["seconds"], 2),
             "connector_over_bare_cpu": round(connector["cpu_seconds"] / bare["cpu_seconds"], 2),
         },

@@ -19,12 +19,54 @@ T = TypeVar("T")
 _POLL_SECONDS = 0.1
 
 
-def prefetched(produce: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T]:
-    """Yield what `produce()` yields, computed up to `depth` items ahead in a background thread.
+class _Control:
+    """What the consumer tells the producer thread and learns from it; shared without a reference
+    back to the iterator, so dropping the iterator still stops the thread at once."""
+
+    def __init__(self) -> None:
+        self.finishing = threading.Event()
+        self.cut = False
+
+
+class Prefetched(Iterator[T]):
+    """An iterator over what `produce()` yields, computed up to `depth` items ahead in a background
+    thread, that can be told to read no further (`finish`).
 
     An exception in the producer is raised here, at the position it happened; closing this
     iterator early stops the producer and closes its iterator in its own thread.
     """
+
+    def __init__(self, produce: Callable[[], Iterator[T]], depth: int = 2) -> None:
+        self._control = _Control()
+        self._items = _prefetch(produce, depth, self._control)
+
+    def __iter__(self) -> Prefetched[T]:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._items)
+
+    def close(self) -> None:
+        self._items.close()
+
+    def finish(self) -> None:
+        """Start producing nothing new, yet still yield what was read ahead or is being read: a
+        batch fetched and then dropped would be fetched again by whoever continues from the last
+        cursor stored."""
+        self._control.finishing.set()
+
+    @property
+    def cut(self) -> bool:
+        """Whether `finish` ended the items before the producer's own end."""
+        return self._control.cut
+
+
+def prefetched(produce: Callable[[], Iterator[T]], depth: int = 2) -> Prefetched[T]:
+    """Yield what `produce()` yields, computed up to `depth` items ahead in a background thread."""
+    return Prefetched(produce, depth)
+
+
+def _prefetch(produce: Callable[[], Iterator[T]], depth: int, control: _Control) -> Iterator[T]:
     queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -40,10 +82,15 @@ def prefetched(produce: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T
     def run() -> None:
         items = produce()
         try:
-            for item in items:
+            while not control.finishing.is_set():
+                try:
+                    item = next(items)
+                except StopIteration:
+                    offer("done", None)
+                    return
                 if not offer("item", item):
                     return
-            offer("done", None)
+            offer("cut", None)
         except BaseException as error:  # handed to the consumer, who decides what it means
             offer("error", error)
         finally:
@@ -59,6 +106,9 @@ def prefetched(produce: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T
                 if not worker.is_alive() and queue.empty():
                     raise RuntimeError("connector prefetch thread ended without a result") from None
                 continue
+            if kind == "cut":
+                control.cut = True
+                return
             if kind == "done":
                 return
             if kind == "error":
@@ -67,4 +117,3 @@ def prefetched(produce: Callable[[], Iterator[T]], depth: int = 2) -> Iterator[T
     finally:
         stop.set()
         worker.join()
-

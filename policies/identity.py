@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import phonenumbers
 import tldextract
@@ -36,6 +36,18 @@ _DOTS_IGNORED = frozenset({"gmail.com", "googlemail.com"})
 F = TypeVar("F", ContactFact, InteractionFact)
 MEMO_LIMIT = 100_000
 _DOCUMENTATION_TLDS = frozenset({"example", "test"})
+
+
+class _Seen(NamedTuple):
+    """What the policy says of one normalised address. `colleague`: internal and a person, not a
+    system mailbox; `customer_key` and `customer_kind` are set for a customer address only."""
+
+    internal: bool
+    colleague: bool
+    customer: bool
+    freemail: bool
+    customer_key: str
+    customer_kind: str
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class Identity:
     _internal_domains: dict[str, bool] = field(init=False, default_factory=dict)
     _freemail_domains: dict[str, bool] = field(init=False, default_factory=dict)
     _noise_locals: dict[str, bool] = field(init=False, default_factory=dict)
+    _seen: dict[str, _Seen] = field(init=False, default_factory=dict)
     _interned: dict[tuple[object, ...], tuple[object, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -175,11 +188,11 @@ class Identity:
             self._noise_locals[local] = any(p.search(local) for p in self.noise_senders)
         return self._noise_locals[local]
 
-    def personal_address_of(self, rep_email: str, address: str, name: str) -> bool:
+    def _personal(self, rep_email: str, address: str, name: str, freemail: bool) -> bool:
         """A rep's own personal address: configured, or the rep's name at a free-mail domain."""
         if self.personal_owner.get(address) == rep_email:
             return True
-        if not self.is_freemail(address.rpartition("@")[2]):
+        if not freemail:
             return False
         rep_name = self.rep_names.get(rep_email) or _name_key(rep_email.partition("@")[0])
         return bool(rep_name) and rep_name in (_name_key(address.partition("@")[0]), _name_key(name))
@@ -191,28 +204,32 @@ class Identity:
         sender = self.normalise_email(sender_address.email) or sender_address.email.lower()
         recipients = self._people(message.to + message.cc + message.bcc)
         noise = self.noise_reason(message, sender)
+        seen = self._seen_as
         if people is not None:
-            for address, name in [(sender, sender_address.name), *recipients]:
-                if self.is_internal(address) and (name or address not in people) and not self.is_system(address):
+            if seen(sender).colleague and (sender_address.name or sender not in people):
+                people[sender] = sender_address.name
+            for address, name in recipients.items():
+                if seen(address).colleague and (name or address not in people):
                     people[address] = name
         interactions: list[InteractionFact] = []
         relays: list[RelayFact] = []
         if not noise:
-            if self.is_internal(sender):
-                for address, name in recipients:
-                    if self.personal_address_of(sender, address, name):
+            if seen(sender).internal:
+                for address, name in recipients.items():
+                    known = seen(address)
+                    if self._personal(sender, address, name, known.freemail):
                         relays.append(RelayFact(sender, address))
                         continue
-                    if not self.is_customer_address(address):
+                    if not known.customer:
                         continue
                     interactions.append(self._intern(
-                        InteractionFact(sender, self._contact(address, name), "outbound", message.channel)))
-                relays += [RelayFact(sender, address) for address, name in self._people(message.reply_to)
-                           if self.personal_address_of(sender, address, name)]
-            elif _EMAIL.match(sender) and self.is_customer_address(sender):
-                contact = self._contact(sender, sender_address.name)
-                for address, _ in recipients:
-                    if self.is_internal(address) and not self.is_system(address):
+                        InteractionFact(sender, self._contact(address, name, known), "outbound", message.channel)))
+                relays += [RelayFact(sender, address) for address, name in self._people(message.reply_to).items()
+                           if self._personal(sender, address, name, seen(address).freemail)]
+            elif (known := seen(sender)).customer and _EMAIL.match(sender):
+                contact = self._contact(sender, sender_address.name, known)
+                for address in recipients:
+                    if seen(address).colleague:
                         interactions.append(self._intern(InteractionFact(address, contact, "inbound", message.channel)))
         return MessageFact(
             message_key=message.message_id,
@@ -264,17 +281,34 @@ class Identity:
         owner = self.normalise_email(entry.owner) if entry.owner else None
         return owner if owner and self.is_internal(owner) else source_owner
 
-    def _people(self, addresses: tuple[Address, ...]) -> list[tuple[str, str]]:
+    def _people(self, addresses: tuple[Address, ...]) -> dict[str, str]:
+        """Each normalised address once, with the display name it first came with."""
         people: dict[str, str] = {}
+        normalised = self._normalised
         for item in addresses:
-            address = self.normalise_email(item.email)
+            email = item.email
+            address = normalised[email] if email in normalised else self.normalise_email(email)
             if address and address not in people:
                 people[address] = item.name
-        return list(people.items())
+        return people
 
-    def _contact(self, address: str, name: str) -> ContactFact:
-        key, kind = self.customer_of(address)
-        return self._intern(ContactFact("email", address, name, key, kind))
+    def _contact(self, address: str, name: str, seen: _Seen) -> ContactFact:
+        return self._intern(ContactFact("email", address, name, seen.customer_key, seen.customer_kind))
+
+    def _seen_as(self, address: str) -> _Seen:
+        """Memoised: a mailbox names the same few thousand addresses again and again, and each
+        question the policy asks of one (internal, a system mailbox, a customer's) costs lookups
+        by domain and local part."""
+        seen = self._seen.get(address)
+        if seen is None:
+            _make_room(self._seen)
+            internal = self.is_internal(address)
+            customer = self.is_customer_address(address)
+            key, kind = self.customer_of(address) if customer else ("", "")
+            seen = _Seen(internal, internal and not self.is_system(address), customer,
+                         self.is_freemail(address.rpartition("@")[2]), key, kind)
+            self._seen[address] = seen
+        return seen
 
     def _intern(self, fact: F) -> F:
         """One object per distinct fact within a batch, so the batch sent to the registry writer

@@ -20,9 +20,9 @@ from connectors.index import open_connector
 from daemon.jobs.departure import handle_directory_events
 from daemon.leases import insert_if_missing, lease_alive, lease_owner
 from daemon.sync.failures import Failure, classify
-from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, identity_for, read_source
+from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, SourceReading, identity_for
 from policies.identity import Identity
-from registry.facts import PersonFact
+from registry.facts import FactBatch, PersonFact
 from registry.ingest import ensure_reps, store_batch
 from registry.models import Source, SourceStatus, utcnow
 from registry.people import DeclaredRep, declare_reps
@@ -31,6 +31,7 @@ log = logging.getLogger("custody.sync")
 Progress = Callable[[str, int], None]
 LEASE = timedelta(minutes=15)
 TAKEN = "another custody process is syncing this source"
+JOINED_BATCHES = 8
 
 
 @dataclass
@@ -97,9 +98,11 @@ def sync_sources(
     every reader is up or busy it only writes, so no reader waits on a full pipe meanwhile.
     """
     workers = min(settings.sync_workers, len(sources))
-    if workers == 0:
-        return [sync_source(engine, settings, policy, source, progress, held_since=held_since) for source in sources]
     identity = identity_for(settings, policy)
+    if workers == 0:
+        register_reps(engine, settings, identity)
+        writer = _Writer(engine, policy, progress)
+        return [_sync_here(writer, settings, identity, source, held_since) for source in sources]
     reports = {source.name: SyncReport(source.name) for source in sources}
     claimed: dict[str, int] = {}
     waiting = list(sources)
@@ -121,7 +124,7 @@ def sync_sources(
                 claimed[claim[1].source.name] = claim[0]
                 readers.assign(claim[1])
             if claimed:
-                _store_event(writer, readers.next_event(), claimed, reports)
+                _store_events(writer, readers.next_events(JOINED_BATCHES), claimed, reports)
     return [reports[source.name] for source in sources]
 
 
@@ -151,12 +154,25 @@ def sync_source(
     """Sync one source batch by batch in this process; a failure is stored on the source and leaves others alone."""
     identity = identity_for(settings, policy)
     register_reps(engine, settings, identity)
+    return _sync_here(_Writer(engine, policy, progress), settings, identity, source, held_since, connector)
+
+
+def _sync_here(
+    writer: _Writer,
+    settings: Settings,
+    identity: Identity,
+    source: SourceSettings,
+    held_since: datetime | None,
+    connector: Connector[SourceSettings] | None = None,
+) -> SyncReport:
+    """Claim, read and store one source in this process. One writer and one identity serve every
+    source of a sync: the reps and addresses the first mailboxes taught them recur in the others."""
     report = SyncReport(source.name)
-    claim = _claim_task(engine, identity, source, report, held_since)
+    claim = _claim_task(writer.engine, identity, source, report, held_since)
     if claim is None:
         return report
-    _read_here(_Writer(engine, policy, progress), settings, identity, claim, report, connector)
-    _finish(engine, claim[0], report)
+    _read_here(writer, settings, identity, claim, report, connector)
+    _finish(writer.engine, claim[0], report)
     return report
 
 
@@ -169,19 +185,50 @@ def _read_here(
     connector: Connector[SourceSettings] | None = None,
     hand_off: Callable[[], bool] = lambda: False,
 ) -> ReadTask | None:
-    """Read a claimed source in this process, storing each batch; when `hand_off()` says so after a
-    batch, stop and return the task that continues from there, else None (done or failed)."""
+    """Read a claimed source in this process, storing each batch. When `hand_off()` says so after a
+    batch, read nothing new, store what the connector had already read ahead, and return the task
+    that continues from there; else None (done or failed)."""
     source_id, task = claim
     try:
         connector = connector or open_connector(task.source, settings.batch_size)
-        with closing(read_source(connector, identity, task)) as events:
+        reading = SourceReading(connector, identity, task)
+        cursor = task.cursor
+        with closing(reading.events()) as events:
             for event in events:
                 writer.apply(source_id, event, report)
-                if hand_off():
-                    return ReadTask(task.source, event.cursor, task.owner)
+                cursor = event.cursor
+                if not reading.finishing and hand_off():
+                    reading.finish()
+        if reading.cut:
+            return ReadTask(task.source, cursor, task.owner)
     except Exception as error:  # one source's failure, whatever it is, never stops the others
         writer.apply(source_id, ReadEvent("failed", task.source.name, failure=classify(error, task.source.name)), report)
     return None
+
+
+def _store_events(
+    writer: _Writer, events: list[ReadEvent], claimed: dict[str, int], reports: dict[str, SyncReport]
+) -> None:
+    """Apply readers' events, each source's in its order. When this process fell behind, several
+    batches of a source wait: stored in one transaction with the cursor of the last, they cost one
+    commit and one round of registry lookups instead of one each, and a crash still leaves the
+    registry at a cursor stored with everything before it. Directory events are acted on batch by
+    batch, as they come."""
+    by_source: dict[str, list[ReadEvent]] = {}
+    for event in events:
+        by_source.setdefault(event.source, []).append(event)
+    for name, theirs in by_source.items():
+        joined: list[ReadEvent] = []
+        for event in theirs:
+            if event.kind == "batch" and not event.directory:
+                joined.append(event)
+                continue
+            if joined:
+                writer.store(claimed[name], joined, reports[name])
+                joined = []
+            _store_event(writer, event, claimed, reports)
+        if joined:
+            writer.store(claimed[name], joined, reports[name])
 
 
 def _store_event(writer: _Writer, event: ReadEvent, claimed: dict[str, int], reports: dict[str, SyncReport]) -> None:
@@ -225,15 +272,31 @@ class _Writer:
             return
         for line in handle_directory_events(self.engine, self.policy, event.directory):
             log.info("directory: %s", line)
-        report.new_messages += store_batch(self.engine, source_id, event.facts, event.cursor or {}, utcnow() + LEASE,
-                                           self.rep_ids)
-        report.batches += 1
-        report.messages += len(event.facts.messages)
-        report.entries += len(event.facts.sightings)
-        report.events += len(event.directory)
-        report.skipped += len(event.facts.skipped)
-        if self.progress:
-            self.progress(report.source, event.items)
+        self.store(source_id, [event], report)
+
+    def store(self, source_id: int, batches: list[ReadEvent], report: SyncReport) -> None:
+        """Consecutive batches of one source, none with directory events, in one transaction with
+        the cursor of the last."""
+        stored = [(event, event.facts) for event in batches if event.facts is not None]
+        if not stored:
+            return
+        report.new_messages += store_batch(self.engine, source_id, _joined([facts for _, facts in stored]),
+                                           stored[-1][0].cursor or {}, utcnow() + LEASE, self.rep_ids)
+        for event, facts in stored:
+            report.batches += 1
+            report.messages += len(facts.messages)
+            report.entries += len(facts.sightings)
+            report.events += len(event.directory)
+            report.skipped += len(facts.skipped)
+            if self.progress:
+                self.progress(report.source, event.items)
+
+
+def _joined(facts: list[FactBatch]) -> FactBatch:
+    if len(facts) == 1:
+        return facts[0]
+    return FactBatch([m for f in facts for m in f.messages], [s for f in facts for s in f.sightings],
+                     [s for f in facts for s in f.skipped], [p for f in facts for p in f.people])
 
 
 def _address(identity: Identity, email: str) -> str:

@@ -29,7 +29,8 @@ from config.policy import Policy
 from connectors.base import Connector, SourceSettings
 from connectors.errors import CursorInvalid
 from connectors.index import open_connector
-from connectors.records import DirectoryEvent
+from connectors.prefetch import Prefetched
+from connectors.records import Batch, DirectoryEvent
 from daemon.logs import configure_logging
 from daemon.sync.failures import Failure, classify
 from policies.identity import Identity, KnownRep, warm_public_suffixes
@@ -89,30 +90,58 @@ def identity_for(settings: Settings, policy: Policy) -> Identity:
     return ReaderSetup.of(settings, policy).identity()
 
 
-def read_source(connector: Connector[SourceSettings], identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
+class SourceReading:
     """A source's batches as facts, each with the cursor that is valid once it is stored.
 
     A cursor the server no longer knows is dropped: an empty batch stores the empty cursor first,
     so a crash during the resync that follows starts it again instead of tripping on the old one;
-    ingest is idempotent, so mail read again is not stored twice."""
-    name = task.source.name
-    try:
-        yield from _batches(connector, identity, task, task.cursor)
-    except CursorInvalid as error:
-        if not task.cursor:
-            raise
-        log.warning("source %s: its cursor is no longer valid (%s); reading it again from the start", name, error)
-        yield ReadEvent("batch", name, FactBatch(), {})
-        yield from _batches(connector, identity, task, None)
+    ingest is idempotent, so mail read again is not stored twice.
 
+    `finish()` asks it to read no further, for a reader to continue from the last cursor stored. A
+    connector that reads ahead still hands over what it has read or is reading: dropped, those
+    batches would be fetched twice (a handed-over IMAP source fetched 500 UIDs again)."""
 
-def _batches(
-    connector: Connector[SourceSettings], identity: Identity, task: ReadTask, cursor: dict[str, Any] | None
-) -> Iterator[ReadEvent]:
-    for batch in connector.sync(cursor):
-        yield ReadEvent("batch", task.source.name, identity.interpret(batch, task.owner), batch.cursor,
-                        len(batch.records) + len(batch.skipped),
-                        directory=tuple(r for r in batch.records if isinstance(r, DirectoryEvent)))
+    def __init__(self, connector: Connector[SourceSettings], identity: Identity, task: ReadTask) -> None:
+        self._connector = connector
+        self._identity = identity
+        self._task = task
+        self._batches: Iterator[Batch] | None = None
+        self.finishing = False
+        self.cut = False
+
+    def events(self) -> Iterator[ReadEvent]:
+        name = self._task.source.name
+        try:
+            yield from self._read(self._task.cursor)
+        except CursorInvalid as error:
+            if not self._task.cursor:
+                raise
+            log.warning("source %s: its cursor is no longer valid (%s); reading it again from the start", name, error)
+            yield ReadEvent("batch", name, FactBatch(), {})
+            yield from self._read(None)
+
+    def finish(self) -> None:
+        """Read no new batch; `cut` tells, once the events end, whether the source was left unfinished."""
+        self.finishing = True
+        if isinstance(self._batches, Prefetched):
+            self._batches.finish()
+
+    def _read(self, cursor: dict[str, Any] | None) -> Iterator[ReadEvent]:
+        if self.finishing:
+            self.cut = True
+            return
+        self._batches = batches = self._connector.sync(cursor)
+        try:
+            for batch in batches:
+                yield ReadEvent("batch", self._task.source.name, self._identity.interpret(batch, self._task.owner),
+                                batch.cursor, len(batch.records) + len(batch.skipped),
+                                directory=tuple(r for r in batch.records if isinstance(r, DirectoryEvent)))
+                if self.finishing and not isinstance(batches, Prefetched):
+                    self.cut = True
+                    return
+            self.cut = isinstance(batches, Prefetched) and batches.cut
+        finally:
+            self._batches = None
 
 
 class ReaderPool:
@@ -173,22 +202,33 @@ class ReaderPool:
             self._readers[slot].send(task)
         self._reading[slot] = task.source.name
 
-    def next_event(self) -> ReadEvent:
-        """The next report; a reader that died mid-source reports that source failed and is replaced."""
-        while True:
-            ready = set(wait([reader.events for reader in self._readers]))
-            for slot, reader in enumerate(self._readers):
-                if reader.events not in ready:
-                    continue
-                try:
-                    event: ReadEvent = reader.receive()
-                except (EOFError, OSError):
-                    died = self._replace(slot)
-                    if died is not None:
-                        return died
-                    continue
-                if self._note(slot, event):
-                    return event
+    def next_events(self, most: int) -> list[ReadEvent]:
+        """The next reports, waiting for one, then taking those already waiting behind it (about
+        `most`); a reader that died mid-source reports that source failed and is replaced."""
+        events: list[ReadEvent] = []
+        while not events:
+            events = self._received(None)
+        while len(events) < most and (more := self._received(0)):
+            events += more
+        return events
+
+    def _received(self, timeout: float | None) -> list[ReadEvent]:
+        """One report from each reader that has one within `timeout` seconds (None: until one has)."""
+        received = []
+        ready = set(wait([reader.events for reader in self._readers], timeout))
+        for slot, reader in enumerate(self._readers):
+            if reader.events not in ready:
+                continue
+            try:
+                event: ReadEvent = reader.receive()
+            except (EOFError, OSError):
+                died = self._replace(slot)
+                if died is not None:
+                    received.append(died)
+                continue
+            if self._note(slot, event):
+                received.append(event)
+        return received
 
     def close(self) -> None:
         """Stop every reader now, a forked one mid-fetch included: each started interpreter leads a
@@ -358,6 +398,7 @@ def _serve(tasks: Connection, events: Connection, packed_setup: bytes) -> None:
     identity = setup.identity()
     try:
         events.send_bytes(_packed(ReadEvent("ready", "")))
+        log.debug("reader process %d is up", os.getpid())
         while True:
             task: ReadTask = pickle.loads(tasks.recv_bytes())
             log.debug("reader process %d reads source %s", os.getpid(), task.source.name)
@@ -370,7 +411,7 @@ def _serve(tasks: Connection, events: Connection, packed_setup: bytes) -> None:
 def _events_of(batch_size: int, identity: Identity, task: ReadTask) -> Iterator[ReadEvent]:
     name = task.source.name
     try:
-        yield from read_source(open_connector(task.source, batch_size), identity, task)
+        yield from SourceReading(open_connector(task.source, batch_size), identity, task).events()
         yield ReadEvent("done", name)
     except Exception as error:  # a bug must fail this source, not leave the writer waiting forever
         yield ReadEvent("failed", name, failure=classify(error, name))
