@@ -26,7 +26,7 @@ from registry.facts import (
     SightingFact,
     SkippedFact,
 )
-from registry.models import Role
+from registry.states import Role
 
 _EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")

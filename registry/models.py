@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from enum import StrEnum
 from typing import Any, Optional
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from registry.states import (  # noqa: F401  (the models' values, kept importable from here)
+    CustomerStatus,
+    HandoverStatus,
+    NotificationState,
+    RepStatus,
+    Role,
+    SourceStatus,
+)
 
 
 def utcnow() -> datetime:
@@ -17,51 +25,6 @@ def utcnow() -> datetime:
 def as_utc(moment: datetime) -> datetime:
     """Registry datetimes are UTC; a naive one (from a caller or a raw SQL row) is read as UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-class Role(StrEnum):
-    """A declared rep (config or directory) is credited with coverage; a colleague is an internal
-    person only seen in mail, credited only when the policy credits every employee."""
-
-    REP = "rep"
-    COLLEAGUE = "colleague"
-
-
-class RepStatus(StrEnum):
-    """A leaving rep has a departure with a future effective date: still working, still counted
-    for coverage, never a successor."""
-
-    ACTIVE = "active"
-    LEAVING = "leaving"
-    DEACTIVATED = "deactivated"
-    DEPARTED = "departed"
-
-
-class CustomerStatus(StrEnum):
-    """A merged customer only existed through a Contact that contact resolution absorbed."""
-
-    ACTIVE = "active"
-    MERGED = "merged"
-
-
-class HandoverStatus(StrEnum):
-    """A plan needing approval is planned until approved; one that needs none notifies at once."""
-
-    PLANNED = "planned"
-    APPROVED = "approved"
-    NOTIFYING = "notifying"
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
-class NotificationState(StrEnum):
-    """The outbox only ever sends pending rows; sending is leased to one dispatcher."""
-
-    PENDING = "pending"
-    HELD = "held"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
 
 
 class Rep(SQLModel, table=True):
@@ -89,20 +52,6 @@ class RepAddress(SQLModel, table=True):
     rep_id: int = Field(foreign_key="rep.id", index=True)
     email: str = Field(unique=True, max_length=254)
     kind: str = Field(default="company", max_length=16)
-
-
-class SourceStatus(StrEnum):
-    """What the last sync of a source decided: each failure class of `connectors.errors` has its own."""
-
-    NEW = "new"
-    OK = "ok"
-    RETRYING = "retrying"
-    FAILING = "failing"
-    AUTH_FAILED = "auth_failed"
-
-    @classmethod
-    def failed(cls) -> tuple[SourceStatus, ...]:
-        return cls.RETRYING, cls.FAILING, cls.AUTH_FAILED
 
 
 class Source(SQLModel, table=True):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connectors.errors import AuthError, ConnectorError, TransientError
-from registry.models import SourceStatus
+from registry.states import SourceStatus
 
 log = logging.getLogger("custody.sync")
 FIRST_BACKOFF = timedelta(minutes=1)

@@ -35,7 +35,7 @@ from daemon.logs import configure_logging
 from daemon.sync.failures import Failure, classify
 from policies.identity import Identity, KnownRep, warm_public_suffixes
 from registry.facts import FactBatch
-from registry.models import SourceStatus
+from registry.states import SourceStatus
 
 if TYPE_CHECKING:
     from config.settings import Settings
