@@ -3,16 +3,39 @@
 A policy does no I/O: every function here builds a SQLAlchemy Core query from the policy and a
 moment in time; its caller runs it. The queries aggregate in the database (SQLite or PostgreSQL),
 so classifying millions of interactions never loads them into Python.
+
+Interaction counts come from the aggregates ingest keeps (`CoverageTotal` per customer, rep and
+channel, `CoverageBucket` per month), so their cost grows with customers, not with mail: a total
+or a month that lies wholly inside a time range counts whole, and only a month that a range's edge
+cuts is counted from its interactions. Any moment, `--as-of` included, gives the same figures as
+the interactions themselves.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, Subquery, and_, case, cast, func, literal, or_, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Select,
+    String,
+    Subquery,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 
 from config.policy import Policy
 from registry.models import (
+    CoverageBucket,
+    CoverageTotal,
     Customer,
     CustomerStatus,
     Interaction,
@@ -36,6 +59,8 @@ WORKING = (RepStatus.ACTIVE, RepStatus.LEAVING)
 """Rep statuses that cover a customer: a rep who is leaving still works until the effective date."""
 
 _interaction = Interaction.__table__
+_bucket = CoverageBucket.__table__
+_total = CoverageTotal.__table__
 _rep = Rep.__table__
 _customer = Customer.__table__
 _sighting = Sighting.__table__
@@ -62,37 +87,110 @@ def credited(policy: Policy) -> ColumnElement[bool]:
     return literal(True) if policy.coverage.credit == "employees" else _rep.c.role == Role.REP
 
 
+def _rep_mail(policy: Policy, now: datetime) -> CTE:
+    """Per customer and rep: company-channel interactions in the window (how many, first, last), the
+    last company-channel one up to now, and other-channel interactions in the window. A customer and
+    rep without a row had no mail up to now.
+
+    Read from the aggregates, from coarse to fine and only where needed: a customer and rep whose
+    mail lies wholly inside the window or wholly before it answer from their total; otherwise from
+    their months, of which one the window's start or `now` cuts is read from its interactions
+    (through the index on customer and time). So the figures are exact at any moment."""
+    start = window_start(policy, now)
+    total, month = _total.c, _bucket.c
+    crossing = or_(total.last_at > now, and_(total.first_at < start, total.last_at >= start))
+    whole_totals = _figures(total, start, now).where(total.first_at <= now, ~crossing)
+    of_crossing = tuple_(month.customer_id, month.rep_id, month.channel).in_(
+        select(total.customer_id, total.rep_id, total.channel).where(total.first_at <= now, crossing))
+    months_of_crossing = _figures(month, start, now).where(of_crossing, month.first_at <= now)
+    cut = or_(month.last_at > now, and_(month.first_at < start, month.last_at >= start))
+    in_window = _in_month(case((month.first_at < start, start), else_=month.first_at),
+                          case((month.last_at > now, now), else_=month.last_at))
+    at = _interaction.c.occurred_at
+    counted = _month_figure(func.count(), in_window)
+    company = month.channel == "company"
+    cut_months = (
+        select(
+            month.customer_id, month.rep_id,
+            case((company, counted), else_=0),
+            case((company, _month_figure(func.min(at), in_window))),
+            case((company, _month_figure(func.max(at), in_window))),
+            case((and_(company, month.last_at > now), _month_figure(func.max(at), _in_month(month.first_at, now)))),
+            case((~company, counted), else_=0),
+        )
+        .where(of_crossing, month.first_at <= now, cut)
+    )
+    rows = whole_totals.union_all(months_of_crossing, cut_months).subquery("rep_months")
+    return (
+        select(rows.c.customer_id, rows.c.rep_id, func.sum(rows.c.interactions).label("interactions"),
+               func.min(rows.c.first_at).label("first_at"), func.max(rows.c.last_at).label("last_at"),
+               func.max(rows.c.company_last).label("company_last"), func.sum(rows.c.personal).label("personal"))
+        .group_by(rows.c.customer_id, rows.c.rep_id)
+        .cte("rep_mail")
+    )
+
+
+def _in_month(since: ColumnElement, until: ColumnElement) -> ColumnElement[bool]:
+    """The outer query's month's interactions between `since` and `until`."""
+    month, at = _bucket.c, _interaction.c.occurred_at
+    # `+ 0`: SQLite would otherwise find them by rep, whose month holds far more mail than a customer's
+    return and_(_interaction.c.customer_id == month.customer_id, at >= since, at <= until,
+                _interaction.c.rep_id + 0 == month.rep_id, _interaction.c.channel == month.channel)
+
+
+def _month_figure(figure: ColumnElement, where: ColumnElement[bool]) -> ColumnElement:
+    """A figure of some of a month's interactions, correlated row by row so that both backends read
+    them through the index on customer and time, never the whole table."""
+    return select(figure).where(where).correlate(_bucket).scalar_subquery()
+
+
+def _figures(span: Any, start: datetime, now: datetime) -> Select:
+    """The figures of an aggregate row (a total or a month), counted when the row lies wholly in
+    the window, or wholly up to now for the last contact; a row a boundary cuts counts nothing here."""
+    company = span.channel == "company"
+    in_window = and_(span.first_at >= start, span.last_at <= now)
+    return select(
+        span.customer_id, span.rep_id,
+        case((and_(company, in_window), span.interactions), else_=0).label("interactions"),
+        case((and_(company, in_window), span.first_at)).label("first_at"),
+        case((and_(company, in_window), span.last_at)).label("last_at"),
+        case((and_(company, span.last_at <= now), span.last_at)).label("company_last"),
+        case((and_(~company, in_window), span.interactions), else_=0).label("personal"),
+    )
+
+
 def rep_activity(policy: Policy, now: datetime) -> Select:
     """Per customer and rep: company-channel interactions in the window, first and last of them."""
+    return _activity(policy, _rep_mail(policy, now))
+
+
+def _activity(policy: Policy, mail: CTE) -> Select:
     return (
-        select(
-            _interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status.label("rep_status"), _rep.c.team,
-            func.count().label("interactions"),
-            func.min(_interaction.c.occurred_at).label("first_at"),
-            func.max(_interaction.c.occurred_at).label("last_at"),
-        )
-        .join(_rep, _rep.c.id == _interaction.c.rep_id)
-        .where(_interaction.c.channel == "company", _in_window(_interaction.c.occurred_at, policy, now),
-               credited(policy))
-        .group_by(_interaction.c.customer_id, _interaction.c.rep_id, _rep.c.status, _rep.c.team)
+        select(mail.c.customer_id, mail.c.rep_id, _rep.c.status.label("rep_status"), _rep.c.team,
+               mail.c.interactions, mail.c.first_at, mail.c.last_at)
+        .join(_rep, _rep.c.id == mail.c.rep_id)
+        .where(credited(policy), mail.c.interactions > 0)
     )
 
 
 def colleagues_in_touch(policy: Policy, now: datetime) -> Select:
     """Per customer: colleagues (internal people who are not declared reps) with company-channel mail
     in the window. They get no coverage credit, but a report can say the customer is not alone."""
+    return _colleagues(policy, _rep_mail(policy, now))
+
+
+def _colleagues(policy: Policy, mail: CTE) -> Select:
     return (
-        select(_interaction.c.customer_id, func.count(func.distinct(_interaction.c.rep_id)).label("colleagues"))
-        .join(_rep, _rep.c.id == _interaction.c.rep_id)
-        .where(_interaction.c.channel == "company", _in_window(_interaction.c.occurred_at, policy, now),
-               ~credited(policy) if policy.coverage.credit == "reps" else literal(False))
-        .group_by(_interaction.c.customer_id)
+        select(mail.c.customer_id, func.count(func.distinct(mail.c.rep_id)).label("colleagues"))
+        .join(_rep, _rep.c.id == mail.c.rep_id)
+        .where(~credited(policy) if policy.coverage.credit == "reps" else literal(False), mail.c.interactions > 0)
+        .group_by(mail.c.customer_id)
     )
 
 
-def _per_customer(policy: Policy, now: datetime) -> Subquery:
+def _per_customer(policy: Policy, mail: CTE) -> Subquery:
     """Reps per customer; a team counts as one camp in a contest, a rep without a team as their own."""
-    activity = rep_activity(policy, now).subquery("activity")
+    activity = _activity(policy, mail).subquery("activity")
     active = activity.c.rep_status.in_(WORKING)
     qualifying = and_(active, activity.c.interactions >= policy.coverage.contested.min_interactions_each)
     camp = case((activity.c.team != "", "team:" + activity.c.team),
@@ -110,21 +208,16 @@ def _per_customer(policy: Policy, now: datetime) -> Subquery:
     )
 
 
-def _history(policy: Policy, now: datetime) -> Subquery:
-    """One pass over every customer's mail up to now: last company-channel contact of a credited
-    rep, and the interactions synced from a rep's personal mailbox (a source marked personal) in the
-    window. A customer without a row had no mail with anyone yet at `now`."""
+def _history(policy: Policy, mail: CTE) -> Subquery:
+    """Every customer's mail up to now: last company-channel contact of a credited rep, and the
+    interactions synced from a rep's personal mailbox (a source marked personal) in the window. A
+    customer without a row had no mail with anyone yet at `now`."""
     counts = credited(policy)
-    company = and_(_interaction.c.channel == "company", counts)
-    personal_in_window = and_(_interaction.c.channel != "company", counts,
-                              _interaction.c.occurred_at >= window_start(policy, now))
     return (
-        select(_interaction.c.customer_id,
-               func.max(case((company, _interaction.c.occurred_at), else_=None)).label("last_at"),
-               func.sum(case((personal_in_window, 1), else_=0)).label("personal_messages"))
-        .join(_rep, _rep.c.id == _interaction.c.rep_id)
-        .where(_interaction.c.occurred_at <= now)
-        .group_by(_interaction.c.customer_id)
+        select(mail.c.customer_id, func.max(case((counts, mail.c.company_last))).label("last_at"),
+               func.sum(case((counts, mail.c.personal), else_=0)).label("personal_messages"))
+        .join(_rep, _rep.c.id == mail.c.rep_id)
+        .group_by(mail.c.customer_id)
         .subquery("history")
     )
 
@@ -146,17 +239,20 @@ def _personal_sightings() -> Subquery:
 
 
 def _relays(policy: Policy, now: datetime) -> Subquery:
-    """Customer threads a rep copied or forwarded to the rep's own personal address."""
-    return (
-        select(_interaction.c.customer_id, func.count(func.distinct(_relay.c.id)).label("n"))
+    """Customer threads a rep copied or forwarded to the rep's own personal address: each relay
+    counts once for every customer its message reached through that rep. Read from the few relays
+    to their interactions, never the other way round."""
+    reached = (
+        select(_relay.c.id, _interaction.c.customer_id).distinct()
         .select_from(_relay)
         .join(_interaction, and_(_interaction.c.message_id == _relay.c.message_id,
                                  _interaction.c.rep_id == _relay.c.rep_id))
         .join(_rep, _rep.c.id == _relay.c.rep_id)
         .where(_in_window(_relay.c.occurred_at, policy, now), credited(policy))
-        .group_by(_interaction.c.customer_id)
-        .subquery("relays")
+        .subquery("reached")
     )
+    return (select(reached.c.customer_id, func.count().label("n"))
+            .group_by(reached.c.customer_id).subquery("relays"))
 
 
 def personal_request_condition(policy: Policy) -> ColumnElement[bool]:
@@ -186,7 +282,7 @@ def _requests(policy: Policy, now: datetime) -> Subquery:
 
 
 def customer_coverage(policy: Policy, now: datetime) -> Select:
-    """One row per customer: its class and the figures that decided it.
+    """One row per customer: its class, the figures that decided it, and the colleagues in touch.
 
     Order of the rules: contested (reps of several teams, or unteamed reps, each working the
     customer enough, and no owner recorded), covered, single-threaded (active reps with
@@ -195,12 +291,17 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
     personal evidence exists, dormant when there never was company-channel contact, and
     unattended for the rest (a lapsing customer, or one whose only reps in the window have left).
     """
-    per = _per_customer(policy, now)
-    history = _history(policy, now)
+    return _coverage(policy, now, _rep_mail(policy, now))
+
+
+def _coverage(policy: Policy, now: datetime, mail: CTE) -> Select:
+    per = _per_customer(policy, mail)
+    history = _history(policy, mail)
     last_contact = history.c.last_at
     sightings = _personal_sightings()
     booked = _in_address_books()
     relays, requests = _relays(policy, now), _requests(policy, now)
+    colleagues = _colleagues(policy, mail).subquery("colleagues")
     active_reps = func.coalesce(per.c.active_reps, 0)
     personal = (func.coalesce(sightings.c.n, 0) + func.coalesce(history.c.personal_messages, 0)
                 + func.coalesce(relays.c.n, 0) + func.coalesce(requests.c.n, 0))
@@ -226,6 +327,7 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
             func.coalesce(relays.c.n, 0).label("personal_relays"),
             func.coalesce(requests.c.n, 0).label("personal_requests"),
             coverage_class.label("coverage_class"),
+            func.coalesce(colleagues.c.colleagues, 0).label("colleagues"),
         )
         .select_from(_customer)
         .outerjoin(per, per.c.customer_id == _customer.c.id)
@@ -234,6 +336,7 @@ def customer_coverage(policy: Policy, now: datetime) -> Select:
         .outerjoin(relays, relays.c.customer_id == _customer.c.id)
         .outerjoin(requests, requests.c.customer_id == _customer.c.id)
         .outerjoin(booked, booked.c.customer_id == _customer.c.id)
+        .outerjoin(colleagues, colleagues.c.customer_id == _customer.c.id)
         .where(_customer.c.status != CustomerStatus.MERGED,
                or_(history.c.customer_id.is_not(None), booked.c.customer_id.is_not(None)))
     )
@@ -260,8 +363,9 @@ def personal_sighting_evidence() -> Select:
 def rep_exposure(policy: Policy, now: datetime) -> Select:
     """Per rep: what leaves with them (single-threaded customers and their interactions), what
     they hold only on personal channels, and how often they relayed company mail to themselves."""
-    coverage = customer_coverage(policy, now).cte("coverage")
-    activity = rep_activity(policy, now).cte("activity")
+    mail = _rep_mail(policy, now)
+    coverage = _coverage(policy, now, mail).cte("coverage")
+    activity = _activity(policy, mail).cte("activity")
     single = (
         select(activity.c.rep_id, func.count().label("customers"),
                func.sum(activity.c.interactions).label("interactions"))
@@ -309,7 +413,8 @@ def owner_candidates(policy: Policy, now: datetime) -> Select:
     Contested customers get an owner only from a CRM import: first contact or interaction counts
     do not settle a contest, an agreed owner does.
     """
-    coverage = customer_coverage(policy, now).subquery("coverage")
+    mail = _rep_mail(policy, now)
+    coverage = _coverage(policy, now, mail).subquery("coverage")
     rule = policy.coverage.owner_rule
     if rule == "crm":
         ranked = (
@@ -323,7 +428,7 @@ def owner_candidates(policy: Policy, now: datetime) -> Select:
         )
         eligible = coverage.c.coverage_class != DORMANT
     else:
-        activity = rep_activity(policy, now).subquery("activity")
+        activity = _activity(policy, mail).subquery("activity")
         order = ((activity.c.first_at.asc(), activity.c.rep_id.asc()) if rule == "first-to-engage"
                  else (activity.c.interactions.desc(), activity.c.first_at.asc(), activity.c.rep_id.asc()))
         ranked = (

@@ -37,10 +37,13 @@ class _InsertPlan:
     order: tuple[str, ...] | None
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
 
-    def parameters(self, rows: list[Row]) -> list[Any]:
+    def convert(self, rows: list[Row]) -> None:
         for column, process in self.processors:
             for row in rows:
                 row[column] = process(row[column])
+
+    def parameters(self, rows: list[Row]) -> list[Any]:
+        self.convert(rows)
         if self.order is None:
             return rows
         pick = itemgetter(*self.order)
@@ -66,3 +69,26 @@ def _plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _InsertPl
             processors.append((column, process))
     order = tuple(state.positiontup) if state.positiontup else None
     return _InsertPlan(state.statement, order, tuple(processors))
+
+
+def insert_returning(db: Connection, table: Table, rows: list[Row], returning: tuple[str, ...],
+                     size: int = 500) -> list[tuple[Any, ...]]:
+    """Like `insert_ignoring`, returning `returning` of the rows actually inserted, as the driver
+    gives them: multi-row VALUES with RETURNING, which skipped rows do not answer.
+
+    The rows' values are replaced by their converted form."""
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    _plan(db.dialect, table, columns).convert(rows)
+    mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
+    quote = db.dialect.identifier_preparer.quote
+    one = "(" + ", ".join([mark] * len(columns)) + ")"
+    head = f"INSERT INTO {db.dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, columns))}) VALUES "
+    tail = f" ON CONFLICT DO NOTHING RETURNING {', '.join(map(quote, returning))}"
+    inserted: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
+        values = tuple(row[column] for row in chunk for column in columns)
+        inserted += [tuple(r) for r in db.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, values)]
+    return inserted

@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select, tuple_, update
 
+from registry.aggregates import Counted, count_interactions
 from registry.batching import chunked
-from registry.bulk import insert_ignoring
+from registry.bulk import insert_ignoring, insert_returning
 from registry.facts import ContactFact, FactBatch, MessageFact, PersonFact
 from registry.models import (
     Contact,
@@ -249,22 +250,33 @@ def _insert_interactions(
     db: Connection, messages: list[MessageFact], rep_ids: dict[str, int],
     point_ids: dict[tuple[str, str], int], owners: PointOwners, message_ids: dict[str, int],
 ) -> None:
+    """Interactions and relays; the coverage aggregates count the interactions that were new. Of
+    two rows with one key the first is stored, so the first is counted."""
     contact_of, customer_of = owners
     rows = []
     relays = []
+    counted: dict[tuple[int, int, int, str], Counted] = {}
     for message in messages:
         message_id = message_ids[message.message_key]
+        occurred_at = as_utc(message.occurred_at)
         for item in message.interactions:
             point_id = point_ids[(item.contact.kind, item.contact.value)]
+            rep_id = rep_ids[item.rep_email]
             rows.append({
-                "message_id": message_id, "rep_id": rep_ids[item.rep_email], "contact_id": contact_of[point_id],
+                "message_id": message_id, "rep_id": rep_id, "contact_id": contact_of[point_id],
                 "contact_point_id": point_id, "customer_id": customer_of[point_id], "direction": item.direction,
-                "channel": item.channel, "occurred_at": as_utc(message.occurred_at),
+                "channel": item.channel, "occurred_at": occurred_at,
             })
+            counted.setdefault((message_id, rep_id, point_id, item.direction), Counted(
+                customer_of[point_id], rep_id, item.channel, occurred_at))
         relays += [{"message_id": message_id, "rep_id": rep_ids[r.rep_email], "personal_email": r.personal_email,
-                    "occurred_at": as_utc(message.occurred_at)} for r in message.relays]
-    insert_ignoring(db, Interaction.__table__, rows)
+                    "occurred_at": occurred_at} for r in message.relays]
+    new = insert_returning(db, Interaction.__table__, rows, _INTERACTION_KEY)
+    count_interactions(db, (counted[key] for key in new))
     insert_ignoring(db, PersonalRelay.__table__, relays)
+
+
+_INTERACTION_KEY = ("message_id", "rep_id", "contact_point_id", "direction")
 
 
 def _insert_sightings(

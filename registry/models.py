@@ -277,3 +277,37 @@ class RoundLease(SQLModel, table=True):
     lease_owner: str = Field(default="", max_length=128)
     lease_until: Optional[datetime] = None
     last_finished: Optional[datetime] = None
+
+
+class CoverageBucket(SQLModel, table=True):
+    """Interactions of one customer with one rep on one channel in one calendar month (UTC): what
+    coverage reads instead of every interaction. Ingest adds the rows it inserts in the batch's
+    transaction; database triggers recount a month when a merge moves or deletes interactions; a
+    rebuild recomputes them all. `first_at` and `last_at` let a query take a month whole when it
+    lies inside a window and read interactions only for a month a window's edge cuts. On SQLite
+    the rows are stored in key order (no rowid), so a customer's months are read together."""
+
+    __tablename__ = "coverage_bucket"
+    __table_args__ = {"sqlite_with_rowid": False}
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
+    rep_id: int = Field(foreign_key="rep.id", primary_key=True)
+    channel: str = Field(max_length=16, primary_key=True)
+    month: date = Field(primary_key=True)
+    interactions: int
+    first_at: datetime
+    last_at: datetime
+
+
+class CoverageTotal(SQLModel, table=True):
+    """All interactions of one customer with one rep on one channel: the sum of its `CoverageBucket`
+    months, kept beside them. Coverage reads a customer and rep's months only when their mail
+    crosses the window's start or the moment asked about; otherwise this one row answers."""
+
+    __tablename__ = "coverage_total"
+    __table_args__ = {"sqlite_with_rowid": False}
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
+    rep_id: int = Field(foreign_key="rep.id", primary_key=True)
+    channel: str = Field(max_length=16, primary_key=True)
+    interactions: int
+    first_at: datetime
+    last_at: datetime

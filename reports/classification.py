@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config.policy import Policy
 from policies.coverage import (
     CLASSES,
     class_counts,
-    colleagues_in_touch,
     customer_coverage,
     personal_sighting_evidence,
     rep_activity,
     rep_exposure,
 )
 from registry.models import CoverageSnapshot, Rep, RepStatus, utcnow
+
+STREAM_ROWS = 2000
+"""Rows a server-side cursor fetches at a time."""
 
 
 @dataclass(frozen=True)
@@ -88,34 +91,56 @@ class RepExposure:
 
 def classify(engine: Engine, policy: Policy, now: datetime) -> list[CustomerCoverage]:
     """Every customer with its class and evidence, as of `now`."""
+    return list(iter_classify(engine, policy, now))
+
+
+def iter_classify(engine: Engine, policy: Policy, now: datetime) -> Iterator[CustomerCoverage]:
+    """Every customer with its class and evidence, as of `now`, one at a time in customer order.
+
+    The class query and each evidence query are read side by side, all ordered by customer, through
+    server-side cursors on PostgreSQL: memory holds one customer's evidence, not every customer's."""
     with engine.connect() as db:
         reps = _reps(db)
-        customers = {
-            row.customer_id: CustomerCoverage(
+        stream = db.execution_options(yield_per=STREAM_ROWS)
+        activity = _per_customer(stream.execute(rep_activity(policy, now).order_by("customer_id")))
+        sightings = _per_customer(stream.execute(personal_sighting_evidence()))
+        for row in stream.execute(customer_coverage(policy, now).order_by("customer_id")):
+            customer = CustomerCoverage(
                 customer_id=row.customer_id, key=row.key, name=row.name, kind=row.kind,
                 coverage_class=row.coverage_class, owner=reps[row.owner_rep_id].email if row.owner_rep_id else "",
                 pool=bool(row.pool), interactions=int(row.interactions),
                 last_company_contact=row.last_company_contact, personal_relays=int(row.personal_relays),
                 personal_messages=int(row.personal_messages), personal_requests=int(row.personal_requests),
+                colleagues=int(row.colleagues),
             )
-            for row in db.execute(customer_coverage(policy, now).order_by("customer_id"))
-        }
-        for row in db.execute(rep_activity(policy, now)):
-            if row.customer_id in customers:
-                rep = reps[row.rep_id]
-                customers[row.customer_id].reps.append(
-                    RepActivity(rep.email, rep.name, rep.status, int(row.interactions), row.last_at))
-        for row in db.execute(colleagues_in_touch(policy, now)):
-            if row.customer_id in customers:
-                customers[row.customer_id].colleagues = int(row.colleagues)
-        for row in db.execute(personal_sighting_evidence()):
-            if row.customer_id in customers:
-                owner = reps[row.rep_id].email if row.rep_id else ""
-                customers[row.customer_id].personal_sightings.append(
-                    PersonalSighting(owner, row.source, row.name, row.entry_ref))
-    for customer in customers.values():
-        customer.reps.sort(key=lambda r: (-r.interactions, r.email))
-    return list(customers.values())
+            for found in activity(customer.customer_id):
+                rep = reps[found.rep_id]
+                customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(found.interactions),
+                                                 found.last_at))
+            customer.reps.sort(key=lambda r: (-r.interactions, r.email))
+            customer.personal_sightings = [
+                PersonalSighting(reps[found.rep_id].email if found.rep_id else "", found.source, found.name,
+                                 found.entry_ref)
+                for found in sightings(customer.customer_id)]
+            yield customer
+
+
+def _per_customer(rows: Iterable[Row]) -> Callable[[int], list[Row]]:
+    """Rows ordered by customer, taken one customer at a time in ascending order; rows of customers
+    never asked for (merged ones, or those without a class) are passed over."""
+    remaining = iter(rows)
+    pending = next(remaining, None)
+
+    def take(customer_id: int) -> list[Row]:
+        nonlocal pending
+        found = []
+        while pending is not None and pending.customer_id <= customer_id:
+            if pending.customer_id == customer_id:
+                found.append(pending)
+            pending = next(remaining, None)
+        return found
+
+    return take
 
 
 def exposure(engine: Engine, policy: Policy, now: datetime) -> list[RepExposure]:

@@ -23,6 +23,7 @@ from daemon.cli.check import check_command
 from daemon.cli.handover import depart_command, handover_app
 from daemon.cli.outbox import outbox_app
 from daemon.cli.pool import pool_app
+from daemon.cli.registry import registry_app
 from daemon.cli.reports import report_app
 from daemon.cli.templates import templates_app
 from daemon.jobs.coverage import coverage_round
@@ -40,6 +41,7 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(report_app, name="report")
 app.add_typer(pool_app, name="pool")
 app.add_typer(handover_app, name="handover")
+app.add_typer(registry_app, name="registry")
 app.add_typer(templates_app, name="templates")
 app.command("depart")(depart_command)
 app.command("check")(check_command)
