@@ -13,7 +13,8 @@ from config.policy import Policy
 from policies.coverage import customer_coverage, rep_activity
 from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact
 from registry.ingest import store_batch
-from registry.models import Interaction, Source
+from registry.models import Interaction
+from tests.support.registry import new_source
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REPS = ("ann@corp.test", "bob@corp.test")
@@ -76,11 +77,3 @@ def expected_history(facts: list, now: datetime) -> dict:
             personal += 1
         found[customer] = (last, personal)
     return found
-
-
-def new_source(engine: Engine) -> int:
-    table = Source.__table__
-    with engine.begin() as db:
-        return db.execute(table.insert().values(
-            name="mailbox", kind="maildir", channel="company", settings={}, status="new", last_error="",
-            lease_owner="").returning(table.c.id)).scalar_one()

@@ -21,9 +21,10 @@ from registry.aggregates import aggregate_rows, rebuild
 from registry.contacts import merge_contacts
 from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, SightingFact
 from registry.ingest import store_batch, store_facts
-from registry.models import CoverageBucket, Interaction, Source
+from registry.models import CoverageBucket, Interaction
 from registry.people import DeclaredRep, declare_reps
 from registry.store import MIGRATIONS, open_registry
+from tests.support.registry import new_source
 
 START = datetime(2026, 1, 28, tzinfo=timezone.utc)
 REPS = ("ann@corp.test", "bob@corp.test", "cy@corp.test")
@@ -191,13 +192,5 @@ def downgrade(engine: Engine, schema: str | None, revision: str) -> None:
     with engine.begin() as db:
         config.attributes.update(connection=db, schema=schema)
         command.downgrade(config, revision)
-
-
-def new_source(engine: Engine) -> int:
-    table = Source.__table__
-    with engine.begin() as db:
-        return db.execute(table.insert().values(
-            name="mailbox", kind="maildir", channel="company", settings={}, status="new", last_error="",
-            lease_owner="").returning(table.c.id)).scalar_one()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, SightingFact
 from registry.ingest import store_batch, store_facts
 from registry.models import Contact, ContactPoint, Customer, Rep, Source
+from tests.support.registry import new_source
 
 WHEN = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 
@@ -22,14 +23,6 @@ def batch(rep: str, customer: str, buyer: str = "buyer") -> FactBatch:
     message = MessageFact(f"<{rep}-{buyer}-{customer}@mail>", WHEN, "Order", rep, "",
                           (InteractionFact(rep, contact, "outbound", "company"),))
     return FactBatch(messages=[message], people=[PersonFact(rep, "Ann")])
-
-
-def new_source(engine: Engine) -> int:
-    table = Source.__table__
-    with engine.begin() as db:
-        return db.execute(table.insert().values(
-            name="mailbox", kind="maildir", channel="company", settings={}, status="new", last_error="",
-            lease_owner="").returning(table.c.id)).scalar_one()
 
 
 def test_rep_ids_are_learnt_only_from_committed_batches(engine: Engine) -> None:

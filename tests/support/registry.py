@@ -1,4 +1,5 @@
-"""Read a registry back as plain sets, so two registries can be compared for equality."""
+"""Registries for tests: a source row to store batches under, and a registry read back as plain sets
+so two can be compared for equality."""
 
 from __future__ import annotations
 
@@ -27,3 +28,12 @@ def snapshot(engine: Engine) -> dict[str, object]:
 def interaction_count(engine: Engine) -> int:
     with engine.connect() as db:
         return len(db.execute(select(Interaction.id)).all())
+
+
+def new_source(engine: Engine) -> int:
+    """A maildir source row that batches can be stored under without syncing it."""
+    table = Source.__table__
+    with engine.begin() as db:
+        return db.execute(table.insert().values(
+            name="mailbox", kind="maildir", channel="company", settings={}, status="new", last_error="",
+            lease_owner="").returning(table.c.id)).scalar_one()
