@@ -209,13 +209,21 @@ class Service:
             self.wake("coverage")
 
     def _departures_job(self) -> None:
-        self._tracked("departures", "departures", self._departures)
+        self._tracked("departures", "departures", lambda: self._in_round("departures", self._departures))
 
     def _outbox_job(self) -> None:
-        self._tracked("outbox", "outbox", self._outbox)
+        self._tracked("outbox", "outbox", lambda: self._in_round("outbox", self._outbox))
 
     def _coverage_job(self) -> None:
-        self._tracked("coverage", "coverage", self._coverage)
+        self._tracked("coverage", "coverage", lambda: self._in_round("coverage", self._coverage))
+
+    def _in_round(self, name: str, work: Callable[[], None]) -> str | None:
+        """Run a shared round when this daemon holds its lease; ELSEWHERE when another one does."""
+        with round_lease(self.rt.engine, name) as held:
+            if not held:
+                return ELSEWHERE
+            work()
+        return None
 
     def _tracked(self, kind: str, job_id: str, work: Callable[[], str | None]) -> None:
         """Run a job, and again at once as long as it was woken while it ran."""
@@ -271,7 +279,7 @@ class Service:
             self._retry(name, report.retry_at)
         if not report.ok:
             return "failed"
-        self._note_synced_here(name)
+        self._synced_here[name] = utcnow()
         level = logging.INFO if report.messages or report.entries or report.events or report.skipped else logging.DEBUG
         log.log(level, "synced %s in %.1f s: read %d messages (%d new), %d address-book entries, %d directory events, "
                 "%d skipped", name, report.seconds, report.messages, report.new_messages, report.entries, report.events,
@@ -284,16 +292,9 @@ class Service:
         an interval ago: with several instances each source is still synced about once per interval."""
         with self.rt.engine.connect() as db:
             last = db.execute(select(Source.last_success).where(Source.name == name)).scalar()
-        if last is None or as_utc(last) == self._synced_here.get(name):
-            return False
         half = timedelta(minutes=self.rt.settings.service.sync_interval_minutes / 2)
-        return as_utc(last) > self.started_at and utcnow() - as_utc(last) < half
-
-    def _note_synced_here(self, name: str) -> None:
-        with self.rt.engine.connect() as db:
-            last = db.execute(select(Source.last_success).where(Source.name == name)).scalar()
-        if last is not None:
-            self._synced_here[name] = as_utc(last)
+        mine = self._synced_here.get(name, self.started_at)
+        return last is not None and as_utc(last) > mine and utcnow() - as_utc(last) < half
 
     def _retry(self, name: str, at: datetime) -> None:
         """Sync again at `at`, not a whole interval later: when a transient failure's decision chose,
@@ -309,35 +310,26 @@ class Service:
         if self.stopping.is_set():
             raise Stopping
 
-    def _departures(self) -> str | None:
+    def _departures(self) -> None:
         rt = self.rt
-        with round_lease(rt.engine, "departures") as held:
-            if not held:
-                return ELSEWHERE
-            lines = departure_round(rt.engine, rt.policy, rt.settings.service.hr_folder)
+        lines = departure_round(rt.engine, rt.policy, rt.settings.service.hr_folder)
         for line in lines:
             log.info("departure: %s", line)
         DEPARTURE_ACTIONS.inc(len(lines))
         if lines:
             self.wake("outbox")
 
-    def _outbox(self) -> str | None:
-        """Under a round lease although each send is claimed on its own: one dispatcher at a time
+    def _outbox(self) -> None:
+        """Run as a leased round although each send is claimed on its own: one dispatcher at a time
         keeps the policy's rate limits exact across instances."""
         rt = self.rt
-        with round_lease(rt.engine, "outbox") as held:
-            if not held:
-                return ELSEWHERE
-            report = outbox_round(rt.engine, rt.settings, rt.policy.dispatch)
+        report = outbox_round(rt.engine, rt.settings, rt.policy.dispatch)
         record_outbox(report)
         level = logging.WARNING if report.get("error") else logging.INFO if busy(report) else logging.DEBUG
         log.log(level, "outbox: %s", changes(report))
 
-    def _coverage(self) -> str | None:
-        with round_lease(self.rt.engine, "coverage") as held:
-            if not held:
-                return ELSEWHERE
-            report = coverage_round(self.rt.engine, self.rt.policy, utcnow())
+    def _coverage(self) -> None:
+        report = coverage_round(self.rt.engine, self.rt.policy, utcnow())
         log.log(logging.INFO if busy(report) else logging.DEBUG, "coverage: %s", changes(report))
 
     # Probes
