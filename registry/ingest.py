@@ -168,7 +168,7 @@ def _ensure_contacts(
     owners.update({key: created[slot] for key, slot in planned.items()})
     insert_ignoring(db, ContactPoint.__table__, [
         {"contact_id": owners[key], "kind": key[0], "value": key[1], "bounce_reason": ""}
-        for key in facts if key not in known
+        for key in sorted(facts) if key not in known
     ])
     known.update(_point_contacts(db, [key for key in facts if key not in known]))
     unused = set(created) - {contact_id for _, contact_id in known.values()}
@@ -206,7 +206,8 @@ def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tup
 
 def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[str, int]:
     """Customer ids by key, creating new customers. A customer's name is its key until a contact
-    brings the first name for it."""
+    brings the first name for it. New keys go in key order, as contact points do: two writers (two
+    daemons) then take the unique index's locks in one order and cannot deadlock on them."""
     kinds: dict[str, str] = {}
     names: dict[str, str] = {}
     for contact in contacts:
@@ -216,7 +217,7 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
     table = Customer.__table__
     insert_ignoring(db, table, [
         {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": CustomerStatus.ACTIVE,
-         "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in kinds.items()
+         "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in sorted(kinds.items())
     ])
     if names:
         db.execute(update(table).where(table.c.key == bindparam("named_key"), table.c.name == table.c.key)
