@@ -1,13 +1,15 @@
 """Store one batch of facts and its cursor in one transaction; storing it again changes nothing.
 
 Set-based inserts with ON CONFLICT DO NOTHING keep this idempotent and safe for several
-daemon processes sharing one PostgreSQL.
+daemon processes sharing one PostgreSQL. Rows with a unique key go in key order, so two writers
+storing the same new rows at once take their locks in one order instead of deadlocking.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select, tuple_, update
@@ -239,7 +241,7 @@ def _ensure_messages(
         {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
          "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "date_source": m.date_source,
          "first_source_id": source_id}
-        for m in messages
+        for m in sorted(messages, key=attrgetter("message_key"))
     ])
     found: dict[str, int] = {}
     for chunk in chunked([m.message_key for m in linked]):
@@ -272,6 +274,7 @@ def _insert_interactions(
                 customer_of[point_id], rep_id, item.channel, occurred_at))
         relays += [{"message_id": message_id, "rep_id": rep_ids[r.rep_email], "personal_email": r.personal_email,
                     "occurred_at": occurred_at} for r in message.relays]
+    rows.sort(key=itemgetter(*_INTERACTION_KEY))
     new = insert_returning(db, Interaction.__table__, rows, _INTERACTION_KEY)
     count_interactions(db, (counted[key] for key in new))
     insert_ignoring(db, PersonalRelay.__table__, relays)

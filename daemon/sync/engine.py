@@ -224,20 +224,38 @@ def _store_events(
                 joined.append(event)
                 continue
             if joined:
-                writer.store(claimed[name], joined, reports[name])
+                _store_joined(writer, claimed[name], joined, reports[name])
                 joined = []
             _store_event(writer, event, claimed, reports)
         if joined:
-            writer.store(claimed[name], joined, reports[name])
+            _store_joined(writer, claimed[name], joined, reports[name])
+
+
+def _store_joined(writer: _Writer, source_id: int, joined: list[ReadEvent], report: SyncReport) -> None:
+    _unless_failed(writer, source_id, report, lambda: writer.store(source_id, joined, report))
+
+
+def _unless_failed(writer: _Writer, source_id: int, report: SyncReport, store: Callable[[], None]) -> None:
+    """Store what a reader sent unless an earlier batch of its source failed to store: the cursor then
+    stays where the registry last took it, and the rest is passed over until the source's last
+    event ends the claim. A failure to store fails that source alone."""
+    if report.failure is not None:
+        return
+    try:
+        store()
+    except Exception as error:  # one source's failure, whatever it is, never stops the others
+        writer.apply(source_id, ReadEvent("failed", report.source, failure=classify(error, report.source)), report)
 
 
 def _store_event(writer: _Writer, event: ReadEvent, claimed: dict[str, int], reports: dict[str, SyncReport]) -> None:
     """Apply a reader's event; a source's last one ends its claim."""
-    source_id = claimed[event.source]
-    writer.apply(source_id, event, reports[event.source])
-    if event.kind != "batch":
-        _finish(writer.engine, source_id, reports[event.source])
-        del claimed[event.source]
+    source_id, report = claimed[event.source], reports[event.source]
+    if event.kind == "batch":
+        _unless_failed(writer, source_id, report, lambda: writer.apply(source_id, event, report))
+        return
+    writer.apply(source_id, event, report)
+    _finish(writer.engine, source_id, report)
+    del claimed[event.source]
 
 
 def _claim_task(
@@ -265,7 +283,7 @@ class _Writer:
     def apply(self, source_id: int, event: ReadEvent, report: SyncReport) -> None:
         """Store a batch with its cursor (and the renewed lease) in one transaction, or note why the source failed."""
         if event.kind == "failed":
-            report.failure = event.failure
+            report.failure = report.failure or event.failure
             log.warning("source %s failed: %s", report.source, report.error)
             return
         if event.facts is None:

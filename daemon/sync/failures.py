@@ -13,10 +13,13 @@ from datetime import datetime, timedelta
 
 from connectors.errors import AuthError, ConnectorError, TransientError
 from registry.states import SourceStatus
+from registry.store import is_write_conflict
 
 log = logging.getLogger("custody.sync")
 FIRST_BACKOFF = timedelta(minutes=1)
 LONGEST_BACKOFF = timedelta(hours=1)
+CONFLICT_BACKOFF = timedelta(seconds=5)
+"""A batch that lost a race with another writer is stored again soon: nothing about it was wrong."""
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,14 @@ class Failure:
     status: SourceStatus
     error: str
     retry_after: float | None = None
+    first_backoff: timedelta = FIRST_BACKOFF
 
     def retry_at(self, now: datetime, failures: int) -> datetime | None:
         """When a transient failure is tried again: exponential backoff over the consecutive
         failures, and never before the server's own hint."""
         if self.status != SourceStatus.RETRYING:
             return None
-        backoff = min(FIRST_BACKOFF * 2 ** max(failures - 1, 0), LONGEST_BACKOFF)
+        backoff = min(self.first_backoff * 2 ** max(failures - 1, 0), LONGEST_BACKOFF)
         return now + max(backoff, timedelta(seconds=self.retry_after or 0))
 
 
@@ -42,6 +46,10 @@ def classify(error: BaseException, source: str) -> Failure:
     source fails."""
     if isinstance(error, ConnectorError | OSError):
         text = str(error) or type(error).__name__
+    elif is_write_conflict(error):
+        first_line = str(error.orig).splitlines()[0]
+        return Failure(SourceStatus.RETRYING, f"storing a batch met another writer's transaction: {first_line}",
+                       first_backoff=CONFLICT_BACKOFF)
     else:
         log.error("reading source %s failed unexpectedly", source, exc_info=error)
         text = f"unexpected {type(error).__name__}: {error}"

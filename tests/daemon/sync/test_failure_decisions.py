@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.exc import OperationalError
 
 from config.policy import Policy
 from config.sections import RepConfig
@@ -20,6 +22,7 @@ from connectors.imap import ImapSettings
 from connectors.maildir import MaildirConnector, MaildirSettings
 from connectors.records import Batch
 from daemon.sync.engine import sync_source
+from daemon.sync.failures import classify
 from registry.models import Source, utcnow
 from registry.store import open_registry
 from tests.servers.dovecot import DovecotServer
@@ -144,3 +147,57 @@ def test_an_invalid_cursor_is_dropped_and_the_source_read_again_without_duplicat
     reference = open_registry(f"sqlite:///{tmp_path / 'reference.db'}")
     sync_source(reference, settings, POLICY, source, connector=_Rebuilt(source))
     assert snapshot(engine) == snapshot(reference)
+
+
+@pytest.mark.postgres
+def test_a_deadlock_with_another_writer_is_retried_in_seconds_not_at_the_next_interval(postgres_engine: Engine) -> None:
+    """Two daemons storing the same new customers in one PostgreSQL can deadlock; the loser's batch
+    rolled back whole and is simply stored again."""
+    error = deadlock_between_two_writers(postgres_engine)
+
+    failure = classify(error, "ann")
+
+    now = utcnow()
+    assert failure.status == "retrying" and "deadlock detected" in failure.error
+    assert [failure.retry_at(now, n) - now for n in (1, 2, 3)] == [timedelta(seconds=s) for s in (5, 10, 20)]
+
+
+def test_a_registry_another_writer_keeps_locked_is_retried_in_seconds(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    open_registry(url).dispose()
+    holder = create_engine(url)
+    impatient = create_engine(url, connect_args={"timeout": 0})
+    with holder.connect() as held:
+        held.exec_driver_sql("BEGIN IMMEDIATE")  # another writer's transaction, open
+        with pytest.raises(OperationalError) as locked, impatient.begin() as db:
+            db.execute(Source.__table__.insert().values(name="ann", kind="maildir"))
+
+    failure = classify(locked.value, "ann")
+
+    assert failure.status == "retrying" and "database is locked" in failure.error
+
+
+def deadlock_between_two_writers(engine: Engine) -> BaseException:
+    """Each of two transactions updates a row, then the other's: PostgreSQL ends one of them."""
+    with engine.begin() as db:
+        db.exec_driver_sql("CREATE TABLE pair (id integer PRIMARY KEY, n integer)")
+        db.exec_driver_sql("INSERT INTO pair VALUES (1, 0), (2, 0)")
+    both_hold_one = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def update(mine: int, theirs: int) -> None:
+        try:
+            with engine.begin() as db:
+                db.exec_driver_sql(f"UPDATE pair SET n = n + 1 WHERE id = {mine}")
+                both_hold_one.wait()
+                db.exec_driver_sql(f"UPDATE pair SET n = n + 1 WHERE id = {theirs}")
+        except OperationalError as error:
+            errors.append(error)
+
+    writers = [threading.Thread(target=update, args=pair) for pair in ((1, 2), (2, 1))]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert len(errors) == 1
+    return errors[0]

@@ -132,6 +132,48 @@ def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, 
     assert statuses["gone"].status == "failing" and "does not exist" in statuses["gone"].last_error
 
 
+def test_a_batch_the_registry_refuses_fails_its_source_alone_and_the_next_sync_completes_it(
+        engine: Engine, tmp_path: Path) -> None:
+    """Deep in one mailbox, where a reader and not this process stores it, one message is refused
+    by the database itself. Its source keeps the cursor of its last stored batch; the others finish."""
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    settings = settings_for(tmp_path, sources, 2)
+    refuse_message(engine, "r1-1400@mail.test")
+
+    first = sync_sources(engine, settings, POLICY, sources)
+
+    assert [(r.source, r.ok) for r in first] == [("rep0", True), ("rep1", False), ("rep2", True)]
+    statuses = {s.name: s for s in source_statuses(engine)}
+    assert statuses["rep1"].status == "failing" and "refused by the test" in statuses["rep1"].last_error
+    assert first[1].messages < 1500 and stored_count(engine) == 3000 + first[1].messages
+    allow_every_message(engine)
+    assert all(r.ok for r in sync_sources(engine, settings, POLICY, sources))
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def refuse_message(engine: Engine, key: str) -> None:
+    """A trigger that fails the insert of one message, as a full disk or a broken constraint would."""
+    with engine.begin() as db:
+        if engine.dialect.name == "sqlite":
+            db.exec_driver_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON message WHEN NEW.message_key = '{key}' "
+                               "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+            return
+        db.exec_driver_sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                           "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
+        db.exec_driver_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON message FOR EACH ROW "
+                           f"WHEN (NEW.message_key = '{key}') EXECUTE FUNCTION refuse()")
+
+
+def allow_every_message(engine: Engine) -> None:
+    with engine.begin() as db:
+        db.exec_driver_sql("DROP TRIGGER refuse" + ("" if engine.dialect.name == "sqlite" else " ON message"))
+
+
+def stored_count(engine: Engine) -> int:
+    with engine.connect() as db:
+        return db.execute(select(func.count()).select_from(Message)).scalar_one()
+
+
 def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_completes_it(
     engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
