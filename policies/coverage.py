@@ -342,6 +342,21 @@ def _coverage(policy: Policy, now: datetime, mail: CTE) -> Select:
     )
 
 
+def coverage_with_reps(policy: Policy, now: datetime) -> Select:
+    """`customer_coverage` with its evidence of reps, in customer order: one row per customer and
+    credited rep with company-channel mail in the window (`rep_id`, `rep_interactions`,
+    `rep_last_at`), or one row without a rep. Both read the aggregates once."""
+    mail = _rep_mail(policy, now)
+    coverage = _coverage(policy, now, mail).subquery("coverage")
+    activity = _activity(policy, mail).subquery("activity")
+    return (
+        select(coverage, activity.c.rep_id, activity.c.interactions.label("rep_interactions"),
+               activity.c.last_at.label("rep_last_at"))
+        .outerjoin(activity, activity.c.customer_id == coverage.c.customer_id)
+        .order_by(coverage.c.customer_id)
+    )
+
+
 def class_counts(policy: Policy, now: datetime) -> Select:
     coverage = customer_coverage(policy, now).subquery("coverage")
     return (select(coverage.c.coverage_class, func.count().label("customers"))

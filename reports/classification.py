@@ -14,12 +14,12 @@ from config.policy import Policy
 from policies.coverage import (
     CLASSES,
     class_counts,
-    customer_coverage,
+    coverage_with_reps,
     personal_sighting_evidence,
-    rep_activity,
     rep_exposure,
 )
-from registry.models import CoverageSnapshot, Rep, RepStatus, utcnow
+from registry.models import CoverageSnapshot, RepStatus, utcnow
+from reports.evidence import Person, people
 
 STREAM_ROWS = 2000
 """Rows a server-side cursor fetches at a time."""
@@ -97,32 +97,45 @@ def classify(engine: Engine, policy: Policy, now: datetime) -> list[CustomerCove
 def iter_classify(engine: Engine, policy: Policy, now: datetime) -> Iterator[CustomerCoverage]:
     """Every customer with its class and evidence, as of `now`, one at a time in customer order.
 
-    The class query and each evidence query are read side by side, all ordered by customer, through
-    server-side cursors on PostgreSQL: memory holds one customer's evidence, not every customer's."""
+    Customers and their reps come as one stream, and personal sightings as another read beside it,
+    both ordered by customer, through server-side cursors on PostgreSQL: memory holds one
+    customer's evidence, not every customer's."""
     with engine.connect() as db:
-        reps = _reps(db)
+        reps = people(db)
         stream = db.execution_options(yield_per=STREAM_ROWS)
-        activity = _per_customer(stream.execute(rep_activity(policy, now).order_by("customer_id")))
         sightings = _per_customer(stream.execute(personal_sighting_evidence()))
-        for row in stream.execute(customer_coverage(policy, now).order_by("customer_id")):
-            customer = CustomerCoverage(
-                customer_id=row.customer_id, key=row.key, name=row.name, kind=row.kind,
-                coverage_class=row.coverage_class, owner=reps[row.owner_rep_id].email if row.owner_rep_id else "",
-                pool=bool(row.pool), interactions=int(row.interactions),
-                last_company_contact=row.last_company_contact, personal_relays=int(row.personal_relays),
-                personal_messages=int(row.personal_messages), personal_requests=int(row.personal_requests),
-                colleagues=int(row.colleagues),
-            )
-            for found in activity(customer.customer_id):
-                rep = reps[found.rep_id]
-                customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(found.interactions),
-                                                 found.last_at))
-            customer.reps.sort(key=lambda r: (-r.interactions, r.email))
-            customer.personal_sightings = [
-                PersonalSighting(reps[found.rep_id].email if found.rep_id else "", found.source, found.name,
-                                 found.entry_ref)
-                for found in sightings(customer.customer_id)]
-            yield customer
+        customer: CustomerCoverage | None = None
+        for row in stream.execute(coverage_with_reps(policy, now)):
+            if customer is None or customer.customer_id != row.customer_id:
+                if customer is not None:
+                    yield _with_sightings(customer, sightings(customer.customer_id), reps)
+                customer = _customer(row, reps)
+            if row.rep_id is not None:
+                rep = reps[row.rep_id]
+                customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(row.rep_interactions),
+                                                 row.rep_last_at))
+        if customer is not None:
+            yield _with_sightings(customer, sightings(customer.customer_id), reps)
+
+
+def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
+    return CustomerCoverage(
+        customer_id=row.customer_id, key=row.key, name=row.name, kind=row.kind,
+        coverage_class=row.coverage_class, owner=reps[row.owner_rep_id].email if row.owner_rep_id else "",
+        pool=bool(row.pool), interactions=int(row.interactions),
+        last_company_contact=row.last_company_contact, personal_relays=int(row.personal_relays),
+        personal_messages=int(row.personal_messages), personal_requests=int(row.personal_requests),
+        colleagues=int(row.colleagues),
+    )
+
+
+def _with_sightings(customer: CustomerCoverage, found: list[Row], reps: dict[int, Person]) -> CustomerCoverage:
+    """The customer complete: reps most active first, and the personal books it is in."""
+    customer.reps.sort(key=lambda r: (-r.interactions, r.email))
+    customer.personal_sightings = [
+        PersonalSighting(reps[row.rep_id].email if row.rep_id else "", row.source, row.name, row.entry_ref)
+        for row in found]
+    return customer
 
 
 def _per_customer(rows: Iterable[Row]) -> Callable[[int], list[Row]]:
@@ -194,16 +207,3 @@ def snapshot_history(engine: Engine) -> list[tuple[date, dict[str, int]]]:
                 select(table.c.day, table.c.coverage_class, table.c.customers).order_by(table.c.day)):
             history[day][name] = customers
     return sorted(history.items())
-
-
-def _reps(db: Connection) -> dict[int, RepRow]:
-    table = Rep.__table__
-    return {row.id: RepRow(row.email, row.name, row.status)
-            for row in db.execute(select(table.c.id, table.c.email, table.c.name, table.c.status))}
-
-
-@dataclass(frozen=True)
-class RepRow:
-    email: str
-    name: str
-    status: str

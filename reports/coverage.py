@@ -14,6 +14,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -77,14 +78,31 @@ class CoverageReport:
 
 def build_report(engine: Engine, policy: Policy, now: datetime,
                  messages_per_customer: int = MESSAGES_PER_CUSTOMER) -> CoverageReport:
-    customers = sorted(classify(engine, policy, now), key=risk_order)
-    summary = dict.fromkeys(CLASSES, 0)
-    summary.update(Counter(c.coverage_class for c in customers))
+    """The latest messages, the reps' exposure and the history are read on connections of their own
+    while this thread classifies: the database works on them meanwhile."""
     with engine.connect() as db:
         directory = people(db)
-        messages = latest_messages(db, policy, now, messages_per_customer)
-    return CoverageReport(now, policy, summary, customers, exposure(engine, policy, now), snapshot_history(engine),
-                          directory, messages, messages_per_customer)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        messages = pool.submit(_latest_messages, engine, policy, now, messages_per_customer, directory)
+        reps = pool.submit(exposure, engine, policy, now)
+        history = pool.submit(snapshot_history, engine)
+        customers = sorted(classify(engine, policy, now), key=risk_order)
+        summary = dict.fromkeys(CLASSES, 0)
+        summary.update(Counter(c.coverage_class for c in customers))
+        return CoverageReport(now, policy, summary, customers, reps.result(), history.result(),
+                              {person.email: person for person in directory.values()}, messages.result(),
+                              messages_per_customer)
+
+
+def messages_shown(fmt: Format, per_customer: int) -> int:
+    """Messages per customer a format shows: a CSV row has no room for them."""
+    return 0 if fmt == "csv" else per_customer
+
+
+def _latest_messages(engine: Engine, policy: Policy, now: datetime, per_customer: int,
+                     directory: dict[int, Person]) -> dict[int, list[MessageEvidence]]:
+    with engine.connect() as db:
+        return latest_messages(db, policy, now, per_customer, directory)
 
 
 def risk_order(customer: CustomerCoverage) -> tuple[int, bool, int, int, str]:
