@@ -375,51 +375,11 @@ def personal_sighting_evidence() -> Select:
     )
 
 
-def rep_exposure(policy: Policy, now: datetime) -> Select:
-    """Per rep: what leaves with them (single-threaded customers and their interactions), what
-    they hold only on personal channels, and how often they relayed company mail to themselves."""
-    mail = _rep_mail(policy, now)
-    coverage = _coverage(policy, now, mail).cte("coverage")
-    activity = _activity(policy, mail).cte("activity")
-    single = (
-        select(activity.c.rep_id, func.count().label("customers"),
-               func.sum(activity.c.interactions).label("interactions"))
-        .join(coverage, coverage.c.customer_id == activity.c.customer_id)
-        .where(coverage.c.coverage_class == SINGLE_THREADED, activity.c.rep_status.in_(WORKING))
-        .group_by(activity.c.rep_id)
-        .subquery("single")
-    )
-    totals = (select(activity.c.rep_id, func.sum(activity.c.interactions).label("interactions"),
-                     func.count().label("customers"))
-              .group_by(activity.c.rep_id).subquery("totals"))
-    personal_only = (
-        select(_sighting.c.rep_id, func.count(func.distinct(_sighting.c.customer_id)).label("customers"))
-        .join(coverage, coverage.c.customer_id == _sighting.c.customer_id)
-        .where(coverage.c.coverage_class == PERSONAL_ONLY, _sighting.c.channel == "personal")
-        .group_by(_sighting.c.rep_id)
-        .subquery("personal_only")
-    )
-    relays = (select(_relay.c.rep_id, func.count().label("n"))
-              .where(_in_window(_relay.c.occurred_at, policy, now))
-              .group_by(_relay.c.rep_id).subquery("rep_relays"))
-    return (
-        select(
-            _rep.c.id.label("rep_id"), _rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status,
-            func.coalesce(totals.c.customers, 0).label("customers"),
-            func.coalesce(totals.c.interactions, 0).label("interactions"),
-            func.coalesce(single.c.customers, 0).label("exposed_customers"),
-            func.coalesce(single.c.interactions, 0).label("exposed_interactions"),
-            func.coalesce(personal_only.c.customers, 0).label("personal_only_customers"),
-            func.coalesce(relays.c.n, 0).label("personal_relays"),
-        )
-        .outerjoin(totals, totals.c.rep_id == _rep.c.id)
-        .outerjoin(single, single.c.rep_id == _rep.c.id)
-        .outerjoin(personal_only, personal_only.c.rep_id == _rep.c.id)
-        .outerjoin(relays, relays.c.rep_id == _rep.c.id)
-        .where(or_(_rep.c.role == Role.REP, totals.c.rep_id.is_not(None), relays.c.rep_id.is_not(None),
-                   personal_only.c.rep_id.is_not(None)))
-        .order_by(func.coalesce(single.c.customers, 0).desc(), _rep.c.email)
-    )
+def rep_relays(policy: Policy, now: datetime) -> Select:
+    """(rep_id, n): how often each rep relayed company mail to their own personal address in the window."""
+    return (select(_relay.c.rep_id, func.count().label("n"))
+            .where(_in_window(_relay.c.occurred_at, policy, now))
+            .group_by(_relay.c.rep_id))
 
 
 def owner_candidates(policy: Policy, now: datetime) -> Select:

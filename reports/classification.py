@@ -13,12 +13,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from config.policy import Policy
 from policies.coverage import (
     CLASSES,
+    PERSONAL_ONLY,
+    SINGLE_THREADED,
+    WORKING,
     class_counts,
     coverage_with_reps,
     personal_sighting_evidence,
-    rep_exposure,
+    rep_relays,
 )
-from registry.models import CoverageSnapshot, RepStatus, utcnow
+from registry.models import CoverageSnapshot, RepStatus, Role, utcnow
 from reports.evidence import Person, people
 
 STREAM_ROWS = 2000
@@ -156,14 +159,51 @@ def _per_customer(rows: Iterable[Row]) -> Callable[[int], list[Row]]:
     return take
 
 
-def exposure(engine: Engine, policy: Policy, now: datetime) -> list[RepExposure]:
+def exposure(engine: Engine, policy: Policy, now: datetime,
+             customers: Iterable[CustomerCoverage] | None = None) -> list[RepExposure]:
+    """Per rep, what leaves with them, most exposed first: folded from every customer's class and
+    evidence, classified here unless the caller (a report) already holds them, so a report reads
+    the registry's aggregates once for both."""
     with engine.connect() as db:
-        return [
-            RepExposure(row.email, row.name, row.team, row.status, int(row.customers), int(row.interactions),
-                        int(row.exposed_customers), int(row.exposed_interactions),
-                        int(row.personal_only_customers), int(row.personal_relays))
-            for row in db.execute(rep_exposure(policy, now))
-        ]
+        directory = people(db)
+        relays = {directory[rep_id].email: int(n) for rep_id, n in db.execute(rep_relays(policy, now))}
+    figures: dict[str, _Exposed] = defaultdict(_Exposed)
+    for customer in iter_classify(engine, policy, now) if customers is None else customers:
+        for rep in customer.reps:
+            figures[rep.email].add(customer, rep)
+        if customer.coverage_class == PERSONAL_ONLY:
+            for email in {s.rep_email for s in customer.personal_sightings if s.rep_email}:
+                figures[email].personal_only_customers += 1
+    shown = [
+        RepExposure(person.email, person.name, person.team, person.status, *figures[person.email].counts(),
+                    relays.get(person.email, 0))
+        for person in directory.values()
+        if person.role == Role.REP or person.email in figures or person.email in relays
+    ]
+    return sorted(shown, key=lambda r: (-r.exposed_customers, r.email))
+
+
+@dataclass
+class _Exposed:
+    """One rep's running figures while the customers are folded."""
+
+    customers: int = 0
+    interactions: int = 0
+    exposed_customers: int = 0
+    exposed_interactions: int = 0
+    personal_only_customers: int = 0
+
+    def add(self, customer: CustomerCoverage, rep: RepActivity) -> None:
+        """A customer the rep worked in the window; single-threaded, it leaves when a working rep does."""
+        self.customers += 1
+        self.interactions += rep.interactions
+        if customer.coverage_class == SINGLE_THREADED and rep.status in WORKING:
+            self.exposed_customers += 1
+            self.exposed_interactions += rep.interactions
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        return (self.customers, self.interactions, self.exposed_customers, self.exposed_interactions,
+                self.personal_only_customers)
 
 
 def coverage_summary(engine: Engine, policy: Policy, now: datetime) -> dict[str, int]:

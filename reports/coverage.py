@@ -87,7 +87,8 @@ def build_report(engine: Engine, policy: Policy, now: datetime,
     with engine.connect() as db:
         directory = people(db)
         messages = latest_messages(db, policy, now, messages_per_customer, directory)
-    return CoverageReport(now, policy, summary, customers, exposure(engine, policy, now), snapshot_history(engine),
+    return CoverageReport(now, policy, summary, customers, exposure(engine, policy, now, customers),
+                          snapshot_history(engine),
                           {person.email: person for person in directory.values()}, messages, messages_per_customer)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Select, select, true
 
 from config.policy import Policy
 from policies.coverage import credited, window_start
-from registry.models import Customer, Interaction, Message, Rep
+from registry.models import Customer, Interaction, Message, Rep, Role
 
 _customer = Customer.__table__
 _interaction = Interaction.__table__
@@ -29,6 +29,7 @@ class Person:
     name: str
     team: str
     status: str
+    role: str = Role.REP
 
     @property
     def label(self) -> str:
@@ -46,7 +47,7 @@ class MessageEvidence:
 
 
 def people_query() -> Select:
-    return select(_rep.c.id, _rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status).order_by(_rep.c.email)
+    return select(_rep.c.id, _rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status, _rep.c.role).order_by(_rep.c.email)
 
 
 def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str) -> Select:
@@ -90,7 +91,7 @@ def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: st
 
 def people(db: Connection) -> dict[int, Person]:
     """Every internal person by id: reps and colleagues alike may appear in evidence."""
-    return {row.id: Person(row.email, row.name, row.team, row.status) for row in db.execute(people_query())}
+    return {row.id: Person(row.email, row.name, row.team, row.status, row.role) for row in db.execute(people_query())}
 
 
 def latest_messages(db: Connection, policy: Policy, now: datetime, per_customer: int,
