@@ -238,10 +238,10 @@ def exposure_all(engine: Any) -> dict[str, Any]:
 
 def report(fmt: str) -> Callable[[Any], dict[str, Any]]:
     def run(engine: Any) -> dict[str, Any]:
-        from reports.coverage import MESSAGES_PER_CUSTOMER, build_report, export_report, messages_shown
+        from reports.coverage import MESSAGES_PER_CUSTOMER, export_report, report_for
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / f"coverage.{fmt}"
-            built = build_report(engine, policy(), NOW, messages_shown(fmt, MESSAGES_PER_CUSTOMER))  # type: ignore[arg-type]
+            built = report_for(engine, policy(), NOW, fmt, MESSAGES_PER_CUSTOMER)  # type: ignore[arg-type]
             export_report(engine, built, fmt, out, "bench")  # type: ignore[arg-type]
             return {"bytes": out.stat().st_size}
     return run

@@ -13,6 +13,7 @@ the interactions themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,6 +56,11 @@ CONTESTED = "contested"
 UNATTENDED = "unattended"
 DORMANT = "dormant"
 CLASSES: tuple[str, ...] = (COVERED, SINGLE_THREADED, CONTESTED, PERSONAL_ONLY, UNATTENDED, DORMANT)
+SEVERITY: tuple[str, ...] = (PERSONAL_ONLY, SINGLE_THREADED, UNATTENDED, CONTESTED, DORMANT, COVERED)
+"""Most at risk first. Personal-channel-only: the company holds no company-channel thread at all;
+single-threaded: the customer leaves with one rep; unattended: contact is lapsing with nobody
+working it; contested: reachable, but nobody agreed owns it; dormant: already back in the pool;
+covered: several reps carry it."""
 WORKING = (RepStatus.ACTIVE, RepStatus.LEAVING)
 """Rep statuses that cover a customer: a rep who is leaving still works until the effective date."""
 
@@ -202,6 +208,8 @@ def _per_customer(policy: Policy, mail: CTE) -> Subquery:
             func.count(func.distinct(case((qualifying, camp), else_=None))).label("rival_camps"),
             func.count().label("reps"),
             func.sum(activity.c.interactions).label("interactions"),
+            func.max(activity.c.interactions).label("top_rep_interactions"),
+            func.sum(case((activity.c.rep_status == RepStatus.LEAVING, 1), else_=0)).label("leaving_reps"),
         )
         .group_by(activity.c.customer_id)
         .subquery("per_customer")
@@ -328,6 +336,9 @@ def _coverage(policy: Policy, now: datetime, mail: CTE) -> Select:
             func.coalesce(requests.c.n, 0).label("personal_requests"),
             coverage_class.label("coverage_class"),
             func.coalesce(colleagues.c.colleagues, 0).label("colleagues"),
+            func.coalesce(per.c.top_rep_interactions, 0).label("top_rep_interactions"),
+            func.coalesce(per.c.leaving_reps, 0).label("leaving_reps"),
+            personal.label("personal_evidence"),
         )
         .select_from(_customer)
         .outerjoin(per, per.c.customer_id == _customer.c.id)
@@ -342,19 +353,28 @@ def _coverage(policy: Policy, now: datetime, mail: CTE) -> Select:
     )
 
 
-def coverage_with_reps(policy: Policy, now: datetime) -> Select:
-    """`customer_coverage` with its evidence of reps, in customer order: one row per customer and
-    credited rep with company-channel mail in the window (`rep_id`, `rep_interactions`,
-    `rep_last_at`), or one row without a rep. Both read the aggregates once."""
+def coverage_with_reps(policy: Policy, now: datetime, most_at_risk_first: bool = False) -> Select:
+    """`customer_coverage` with its evidence of reps: one row per customer and credited rep with
+    company-channel mail in the window (`rep_id`, `rep_interactions`, `rep_last_at`), or one row
+    without a rep; a customer's rows come together. Both read the aggregates once.
+
+    In customer order, or most at risk first: by class severity (`SEVERITY`), then customers a
+    leaving rep works, then those whose mail rests most on one rep, then those with the most
+    personal evidence."""
     mail = _rep_mail(policy, now)
     coverage = _coverage(policy, now, mail).subquery("coverage")
     activity = _activity(policy, mail).subquery("activity")
-    return (
+    rows = (
         select(coverage, activity.c.rep_id, activity.c.interactions.label("rep_interactions"),
                activity.c.last_at.label("rep_last_at"))
         .outerjoin(activity, activity.c.customer_id == coverage.c.customer_id)
-        .order_by(coverage.c.customer_id)
     )
+    if not most_at_risk_first:
+        return rows.order_by(coverage.c.customer_id)
+    severity = case({name: rank for rank, name in enumerate(SEVERITY)}, value=coverage.c.coverage_class,
+                    else_=len(SEVERITY))
+    return rows.order_by(severity, (coverage.c.leaving_reps > 0).desc(), coverage.c.top_rep_interactions.desc(),
+                         coverage.c.personal_evidence.desc(), coverage.c.key, coverage.c.customer_id)
 
 
 def class_counts(policy: Policy, now: datetime) -> Select:
@@ -363,13 +383,13 @@ def class_counts(policy: Policy, now: datetime) -> Select:
             .group_by(coverage.c.coverage_class))
 
 
-def personal_sighting_evidence() -> Select:
-    """Which rep keeps which customer contact in which personal address book or import."""
+def personal_sighting_evidence(customer_ids: Sequence[int]) -> Select:
+    """Which rep keeps which of these customers' contacts in which personal address book or import."""
     return (
         select(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name.label("source"),
                func.max(_sighting.c.name).label("name"), _sighting.c.entry_ref)
         .join(_source, _source.c.id == _sighting.c.source_id)
-        .where(_sighting.c.channel == "personal")
+        .where(_sighting.c.channel == "personal", _sighting.c.customer_id.in_(customer_ids))
         .group_by(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name, _sighting.c.entry_ref)
         .order_by(_sighting.c.customer_id, _source.c.name, _sighting.c.entry_ref)
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -97,28 +97,38 @@ def classify(engine: Engine, policy: Policy, now: datetime) -> list[CustomerCove
     return list(iter_classify(engine, policy, now))
 
 
-def iter_classify(engine: Engine, policy: Policy, now: datetime) -> Iterator[CustomerCoverage]:
-    """Every customer with its class and evidence, as of `now`, one at a time in customer order.
-
-    Customers and their reps come as one stream, and personal sightings as another read beside it,
-    both ordered by customer, through server-side cursors on PostgreSQL: memory holds one
-    customer's evidence, not every customer's."""
+def iter_classify(engine: Engine, policy: Policy, now: datetime,
+                  most_at_risk_first: bool = False) -> Iterator[CustomerCoverage]:
+    """Every customer with its class and evidence, as of `now`, one at a time, in customer order or
+    most at risk first."""
     with engine.connect() as db:
-        reps = people(db)
-        stream = db.execution_options(yield_per=STREAM_ROWS)
-        sightings = _per_customer(stream.execute(personal_sighting_evidence()))
-        customer: CustomerCoverage | None = None
-        for row in stream.execute(coverage_with_reps(policy, now)):
-            if customer is None or customer.customer_id != row.customer_id:
-                if customer is not None:
-                    yield _with_sightings(customer, sightings(customer.customer_id), reps)
-                customer = _customer(row, reps)
-            if row.rep_id is not None:
-                rep = reps[row.rep_id]
-                customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(row.rep_interactions),
-                                                 row.rep_last_at))
-        if customer is not None:
-            yield _with_sightings(customer, sightings(customer.customer_id), reps)
+        for chunk in classified_chunks(db, policy, now, most_at_risk_first):
+            yield from chunk
+
+
+def classified_chunks(db: Connection, policy: Policy, now: datetime, most_at_risk_first: bool = False,
+                      size: int = STREAM_ROWS) -> Iterator[list[CustomerCoverage]]:
+    """Every customer with its class and evidence, a few thousand at a time.
+
+    Customers and their reps come as one stream, through a server-side cursor on PostgreSQL; the
+    personal sightings of each chunk are read as it completes. Memory holds one chunk's evidence,
+    never every customer's, and a caller can read more evidence per chunk (a report's messages)."""
+    reps = people(db)
+    chunk: list[CustomerCoverage] = []
+    customer: CustomerCoverage | None = None
+    for row in db.execution_options(yield_per=STREAM_ROWS).execute(coverage_with_reps(policy, now, most_at_risk_first)):
+        if customer is None or customer.customer_id != row.customer_id:
+            if len(chunk) == size:
+                yield _completed(db, chunk, reps)
+                chunk = []
+            customer = _customer(row, reps)
+            chunk.append(customer)
+        if row.rep_id is not None:
+            rep = reps[row.rep_id]
+            customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(row.rep_interactions),
+                                             row.rep_last_at))
+    if chunk:
+        yield _completed(db, chunk, reps)
 
 
 def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
@@ -132,55 +142,55 @@ def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
     )
 
 
-def _with_sightings(customer: CustomerCoverage, found: list[Row], reps: dict[int, Person]) -> CustomerCoverage:
-    """The customer complete: reps most active first, and the personal books it is in."""
-    customer.reps.sort(key=lambda r: (-r.interactions, r.email))
-    customer.personal_sightings = [
-        PersonalSighting(reps[row.rep_id].email if row.rep_id else "", row.source, row.name, row.entry_ref)
-        for row in found]
-    return customer
+def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Person]) -> list[CustomerCoverage]:
+    """The chunk's customers complete: reps most active first, and the personal books each is in."""
+    books: dict[int, list[PersonalSighting]] = defaultdict(list)
+    for row in db.execute(personal_sighting_evidence([c.customer_id for c in chunk])):
+        books[row.customer_id].append(
+            PersonalSighting(reps[row.rep_id].email if row.rep_id else "", row.source, row.name, row.entry_ref))
+    for customer in chunk:
+        customer.reps.sort(key=lambda r: (-r.interactions, r.email))
+        customer.personal_sightings = books.get(customer.customer_id, [])
+    return chunk
 
 
-def _per_customer(rows: Iterable[Row]) -> Callable[[int], list[Row]]:
-    """Rows ordered by customer, taken one customer at a time in ascending order; rows of customers
-    never asked for (merged ones, or those without a class) are passed over."""
-    remaining = iter(rows)
-    pending = next(remaining, None)
-
-    def take(customer_id: int) -> list[Row]:
-        nonlocal pending
-        found = []
-        while pending is not None and pending.customer_id <= customer_id:
-            if pending.customer_id == customer_id:
-                found.append(pending)
-            pending = next(remaining, None)
-        return found
-
-    return take
+def exposure(engine: Engine, policy: Policy, now: datetime) -> list[RepExposure]:
+    """Per rep, what leaves with them, most exposed first."""
+    fold = ExposureFold()
+    for customer in iter_classify(engine, policy, now):
+        fold.add(customer)
+    return fold.result(engine, policy, now)
 
 
-def exposure(engine: Engine, policy: Policy, now: datetime,
-             customers: Iterable[CustomerCoverage] | None = None) -> list[RepExposure]:
-    """Per rep, what leaves with them, most exposed first: folded from every customer's class and
-    evidence, classified here unless the caller (a report) already holds them, so a report reads
-    the registry's aggregates once for both."""
-    with engine.connect() as db:
-        directory = people(db)
-        relays = {directory[rep_id].email: int(n) for rep_id, n in db.execute(rep_relays(policy, now))}
-    figures: dict[str, _Exposed] = defaultdict(_Exposed)
-    for customer in iter_classify(engine, policy, now) if customers is None else customers:
+@dataclass
+class ExposureFold:
+    """Every rep's exposure, added up from customers as they are classified, so a report that
+    streams its customers reads the registry's aggregates once for both."""
+
+    figures: dict[str, _Exposed] = field(default_factory=dict)
+
+    def add(self, customer: CustomerCoverage) -> None:
         for rep in customer.reps:
-            figures[rep.email].add(customer, rep)
+            self._of(rep.email).add(customer, rep)
         if customer.coverage_class == PERSONAL_ONLY:
             for email in {s.rep_email for s in customer.personal_sightings if s.rep_email}:
-                figures[email].personal_only_customers += 1
-    shown = [
-        RepExposure(person.email, person.name, person.team, person.status, *figures[person.email].counts(),
-                    relays.get(person.email, 0))
-        for person in directory.values()
-        if person.role == Role.REP or person.email in figures or person.email in relays
-    ]
-    return sorted(shown, key=lambda r: (-r.exposed_customers, r.email))
+                self._of(email).personal_only_customers += 1
+
+    def result(self, engine: Engine, policy: Policy, now: datetime) -> list[RepExposure]:
+        """Every declared rep, and every other person with figures, most exposed first."""
+        with engine.connect() as db:
+            directory = people(db)
+            relays = {directory[rep_id].email: int(n) for rep_id, n in db.execute(rep_relays(policy, now))}
+        shown = [
+            RepExposure(person.email, person.name, person.team, person.status,
+                        *self._of(person.email).counts(), relays.get(person.email, 0))
+            for person in directory.values()
+            if person.role == Role.REP or person.email in self.figures or person.email in relays
+        ]
+        return sorted(shown, key=lambda r: (-r.exposed_customers, r.email))
+
+    def _of(self, email: str) -> _Exposed:
+        return self.figures.setdefault(email, _Exposed())
 
 
 @dataclass

@@ -12,8 +12,7 @@ import csv
 import io
 import json
 import sys
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,16 +27,20 @@ from config.policy import Policy
 from policies.coverage import (
     CLASSES,
     CONTESTED,
-    COVERED,
-    DORMANT,
-    PERSONAL_ONLY,
-    SINGLE_THREADED,
-    UNATTENDED,
+    SEVERITY,
     WORKING,
 )
 from registry.audit import audit
 from reports import charts
-from reports.classification import CustomerCoverage, RepActivity, RepExposure, classify, exposure, snapshot_history
+from reports.classification import (
+    STREAM_ROWS,
+    CustomerCoverage,
+    ExposureFold,
+    RepActivity,
+    RepExposure,
+    classified_chunks,
+    snapshot_history,
+)
 from reports.evidence import MessageEvidence, Person, latest_messages, people
 
 Format = Literal["html", "csv", "json"]
@@ -46,11 +49,6 @@ CSV_FIELDS = (
     "last_company_contact", "personal_sightings", "personal_relays", "personal_messages", "personal_requests",
     "at_risk", "colleagues", "rep_activity", "contested_by",
 )
-SEVERITY: tuple[str, ...] = (PERSONAL_ONLY, SINGLE_THREADED, UNATTENDED, CONTESTED, DORMANT, COVERED)
-"""Most at risk first. Personal-channel-only: the company holds no company-channel thread at all;
-single-threaded: the customer leaves with one rep; unattended: contact is lapsing with nobody
-working it; contested: reachable, but nobody agreed owns it; dormant: already back in the pool;
-covered: several reps carry it."""
 MESSAGES_PER_CUSTOMER = 5
 PRINT_LIMIT = 5000
 """Customers a browser prints at most: the whole filtered list would not fit a printer or a tab."""
@@ -58,17 +56,20 @@ _JSON = json.JSONEncoder(ensure_ascii=False)
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ROWS_GO_HERE = "\x00customer rows\x00"
 """Where the page's template leaves room for the customers, who are written past the template."""
-_SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITY)}
 _ENV = Environment(loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["html", "j2"]),
                    trim_blocks=True, lstrip_blocks=True)
 
 
 @dataclass
 class CoverageReport:
+    """A report as its writers read it. `customers` may be a stream, most at risk first, that can be
+    read once: `summary` and `reps` are complete, and `messages` holds the latest messages of the
+    customers read so far, once the stream has been read through."""
+
     as_of: datetime
     policy: Policy
     summary: dict[str, int]
-    customers: list[CustomerCoverage]
+    customers: Iterable[CustomerCoverage]
     reps: list[RepExposure]
     history: list[tuple[date, dict[str, int]]]
     people: dict[str, Person]
@@ -81,27 +82,45 @@ class CoverageReport:
 
 def build_report(engine: Engine, policy: Policy, now: datetime,
                  messages_per_customer: int = MESSAGES_PER_CUSTOMER) -> CoverageReport:
-    customers = sorted(classify(engine, policy, now), key=risk_order)
-    summary = dict.fromkeys(CLASSES, 0)
-    summary.update(Counter(c.coverage_class for c in customers))
+    """The whole report in memory, for the HTML page, which shows its summary before its customers."""
+    report = stream_report(engine, policy, now, messages_per_customer, keep_messages=True)
+    report.customers = list(report.customers)
+    return report
+
+
+def stream_report(engine: Engine, policy: Policy, now: datetime, messages_per_customer: int = MESSAGES_PER_CUSTOMER,
+                  keep_messages: bool = False, chunk: int = STREAM_ROWS) -> CoverageReport:
+    """A report whose customers are read as a writer takes them, a few thousand at a time with
+    their latest messages, so CSV and JSON of any size are written in constant memory."""
     with engine.connect() as db:
         directory = people(db)
-        messages = latest_messages(db, policy, now, messages_per_customer, directory)
-    return CoverageReport(now, policy, summary, customers, exposure(engine, policy, now, customers),
-                          snapshot_history(engine),
-                          {person.email: person for person in directory.values()}, messages, messages_per_customer)
+    report = CoverageReport(now, policy, dict.fromkeys(CLASSES, 0), [], [], snapshot_history(engine),
+                            {person.email: person for person in directory.values()}, {}, messages_per_customer)
+    report.customers = _read(engine, report, directory, keep_messages, chunk)
+    return report
 
 
-def messages_shown(fmt: Format, per_customer: int) -> int:
-    """Messages per customer a format shows: a CSV row has no room for them."""
-    return 0 if fmt == "csv" else per_customer
+def report_for(engine: Engine, policy: Policy, now: datetime, fmt: Format, messages_per_customer: int) -> CoverageReport:
+    """Streamed for CSV and JSON; whole for the HTML page. A CSV row has no room for messages."""
+    if fmt == "html":
+        return build_report(engine, policy, now, messages_per_customer)
+    return stream_report(engine, policy, now, 0 if fmt == "csv" else messages_per_customer)
 
 
-def risk_order(customer: CustomerCoverage) -> tuple[int, bool, int, int, str]:
-    """Class severity, then a leaving rep, then how much rests on one rep, then personal evidence."""
-    on_one_rep = max((r.interactions for r in customer.reps), default=0)
-    return (_SEVERITY_RANK.get(customer.coverage_class, len(SEVERITY)), not customer.at_risk, -on_one_rep,
-            -personal_evidence(customer), customer.key)
+def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person], keep_messages: bool,
+          chunk_size: int) -> Iterator[CustomerCoverage]:
+    fold = ExposureFold()
+    with engine.connect() as db:
+        for chunk in classified_chunks(db, report.policy, report.as_of, most_at_risk_first=True, size=chunk_size):
+            if not keep_messages:
+                report.messages.clear()
+            report.messages.update(latest_messages(db, report.policy, report.as_of, report.messages_per_customer,
+                                                   directory, [c.customer_id for c in chunk]))
+            for customer in chunk:
+                report.summary[customer.coverage_class] += 1
+                fold.add(customer)
+                yield customer
+    report.reps = fold.result(engine, report.policy, report.as_of)
 
 
 def personal_evidence(customer: CustomerCoverage) -> int:
@@ -173,14 +192,13 @@ def write_json(report: CoverageReport, out: TextIO) -> None:
         "as_of": report.as_of.isoformat(),
         "lookback_days": report.policy.lookback_days,
         "dormant_after_days": report.policy.dormant_after_days,
-        "summary": report.summary,
     }
-    out.write(json.dumps(head, ensure_ascii=False)[:-1] + ',\n"customers": [')
+    out.write(_JSON.encode(head)[:-1] + ',\n"customers": [')
     for n, customer in enumerate(report.customers):
         row = customer_row(report, customer)
         row["messages"] = message_rows(report, customer)
         out.write(("\n" if n == 0 else ",\n") + _JSON.encode(row))
-    out.write('\n],\n"reps": [')
+    out.write('\n],\n"summary": ' + _JSON.encode(report.summary) + ',\n"reps": [')
     out.write(",\n".join(_JSON.encode(rep_row(r)) for r in report.reps))
     out.write("]}\n")
 
@@ -295,7 +313,7 @@ def export_report(engine: Engine, report: CoverageReport, fmt: Format, out: Path
         WRITERS[fmt](report, stream)
     with engine.begin() as db:
         audit(db, actor, "report.exported", "report", "coverage", {
-            "format": fmt, "rows": len(report.customers), "path": str(out) if out else "-",
+            "format": fmt, "rows": sum(report.summary.values()), "path": str(out) if out else "-",
             "as_of": report.as_of.isoformat(),
         })
 

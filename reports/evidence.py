@@ -8,6 +8,7 @@ of rows per customer, so evidence never costs one query per customer.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,12 +51,13 @@ def people_query() -> Select:
     return select(_rep.c.id, _rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status, _rep.c.role).order_by(_rep.c.email)
 
 
-def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str) -> Select:
+def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str,
+                          customer_ids: Sequence[int]) -> Select:
     """Per customer, its newest `limit` messages in the window with a credited rep, newest first,
     each once per rep: a message to two contacts of one customer is two interactions, of which
     the first stored stands for both.
 
-    One query for every customer that reads only those rows, through the (customer, time) index:
+    One query for a few thousand customers that reads only those rows, through the (customer, time) index:
     PostgreSQL joins a LATERAL subquery, SQLite (which has no LATERAL) a correlated IN. A window
     function instead sorts every interaction in the window: four times slower at 2M interactions.
     """
@@ -74,13 +76,13 @@ def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: st
         .order_by(_interaction.c.occurred_at.desc(), _interaction.c.id.desc())
         .limit(limit)
     )
+    customers = select(_customer.c.id).where(_customer.c.id.in_(customer_ids))
     if dialect == "postgresql":
         shown = latest.lateral("shown")
-        rows = select(_customer.c.id).join(shown, true())
+        rows = customers.join(shown, true())
     else:
         shown = _interaction.alias("shown")
-        rows = select(_customer.c.id).join(shown, shown.c.id.in_(latest.with_only_columns(_interaction.c.id)
-                                                                  .correlate(_customer)))
+        rows = customers.join(shown, shown.c.id.in_(latest.with_only_columns(_interaction.c.id).correlate(_customer)))
     return (
         rows.with_only_columns(shown.c.customer_id, shown.c.occurred_at, shown.c.direction, shown.c.channel,
                                shown.c.rep_id, _message.c.subject)
@@ -95,12 +97,12 @@ def people(db: Connection) -> dict[int, Person]:
 
 
 def latest_messages(db: Connection, policy: Policy, now: datetime, per_customer: int,
-                    directory: dict[int, Person]) -> dict[int, list[MessageEvidence]]:
-    """The newest `per_customer` messages of each customer, each shown once per rep."""
+                    directory: dict[int, Person], customer_ids: Sequence[int]) -> dict[int, list[MessageEvidence]]:
+    """The newest `per_customer` messages of each of these customers, each shown once per rep."""
     found: dict[int, list[MessageEvidence]] = defaultdict(list)
     if per_customer <= 0:
         return found
-    query = latest_messages_query(policy, now, per_customer, db.dialect.name)
+    query = latest_messages_query(policy, now, per_customer, db.dialect.name, customer_ids)
     for customer_id, occurred_at, direction, channel, rep_id, subject in db.execute(query):
         found[customer_id].append(MessageEvidence(occurred_at, direction, channel, directory[rep_id].email, subject))
     return found

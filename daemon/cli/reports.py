@@ -15,7 +15,7 @@ from registry.audit import cli_actor
 from registry.contacts import merge_contacts
 from registry.models import as_utc, utcnow
 from reports.classification import record_snapshots
-from reports.coverage import MESSAGES_PER_CUSTOMER, build_report, export_report, messages_shown
+from reports.coverage import MESSAGES_PER_CUSTOMER, export_report, report_for
 
 report_app = typer.Typer(help="Compliance reports: coverage now, HTML, CSV or JSON.", no_args_is_help=True)
 report_app.command("handover")(handover_report)
@@ -51,11 +51,11 @@ def coverage(
     merge_contacts(rt.engine, actor)
     if now.date() >= current.date():
         record_snapshots(rt.engine, rt.policy, now, history_days)
-    report = build_report(rt.engine, rt.policy, now, messages_shown(fmt.value, messages))  # type: ignore[arg-type]
+    report = report_for(rt.engine, rt.policy, now, fmt.value, messages)  # type: ignore[arg-type]
     target = None if out == Path("-") else out or default_path(rt.settings.data_dir, now, fmt.value)
     export_report(rt.engine, report, fmt.value, target, actor, bom=not no_bom)  # type: ignore[arg-type]
     if target is not None:
-        typer.echo(f"wrote {target}: {len(report.customers)} customers "
+        typer.echo(f"wrote {target}: {sum(report.summary.values())} customers "
                    + ", ".join(f"{n} {name}" for name, n in report.summary.items()), err=True)
 
 

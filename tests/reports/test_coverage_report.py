@@ -18,7 +18,17 @@ from typer.testing import CliRunner
 from daemon.cli.app import app
 from policies.identity import KnownRep
 from registry.models import AuditEvent, CoverageSnapshot, Customer
-from reports.coverage import CSV_FIELDS, SEVERITY, WRITERS, CoverageReport, build_report, export_report, write_csv, write_json
+from reports.coverage import (
+    CSV_FIELDS,
+    SEVERITY,
+    WRITERS,
+    CoverageReport,
+    build_report,
+    export_report,
+    stream_report,
+    write_csv,
+    write_json,
+)
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
 
 ALICE, BOB = rep("alice"), rep("bob")
@@ -159,6 +169,32 @@ def test_each_format_is_written_one_customer_at_a_time(world: HandBuilt, fmt: st
     keys = [c.key for c in report.customers]
     assert all(sum(key in text for key in keys) <= 1 for text in writes)
     assert all(any(key in text for text in writes) for key in keys)
+
+
+@pytest.mark.parametrize("writer", [write_csv, write_json])
+def test_csv_and_json_stream_two_customers_at_a_time_and_say_what_the_whole_report_says(
+        world: HandBuilt, writer: Callable[[CoverageReport, TextIO], None]) -> None:
+    """Memory holds one chunk of customers with their messages, however many customers there are."""
+    for n in range(4):
+        world.conversation(BOB, f"x@solo{n}.example", n + 1, days_ago=10 + n)
+    world.update_rep(BOB, status="leaving")
+    streamed = stream_report(world.engine, POLICY, NOW, chunk=2)
+    held_at_first_row: list[tuple[int, int]] = []
+
+    class Watching(io.StringIO):
+        def write(self, text: str) -> int:
+            if "example" in text and not held_at_first_row:
+                held_at_first_row.append((len(streamed.messages), len(streamed.reps)))
+            return super().write(text)
+
+    out = Watching()
+    writer(streamed, out)
+
+    whole = build_report(world.engine, POLICY, NOW)
+    assert out.getvalue() == render(writer, whole)
+    assert sum(whole.summary.values()) > 4 and len(whole.messages) > 2
+    assert held_at_first_row[0][0] <= 2 and held_at_first_row[0][1] == 0
+    assert len(streamed.messages) <= 2 and streamed.reps == whole.reps
 
 
 def test_pool_recycle_command_clears_owners_of_dormant_customers(
