@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeGuard
 
 from alembic import command
 from alembic.config import Config
@@ -13,14 +12,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from config.database_url import database_url_problem
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 CONNECT_TIMEOUT_SECONDS = 10
-WRITE_CONFLICT_STATES = frozenset({"40P01", "40001"})
-"""PostgreSQL's deadlock_detected and serialization_failure: the transaction lost a race, not its data."""
 
 
 def open_registry(url: str, schema: str | None = None, migrate: bool = True) -> Engine:
@@ -44,18 +40,6 @@ def open_registry(url: str, schema: str | None = None, migrate: bool = True) -> 
     if migrate:
         upgrade(engine, schema)
     return engine
-
-
-def is_write_conflict(error: BaseException) -> TypeGuard[DBAPIError]:
-    """A write that another writer's transaction got in the way of: tried again, it succeeds.
-
-    Two daemons storing the same new customers can deadlock on PostgreSQL, and a writer can find
-    SQLite locked past its timeout; either rolls back the whole batch with its cursor."""
-    if not isinstance(error, DBAPIError):
-        return False
-    if getattr(error.orig, "sqlstate", None) in WRITE_CONFLICT_STATES:
-        return True
-    return "database is locked" in str(error.orig)
 
 
 def upgrade(engine: Engine, schema: str | None = None) -> None:

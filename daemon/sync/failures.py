@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connectors.errors import AuthError, ConnectorError, TransientError
+from registry.conflicts import is_write_conflict
 from registry.states import SourceStatus
-from registry.store import is_write_conflict
 
 log = logging.getLogger("custody.sync")
 FIRST_BACKOFF = timedelta(minutes=1)
@@ -47,7 +47,7 @@ def classify(error: BaseException, source: str) -> Failure:
     if isinstance(error, ConnectorError | OSError):
         text = str(error) or type(error).__name__
     elif is_write_conflict(error):
-        first_line = str(error.orig).splitlines()[0]
+        first_line = str(getattr(error, "orig", error)).splitlines()[0]
         return Failure(SourceStatus.RETRYING, f"storing a batch met another writer's transaction: {first_line}",
                        first_backoff=CONFLICT_BACKOFF)
     else:
