@@ -10,8 +10,8 @@ tree plus Dovecot's (`cpu_seconds_with_server`), which other work on a shared ma
 
     python bench/imap_sync.py [--workdir DIR]   # DIR keeps the loaded Dovecot between runs
 
-One bare pass warms Dovecot's caches first; then the bare loop and custody's full sync alternate
-for three rounds and the median of each is compared.
+One bare pass warms Dovecot's caches first; then the bare loop, custody's full sync and its
+in-process sync alternate for three rounds and the median of each is compared.
 """
 
 from __future__ import annotations
@@ -333,12 +333,12 @@ def main() -> None:
         loaded = load_corpus(server)
         load_seconds = time.perf_counter() - started
         in_own_process("bare", server, scratch)
-        bares, custodies = [], []
+        bares, custodies, in_processes = [], [], []
         for round_number in range(ROUNDS):
             bares.append(in_own_process("bare", server, scratch))
             custodies.append(in_own_process("custody", server, scratch / f"round{round_number}"))
-        bare, custody = median_run(bares), median_run(custodies)
-        in_process = in_own_process("custody_in_process", server, scratch)
+            in_processes.append(in_own_process("custody_in_process", server, scratch / f"round{round_number}"))
+        bare, custody, in_process = median_run(bares), median_run(custodies), median_run(in_processes)
         connector = in_own_process("connector", server, scratch)
         mbsync = in_own_process("mbsync", server, scratch) if shutil.which("mbsync") else None
     finally:
@@ -352,7 +352,8 @@ def main() -> None:
                               "reader_processes": custody["workers"],
                               "machine_cpu_seconds": round(custody["machine_cpu_seconds"], 2),
                               "cpu_seconds_with_server": round(with_server(custody), 2)},
-        "custody_in_process": summary(in_process, in_process["tree_peak_rss_mb"], in_process["cpu_seconds"]),
+        "custody_in_process": {**summary(in_process, in_process["tree_peak_rss_mb"], in_process["cpu_seconds"]),
+                               "all_seconds": in_process["all_seconds"]},
         "connector_only": summary(connector, connector["peak_rss_mb"], connector["cpu_seconds"]),
         "bare_imapclient": {**summary(bare, bare["peak_rss_mb"], bare["cpu_seconds"]),
                             "all_seconds": bare["all_seconds"],

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import HeaderParser
-from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
 from typing import Literal, NamedTuple
@@ -30,7 +29,7 @@ MAX_HEADER_BYTES = 16 << 20
 HEADER_TOO_LARGE = f"header section larger than {MAX_HEADER_BYTES >> 20} MiB"
 MAX_REASON = 200
 _PARSER = HeaderParser()
-_FIELD_NAME = re.compile(r"[\041-\071\073-\176]+")
+_PLAIN_FIELD = re.compile(r"([\041-\071\073-\176]+):([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)(?:\r\n|\r|\n|\Z)")
 _OTHER_LINE_BREAKS = re.compile(r"[\x0b\x0c\x1c-\x1e]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _BRACKETED = re.compile(r"<([^<>@\s]+@[^<>@\s]+)>")
@@ -128,12 +127,12 @@ def _parse(
         bcc=_addresses(fields.get("bcc"), "Bcc", unread),
         reply_to=_addresses(fields.get("reply-to"), "Reply-To", unread),
         subject=subject,
-        in_reply_to=_first_msgid(_text(_first(fields, "in-reply-to"))),
-        auto_submitted=_text(_first(fields, "auto-submitted")).lower(),
-        precedence=_text(_first(fields, "precedence")).lower(),
-        list_id=_text(_first(fields, "list-id")),
-        content_type=_text(_first(fields, "content-type")).split(";", 1)[0].strip().lower(),
-        return_path=_text(_first(fields, "return-path")),
+        in_reply_to=_first_msgid(_first_text(fields, "in-reply-to")),
+        auto_submitted=_first_text(fields, "auto-submitted").lower(),
+        precedence=_first_text(fields, "precedence").lower(),
+        list_id=_first_text(fields, "list-id"),
+        content_type=_first_text(fields, "content-type").split(";", 1)[0].strip().lower(),
+        return_path=_first_text(fields, "return-path"),
         channel=channel,
         date_source=date_source,
     )
@@ -170,10 +169,11 @@ def header_fields(raw: bytes) -> list[tuple[str, str]]:
     """(name, value) of every header field, exactly as email.parser's `raw_items()` gives them.
 
     Raw values, so a header in 8-bit UTF-8 (RFC 6532) keeps its text: compat32's `items()` would
-    turn each of its bytes into U+FFFD. A plain header section is cut into fields here and each
-    field unfolded by the email package's compat32 policy, because FeedParser's line-by-line
-    machinery was half of all header parsing on Enron (0.34 of 0.85 s, down to 0.16 s); any
-    section email.parser would treat specially goes to email.parser itself.
+    turn each of its bytes into U+FFFD. A plain header section is cut into fields here, each value
+    as compat32's `header_source_parse` gives it, because FeedParser's line-by-line machinery was
+    half of all header parsing on Enron (0.34 of 0.85 s, down to 0.16 s; matching each field whole
+    rather than line by line took another quarter off); any section email.parser would treat
+    specially goes to email.parser itself.
     """
     text = header_block(raw).decode("ascii", "surrogateescape")
     fields = _plain_fields(text)
@@ -183,23 +183,20 @@ def header_fields(raw: bytes) -> list[tuple[str, str]]:
 def _plain_fields(text: str) -> list[tuple[str, str]] | None:
     """None unless every line is a field, a continuation of one, or the blank line ending them: a
     Unix From line, a stray first continuation, a missing blank line or an unusual line break each
-    get email.parser's own handling."""
+    get email.parser's own handling. Each field is matched whole, continuations included, and its
+    value made as compat32's `header_source_parse` makes it (leading blanks of its first line
+    dropped, line breaks inside kept), without cutting the section into lines first."""
     if _OTHER_LINE_BREAKS.search(text):
         return None
-    fields: list[list[str]] = []
-    for line in text.splitlines(keepends=True):
-        if line[0] in " \t":
-            if not fields:
-                return None
-            fields[-1].append(line)
-        elif line[0] in "\r\n":
-            break
-        else:
-            name, colon, _ = line.partition(":")
-            if not colon or not _FIELD_NAME.fullmatch(name) or line.startswith("From "):
-                return None
-            fields.append([line])
-    return [compat32.header_source_parse(lines) for lines in fields]
+    fields: list[tuple[str, str]] = []
+    position, end = 0, len(text)
+    while position < end and text[position] not in "\r\n":
+        field = _PLAIN_FIELD.match(text, position)
+        if field is None:
+            return None
+        fields.append((field[1], field[2].lstrip(" \t")))
+        position = field.end()
+    return fields
 
 
 def _fields(pairs: list[tuple[str, str]]) -> dict[str, list[object]]:
@@ -213,6 +210,12 @@ def _fields(pairs: list[tuple[str, str]]) -> dict[str, list[object]]:
 def _first(fields: dict[str, list[object]], name: str) -> object:
     values = fields.get(name)
     return values[0] if values else None
+
+
+def _first_text(fields: dict[str, list[object]], name: str) -> str:
+    """The first value of a field that most mail lacks, as storable text."""
+    values = fields.get(name)
+    return _text(values[0]) if values else ""
 
 
 def _text(value: object, limit: int | None = MAX_TEXT) -> str:
@@ -302,8 +305,13 @@ def _bracketed_addresses(text: str) -> tuple[Address, ...]:
 def parse_date(value: object) -> datetime | None:
     """An RFC 5322 (or asctime) date in UTC, None when there is none to read."""
     text = _text(value)
-    if not text:
-        return None
+    return _read_date(text) if text else None
+
+
+@lru_cache(maxsize=65536)
+def _read_date(text: str) -> datetime | None:
+    """Remembered: one message's copies in several folders and mailboxes carry the same Date, as do
+    the Received stamps of mail one relay passed on at once."""
     try:
         parsed = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Date, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Date, Insert, Table, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from registry.bulk import flavour, insert_many
 from registry.models import CoverageBucket, CoverageTotal, Interaction
 
 _bucket = CoverageBucket.__table__
@@ -81,18 +82,25 @@ def _add(found: dict[Any, list[Any]], key: Any, n: int, first: datetime, last: d
         figures[2] = max(figures[2], last)
 
 
-def _upsert(db: Connection, table: Any, key: tuple[str, ...], found: dict[Any, list[Any]]) -> None:
+def _upsert(db: Connection, table: Table, key: tuple[str, ...], found: dict[Any, list[Any]]) -> None:
     if not found:
         return
-    rows = [dict(zip((*key, *FIGURES), (*k, *figures), strict=True)) for k, figures in sorted(found.items())]
-    postgres = db.dialect.name == "postgresql"
-    insert = (postgresql if postgres else sqlite).insert(table)
-    earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
-    db.execute(insert.on_conflict_do_update(index_elements=list(key), set_={
+    columns = (*key, *FIGURES)
+    rows = [dict(zip(columns, (*k, *figures), strict=True)) for k, figures in sorted(found.items())]
+    insert_many(db, _adding(db.dialect.name, table, key), rows)
+
+
+@lru_cache(maxsize=8)
+def _adding(dialect_name: str, table: Table, key: tuple[str, ...]) -> Insert:
+    """The upsert that adds a batch's counts to a row: built once, so its compiled form is reused."""
+    insert = flavour(dialect_name).insert(table)
+    earliest, latest = (func.least, func.greatest) if dialect_name == "postgresql" else (func.min, func.max)
+    statement: Insert = insert.on_conflict_do_update(index_elements=list(key), set_={
         "interactions": table.c.interactions + insert.excluded.interactions,
         "first_at": earliest(table.c.first_at, insert.excluded.first_at),
         "last_at": latest(table.c.last_at, insert.excluded.last_at),
-    }), rows)
+    })
+    return statement
 
 
 def recounted() -> Any:

@@ -2,7 +2,7 @@
 
 A sync inserts tens of thousands of rows per minute. SQLAlchemy's executemany turns every row's
 parameters into a new dict and runs each value's type processor through generic code; here the
-statement is compiled once per table and column set, the dialect's own processors convert only
+statement is compiled once per statement and column set, the dialect's own processors convert only
 the columns that have one, and the driver's executemany gets the rows as they are.
 """
 
@@ -14,7 +14,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Connection, Dialect, Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 Row = dict[str, Any]
@@ -27,8 +27,28 @@ def insert_ignoring(db: Connection, table: Table, rows: list[Row]) -> int:
     The rows' values are replaced by their converted form."""
     if not rows:
         return 0
-    plan = _plan(db.dialect, table, tuple(rows[0]))
-    return max(db.exec_driver_sql(plan.sql, plan.parameters(rows)).rowcount, 0)
+    return max(insert_many(db, _ignoring(db.dialect.name, table), rows), 0)
+
+
+def insert_many(db: Connection, statement: Insert, rows: list[Row]) -> int:
+    """Run an INSERT (an upsert too) once per row of `rows` (all with the same keys); returns the
+    driver's row count. `statement` should be built once and reused, as its compiled form is
+    remembered by identity.
+
+    The rows' values are replaced by their converted form."""
+    plan = _plan(db.dialect, statement, tuple(rows[0]))
+    return int(db.exec_driver_sql(plan.sql, plan.parameters(rows)).rowcount)
+
+
+def flavour(dialect_name: str) -> Any:
+    """The dialect module whose `insert` has ON CONFLICT: PostgreSQL's or SQLite's."""
+    return postgresql if dialect_name == "postgresql" else sqlite
+
+
+@lru_cache(maxsize=64)
+def _ignoring(dialect_name: str, table: Table) -> Insert:
+    statement: Insert = flavour(dialect_name).insert(table).on_conflict_do_nothing()
+    return statement
 
 
 @dataclass(frozen=True)
@@ -53,14 +73,14 @@ class _InsertPlan:
 
 
 @lru_cache(maxsize=64)
-def _plan(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _InsertPlan:
-    """Built once per table and column set: a sync runs each a thousand times.
+def _plan(dialect: Dialect, statement: Insert, columns: tuple[str, ...]) -> _InsertPlan:
+    """Built once per statement and column set: a sync runs each a thousand times.
 
     Public SQLAlchemy API only, since a compiler's own attributes may change in any release: the SQL
     and the positional parameter order come from `construct_expanded_state`, the converters from
     each column type's `bind_processor`."""
-    flavour = postgresql if dialect.name == "postgresql" else sqlite
-    compiled = flavour.insert(table).on_conflict_do_nothing().compile(dialect=dialect, column_keys=list(columns))
+    table = statement.table
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     state = compiled.construct_expanded_state(dict.fromkeys(columns))
     processors = []
     for column in columns:
@@ -80,7 +100,7 @@ def insert_returning(db: Connection, table: Table, rows: list[Row], returning: t
     if not rows:
         return []
     columns = tuple(rows[0])
-    _plan(db.dialect, table, columns).convert(rows)
+    _plan(db.dialect, _ignoring(db.dialect.name, table), columns).convert(rows)
     mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
     quote = db.dialect.identifier_preparer.quote
     one = "(" + ", ".join([mark] * len(columns)) + ")"

@@ -114,17 +114,26 @@ def ensure_reps(
     known = _rep_ids(db, names)
     missing = [e for e in names if e not in known]
     if missing:
-        now = utcnow()
-        insert_ignoring(db, Rep.__table__, [
-            {"email": e, "name": names[e], "team": "", "status": RepStatus.ACTIVE, "role": roles[e], "tenure": 0,
-             "locale": "en", "created_at": now, "updated_at": now} for e in missing
-        ])
-        created = dict(db.execute(select(Rep.id, Rep.email).where(Rep.email.in_(missing))).all())
-        insert_ignoring(db, RepAddress.__table__, [
-            {"rep_id": rep_id, "email": email, "kind": "company"} for rep_id, email in created.items()
-        ])
-        known.update(_rep_ids(db, missing))
+        known.update(_create_people(db, missing, names, roles))
     return found | known
+
+
+def _create_people(db: Connection, missing: list[str], names: dict[str, str], roles: dict[str, str]) -> dict[str, int]:
+    """Person ids of addresses no person has yet, creating them. Read back only when another
+    writer stored some of them first: what this transaction inserted, it knows already."""
+    now = utcnow()
+    created = dict(insert_returning(db, Rep.__table__, [
+        {"email": e, "name": names[e], "team": "", "status": RepStatus.ACTIVE, "role": roles[e], "tenure": 0,
+         "locale": "en", "created_at": now, "updated_at": now} for e in missing
+    ], ("email", "id")))
+    if len(created) < len(missing):
+        created = dict(db.execute(select(Rep.email, Rep.id).where(Rep.email.in_(missing))).all())
+    addresses = insert_ignoring(db, RepAddress.__table__, [
+        {"rep_id": created[email], "email": email, "kind": "company"} for email in sorted(created)
+    ])
+    if addresses < len(missing):
+        return _rep_ids(db, missing)
+    return created
 
 
 def _rep_ids(db: Connection, emails: Iterable[str]) -> dict[str, int]:
@@ -145,7 +154,7 @@ def _ensure_contacts(
     """
     all_groups = [[c] for c in singles] + list(groups)
     facts = {(c.kind, c.value): c for group in all_groups for c in group}
-    customer_ids = _ensure_customers(db, facts.values())
+    new_customers = _ensure_customers(db, facts.values())
     known = _point_contacts(db, facts)
     owners: dict[tuple[str, str], int] = {key: contact_id for key, (_, contact_id) in known.items()}
     planned: dict[tuple[str, str], int] = {}
@@ -166,12 +175,13 @@ def _ensure_contacts(
                     owners[key] = existing
                 else:
                     planned[key] = slot  # type: ignore[assignment]
-    created = _insert_contacts(db, new_contacts, customer_ids)
+    created = _insert_contacts(db, new_contacts, _customer_ids(db, new_contacts, new_customers))
     owners.update({key: created[slot] for key, slot in planned.items()})
-    insert_ignoring(db, ContactPoint.__table__, [
+    inserted = insert_returning(db, ContactPoint.__table__, [
         {"contact_id": owners[key], "kind": key[0], "value": key[1], "bounce_reason": ""}
         for key in sorted(facts) if key not in known
-    ])
+    ], ("kind", "value", "id", "contact_id"))
+    known.update({(kind, value): (point_id, contact_id) for kind, value, point_id, contact_id in inserted})
     known.update(_point_contacts(db, [key for key in facts if key not in known]))
     unused = set(created) - {contact_id for _, contact_id in known.values()}
     if unused:
@@ -207,9 +217,9 @@ def _point_contacts(db: Connection, keys: Iterable[tuple[str, str]]) -> dict[tup
 
 
 def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[str, int]:
-    """Customer ids by key, creating new customers. A customer's name is its key until a contact
-    brings the first name for it. New keys go in key order, as contact points do: two writers (two
-    daemons) then take the unique index's locks in one order and cannot deadlock on them."""
+    """Create new customers; returns the ids of those created. A customer's name is its key until a
+    contact brings the first name for it. New keys go in key order, as contact points do: two
+    writers (two daemons) then take the unique index's locks in one order and cannot deadlock on them."""
     kinds: dict[str, str] = {}
     names: dict[str, str] = {}
     for contact in contacts:
@@ -217,16 +227,23 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
         if contact.customer_name:
             names.setdefault(contact.customer_key, contact.customer_name[:256])
     table = Customer.__table__
-    insert_ignoring(db, table, [
+    now = utcnow()
+    created = dict(insert_returning(db, table, [
         {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": CustomerStatus.ACTIVE,
-         "locale": "", "timezone": "", "created_at": utcnow()} for key, kind in sorted(kinds.items())
-    ])
+         "locale": "", "timezone": "", "created_at": now} for key, kind in sorted(kinds.items())
+    ], ("key", "id")))
     if names:
         db.execute(update(table).where(table.c.key == bindparam("named_key"), table.c.name == table.c.key)
                    .values(name=bindparam("known_name")),
                    [{"named_key": key, "known_name": name} for key, name in names.items()])
-    found: dict[str, int] = {}
-    for chunk in chunked(list(kinds)):
+    return created
+
+
+def _customer_ids(db: Connection, contacts: list[ContactFact], created: dict[str, int]) -> dict[str, int]:
+    """Customer ids of the contacts about to be created: only those of customers stored before are read."""
+    table = Customer.__table__
+    found = {c.customer_key: created[c.customer_key] for c in contacts if c.customer_key in created}
+    for chunk in chunked(sorted({c.customer_key for c in contacts} - found.keys())):
         found.update(db.execute(select(table.c.key, table.c.id).where(table.c.key.in_(chunk))).all())
     return found
 
@@ -235,18 +252,18 @@ def _ensure_messages(
     db: Connection, source_id: int, messages: list[MessageFact], linked: list[MessageFact]
 ) -> tuple[dict[str, int], int]:
     """Store `messages`; returns the ids of the `linked` ones, which interactions or relays point at
-    (most mail has neither), and how many were new."""
+    (most mail has neither), and how many were new. Only linked messages stored before are looked up."""
     table = Message.__table__
-    new = insert_ignoring(db, table, [
+    inserted = dict(insert_returning(db, table, [
         {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
          "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "date_source": m.date_source,
          "first_source_id": source_id}
         for m in sorted(messages, key=attrgetter("message_key"))
-    ])
-    found: dict[str, int] = {}
-    for chunk in chunked([m.message_key for m in linked]):
+    ], ("message_key", "id")))
+    found = {m.message_key: inserted[m.message_key] for m in linked if m.message_key in inserted}
+    for chunk in chunked([m.message_key for m in linked if m.message_key not in found]):
         found.update(db.execute(select(table.c.message_key, table.c.id).where(table.c.message_key.in_(chunk))).all())
-    return found, new
+    return found, len(inserted)
 
 
 def _insert_interactions(
