@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 
 from config.policy import Policy
+from registry.batching import among
 from registry.models import (
     CoverageBucket,
     CoverageTotal,
@@ -383,13 +384,13 @@ def class_counts(policy: Policy, now: datetime) -> Select:
             .group_by(coverage.c.coverage_class))
 
 
-def personal_sighting_evidence(customer_ids: Sequence[int]) -> Select:
+def personal_sighting_evidence(customer_ids: Sequence[int], dialect: str) -> Select:
     """Which rep keeps which of these customers' contacts in which personal address book or import."""
     return (
         select(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name.label("source"),
                func.max(_sighting.c.name).label("name"), _sighting.c.entry_ref)
         .join(_source, _source.c.id == _sighting.c.source_id)
-        .where(_sighting.c.channel == "personal", _sighting.c.customer_id.in_(customer_ids))
+        .where(_sighting.c.channel == "personal", among(_sighting.c.customer_id, customer_ids, dialect))
         .group_by(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name, _sighting.c.entry_ref)
         .order_by(_sighting.c.customer_id, _source.c.name, _sighting.c.entry_ref)
     )

@@ -1,11 +1,23 @@
-"""Bounded chunks, so IN lists and multi-row inserts stay within every database's parameter limits."""
+"""Bounded chunks, so IN lists and multi-row inserts stay within every database's parameter limits;
+and lists of ids as one parameter where the database takes arrays."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 
 
 def chunked(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def among(column: ColumnElement[int], ids: Sequence[int], dialect: str) -> ColumnElement[bool]:
+    """`column` is one of `ids`. On PostgreSQL one array parameter: thousands of placeholders would
+    make its driver parse a long statement again at every run, which cost more than the query."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)

@@ -115,20 +115,24 @@ def classified_chunks(db: Connection, policy: Policy, now: datetime, most_at_ris
     never every customer's, and a caller can read more evidence per chunk (a report's messages)."""
     reps = people(db)
     chunk: list[CustomerCoverage] = []
+    in_books: list[int] = []
     customer: CustomerCoverage | None = None
-    for row in db.execution_options(yield_per=STREAM_ROWS).execute(coverage_with_reps(policy, now, most_at_risk_first)):
+    streamed = coverage_with_reps(policy, now, most_at_risk_first).execution_options(yield_per=STREAM_ROWS)
+    for row in db.execute(streamed):
         if customer is None or customer.customer_id != row.customer_id:
             if len(chunk) == size:
-                yield _completed(db, chunk, reps)
-                chunk = []
+                yield _completed(db, chunk, reps, in_books)
+                chunk, in_books = [], []
             customer = _customer(row, reps)
             chunk.append(customer)
+            if row.personal_sightings:
+                in_books.append(customer.customer_id)
         if row.rep_id is not None:
             rep = reps[row.rep_id]
             customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(row.rep_interactions),
                                              row.rep_last_at))
     if chunk:
-        yield _completed(db, chunk, reps)
+        yield _completed(db, chunk, reps, in_books)
 
 
 def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
@@ -142,10 +146,12 @@ def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
     )
 
 
-def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Person]) -> list[CustomerCoverage]:
-    """The chunk's customers complete: reps most active first, and the personal books each is in."""
+def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Person],
+               in_books: list[int]) -> list[CustomerCoverage]:
+    """The chunk's customers complete: reps most active first, and the personal books each is in,
+    read only for the customers `in_books` (the class query counted their entries)."""
     books: dict[int, list[PersonalSighting]] = defaultdict(list)
-    for row in db.execute(personal_sighting_evidence([c.customer_id for c in chunk])):
+    for row in db.execute(personal_sighting_evidence(in_books, db.dialect.name)) if in_books else ():
         books[row.customer_id].append(
             PersonalSighting(reps[row.rep_id].email if row.rep_id else "", row.source, row.name, row.entry_ref))
     for customer in chunk:
