@@ -31,6 +31,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    type_coerce,
 )
 
 from config.policy import Policy
@@ -49,6 +50,7 @@ from registry.models import (
     Sighting,
     Source,
 )
+from registry.utc import UtcTime
 
 COVERED = "covered"
 SINGLE_THREADED = "single-threaded"
@@ -330,7 +332,7 @@ def _coverage(policy: Policy, now: datetime, mail: CTE) -> Select:
             _customer.c.owner_rep_id, _customer.c.pool,
             active_reps.label("active_reps"),
             func.coalesce(per.c.interactions, 0).label("interactions"),
-            last_contact.label("last_company_contact"),
+            type_coerce(last_contact, UtcTime).label("last_company_contact"),
             func.coalesce(sightings.c.n, 0).label("personal_sightings"),
             func.coalesce(history.c.personal_messages, 0).label("personal_messages"),
             func.coalesce(relays.c.n, 0).label("personal_relays"),
@@ -367,7 +369,7 @@ def coverage_with_reps(policy: Policy, now: datetime, most_at_risk_first: bool =
     activity = _activity(policy, mail).subquery("activity")
     rows = (
         select(coverage, activity.c.rep_id, activity.c.interactions.label("rep_interactions"),
-               activity.c.last_at.label("rep_last_at"))
+               type_coerce(activity.c.last_at, UtcTime).label("rep_last_at"))
         .outerjoin(activity, activity.c.customer_id == coverage.c.customer_id)
     )
     if not most_at_risk_first:

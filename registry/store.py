@@ -33,9 +33,8 @@ def open_registry(url: str, schema: str | None = None, migrate: bool = True) -> 
     else:
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        options: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-        if schema:
-            options["options"] = f"-csearch_path={schema}"
+        options: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                                      "options": "-ctimezone=UTC" + (f" -csearch_path={schema}" if schema else "")}
         engine = create_engine(url, connect_args=options, pool_pre_ping=True)
     if migrate:
         upgrade(engine, schema)

@@ -155,7 +155,8 @@ def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Pe
         books[row.customer_id].append(
             PersonalSighting(reps[row.rep_id].email if row.rep_id else "", row.source, row.name, row.entry_ref))
     for customer in chunk:
-        customer.reps.sort(key=lambda r: (-r.interactions, r.email))
+        if len(customer.reps) > 1:
+            customer.reps.sort(key=lambda r: (-r.interactions, r.email))
         customer.personal_sightings = books.get(customer.customer_id, [])
     return chunk
 

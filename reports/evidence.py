@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Select, select, true
+from sqlalchemy import Connection, Select, select, true, type_coerce
 
 from config.policy import Policy
 from policies.coverage import credited, window_start
 from registry.batching import among
 from registry.models import Customer, Interaction, Message, Rep, Role
+from registry.utc import UtcTime
 
 _customer = Customer.__table__
 _interaction = Interaction.__table__
@@ -85,8 +86,8 @@ def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: st
         shown = _interaction.alias("shown")
         rows = customers.join(shown, shown.c.id.in_(latest.with_only_columns(_interaction.c.id).correlate(_customer)))
     return (
-        rows.with_only_columns(shown.c.customer_id, shown.c.occurred_at, shown.c.direction, shown.c.channel,
-                               shown.c.rep_id, _message.c.subject)
+        rows.with_only_columns(shown.c.customer_id, type_coerce(shown.c.occurred_at, UtcTime), shown.c.direction,
+                               shown.c.channel, shown.c.rep_id, _message.c.subject)
         .join(_message, _message.c.id == shown.c.message_id)
         .order_by(shown.c.customer_id, shown.c.occurred_at.desc(), shown.c.id.desc())
     )
