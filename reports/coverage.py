@@ -82,21 +82,26 @@ class CoverageReport:
 
 def build_report(engine: Engine, policy: Policy, now: datetime,
                  messages_per_customer: int = MESSAGES_PER_CUSTOMER) -> CoverageReport:
-    """The whole report in memory, for the HTML page, which shows its summary before its customers."""
-    report = stream_report(engine, policy, now, messages_per_customer, keep_messages=True)
+    """The whole report in memory, for the HTML page, which shows its summary before its customers.
+    Holding every customer anyway, it reads their latest messages in one query in customer order,
+    which the database answers faster than chunks of customers scattered by risk."""
+    report = stream_report(engine, policy, now, 0)
     report.customers = list(report.customers)
+    report.messages_per_customer = messages_per_customer
+    with engine.connect() as db:
+        report.messages = latest_messages(db, policy, now, messages_per_customer, people(db))
     return report
 
 
 def stream_report(engine: Engine, policy: Policy, now: datetime, messages_per_customer: int = MESSAGES_PER_CUSTOMER,
-                  keep_messages: bool = False, chunk: int = STREAM_ROWS) -> CoverageReport:
+                  chunk: int = STREAM_ROWS) -> CoverageReport:
     """A report whose customers are read as a writer takes them, a few thousand at a time with
     their latest messages, so CSV and JSON of any size are written in constant memory."""
     with engine.connect() as db:
         directory = people(db)
     report = CoverageReport(now, policy, dict.fromkeys(CLASSES, 0), [], [], snapshot_history(engine),
                             {person.email: person for person in directory.values()}, {}, messages_per_customer)
-    report.customers = _read(engine, report, directory, keep_messages, chunk)
+    report.customers = _read(engine, report, directory, chunk)
     return report
 
 
@@ -107,15 +112,13 @@ def report_for(engine: Engine, policy: Policy, now: datetime, fmt: Format, messa
     return stream_report(engine, policy, now, 0 if fmt == "csv" else messages_per_customer)
 
 
-def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person], keep_messages: bool,
+def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person],
           chunk_size: int) -> Iterator[CustomerCoverage]:
     fold = ExposureFold()
     with engine.connect() as db:
         for chunk in classified_chunks(db, report.policy, report.as_of, most_at_risk_first=True, size=chunk_size):
-            if not keep_messages:
-                report.messages.clear()
-            report.messages.update(latest_messages(db, report.policy, report.as_of, report.messages_per_customer,
-                                                   directory, [c.customer_id for c in chunk]))
+            report.messages = latest_messages(db, report.policy, report.as_of, report.messages_per_customer,
+                                              directory, [c.customer_id for c in chunk])
             for customer in chunk:
                 report.summary[customer.coverage_class] += 1
                 fold.add(customer)
