@@ -13,7 +13,6 @@ the interactions themselves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -386,13 +385,14 @@ def class_counts(policy: Policy, now: datetime) -> Select:
             .group_by(coverage.c.coverage_class))
 
 
-def personal_sighting_evidence(customer_ids: Sequence[int], dialect: str) -> Select:
-    """Which rep keeps which of these customers' contacts in which personal address book or import."""
+def personal_sighting_evidence(dialect: str) -> Select:
+    """Which rep keeps which customer contact in which personal address book or import, for the
+    customers given as `customer_ids` when it runs."""
     return (
         select(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name.label("source"),
                func.max(_sighting.c.name).label("name"), _sighting.c.entry_ref)
         .join(_source, _source.c.id == _sighting.c.source_id)
-        .where(_sighting.c.channel == "personal", among(_sighting.c.customer_id, customer_ids, dialect))
+        .where(_sighting.c.channel == "personal", among(_sighting.c.customer_id, "customer_ids", dialect))
         .group_by(_sighting.c.customer_id, _sighting.c.rep_id, _source.c.name, _sighting.c.entry_ref)
         .order_by(_sighting.c.customer_id, _source.c.name, _sighting.c.entry_ref)
     )

@@ -3,7 +3,7 @@ and lists of ids as one parameter where the database takes arrays."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, any_, bindparam
@@ -15,9 +15,10 @@ def chunked(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
         yield items[start:start + size]
 
 
-def among(column: ColumnElement[int], ids: Sequence[int], dialect: str) -> ColumnElement[bool]:
-    """`column` is one of `ids`. On PostgreSQL one array parameter: thousands of placeholders would
-    make its driver parse a long statement again at every run, which cost more than the query."""
+def among(column: ColumnElement[int], parameter: str, dialect: str) -> ColumnElement[bool]:
+    """`column` is one of the ids given as `parameter` when the statement runs, so one statement
+    serves every chunk. On PostgreSQL one array parameter: thousands of placeholders would make its
+    driver parse a long statement again at every run, which cost more than the query."""
     if dialect == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
-    return column.in_(ids)
+        return column == any_(bindparam(parameter, type_=ARRAY(Integer)))
+    return column.in_(bindparam(parameter, expanding=True))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config.policy import Policy
@@ -114,6 +114,7 @@ def classified_chunks(db: Connection, policy: Policy, now: datetime, most_at_ris
     personal sightings of each chunk are read as it completes. Memory holds one chunk's evidence,
     never every customer's, and a caller can read more evidence per chunk (a report's messages)."""
     reps = people(db)
+    books_of = personal_sighting_evidence(db.dialect.name)
     chunk: list[CustomerCoverage] = []
     in_books: list[int] = []
     customer: CustomerCoverage | None = None
@@ -121,7 +122,7 @@ def classified_chunks(db: Connection, policy: Policy, now: datetime, most_at_ris
     for row in db.execute(streamed):
         if customer is None or customer.customer_id != row.customer_id:
             if len(chunk) == size:
-                yield _completed(db, chunk, reps, in_books)
+                yield _completed(db, chunk, reps, books_of, in_books)
                 chunk, in_books = [], []
             customer = _customer(row, reps)
             chunk.append(customer)
@@ -132,7 +133,7 @@ def classified_chunks(db: Connection, policy: Policy, now: datetime, most_at_ris
             customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(row.rep_interactions),
                                              row.rep_last_at))
     if chunk:
-        yield _completed(db, chunk, reps, in_books)
+        yield _completed(db, chunk, reps, books_of, in_books)
 
 
 def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
@@ -146,12 +147,12 @@ def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
     )
 
 
-def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Person],
+def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Person], books_of: Select,
                in_books: list[int]) -> list[CustomerCoverage]:
     """The chunk's customers complete: reps most active first, and the personal books each is in,
     read only for the customers `in_books` (the class query counted their entries)."""
     books: dict[int, list[PersonalSighting]] = defaultdict(list)
-    for row in db.execute(personal_sighting_evidence(in_books, db.dialect.name)) if in_books else ():
+    for row in db.execute(books_of, {"customer_ids": in_books}) if in_books else ():
         books[row.customer_id].append(
             PersonalSighting(reps[row.rep_id].email if row.rep_id else "", row.source, row.name, row.entry_ref))
     for customer in chunk:

@@ -41,7 +41,7 @@ from reports.classification import (
     classified_chunks,
     snapshot_history,
 )
-from reports.evidence import MessageEvidence, Person, latest_messages, people
+from reports.evidence import MessageEvidence, Person, latest_messages, latest_messages_of, people
 
 Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (
@@ -116,9 +116,9 @@ def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person],
           chunk_size: int) -> Iterator[CustomerCoverage]:
     fold = ExposureFold()
     with engine.connect() as db:
+        messages_of = latest_messages_of(db, report.policy, report.as_of, report.messages_per_customer, directory)
         for chunk in classified_chunks(db, report.policy, report.as_of, most_at_risk_first=True, size=chunk_size):
-            report.messages = latest_messages(db, report.policy, report.as_of, report.messages_per_customer,
-                                              directory, [c.customer_id for c in chunk])
+            report.messages = messages_of([c.customer_id for c in chunk])
             for customer in chunk:
                 report.summary[customer.coverage_class] += 1
                 fold.add(customer)

@@ -8,7 +8,7 @@ of rows per customer, so evidence never costs one query per customer.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,13 +53,13 @@ def people_query() -> Select:
     return select(_rep.c.id, _rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status, _rep.c.role).order_by(_rep.c.email)
 
 
-def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str,
-                          customer_ids: Sequence[int] | None = None) -> Select:
+def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str, of_some: bool) -> Select:
     """Per customer, its newest `limit` messages in the window with a credited rep, newest first,
     each once per rep: a message to two contacts of one customer is two interactions, of which
     the first stored stands for both.
 
-    One query for the given customers (or all) that reads only those rows, through the (customer, time) index:
+    One query for every customer, or (`of_some`) those given as `customer_ids` when it runs, that
+    reads only those rows, through the (customer, time) index:
     PostgreSQL joins a LATERAL subquery, SQLite (which has no LATERAL) a correlated IN. A window
     function instead sorts every interaction in the window: four times slower at 2M interactions.
     """
@@ -79,8 +79,8 @@ def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: st
         .limit(limit)
     )
     customers = select(_customer.c.id)
-    if customer_ids is not None:
-        customers = customers.where(among(_customer.c.id, customer_ids, dialect))
+    if of_some:
+        customers = customers.where(among(_customer.c.id, "customer_ids", dialect))
     if dialect == "postgresql":
         shown = latest.lateral("shown")
         rows = customers.join(shown, true())
@@ -101,19 +101,30 @@ def people(db: Connection) -> dict[int, Person]:
 
 
 def latest_messages(db: Connection, policy: Policy, now: datetime, per_customer: int,
-                    directory: dict[int, Person],
-                    customer_ids: Sequence[int] | None = None) -> dict[int, list[MessageEvidence]]:
-    """The newest `per_customer` messages of each of these customers (of every one without ids),
-    each shown once per rep.
+                    directory: dict[int, Person]) -> dict[int, list[MessageEvidence]]:
+    """The newest `per_customer` messages of every customer, each shown once per rep."""
+    return latest_messages_of(db, policy, now, per_customer, directory, of_some=False)(())
+
+
+def latest_messages_of(db: Connection, policy: Policy, now: datetime, per_customer: int, directory: dict[int, Person],
+                       of_some: bool = True) -> Callable[[Sequence[int]], dict[int, list[MessageEvidence]]]:
+    """Reads the newest `per_customer` messages of each customer of a chunk, each shown once per
+    rep, with one statement built once for every chunk.
 
     PostgreSQL's JIT compiler is left out of the report's transaction: it took longer to compile
     this query of many small index reads, chunk after chunk, than the reads themselves."""
-    found: dict[int, list[MessageEvidence]] = defaultdict(list)
-    if per_customer <= 0:
-        return found
-    if db.dialect.name == "postgresql":
+    query = latest_messages_query(policy, now, per_customer, db.dialect.name, of_some)
+    if db.dialect.name == "postgresql" and per_customer > 0:
         db.exec_driver_sql("SET LOCAL jit = off")
-    query = latest_messages_query(policy, now, per_customer, db.dialect.name, customer_ids)
-    for customer_id, occurred_at, direction, channel, rep_id, subject in db.execute(query):
-        found[customer_id].append(MessageEvidence(occurred_at, direction, channel, directory[rep_id].email, subject))
-    return found
+
+    def read(customer_ids: Sequence[int]) -> dict[int, list[MessageEvidence]]:
+        found: dict[int, list[MessageEvidence]] = defaultdict(list)
+        if per_customer <= 0:
+            return found
+        for customer_id, occurred_at, direction, channel, rep_id, subject in db.execute(
+                query, {"customer_ids": list(customer_ids)} if of_some else {}):
+            found[customer_id].append(MessageEvidence(occurred_at, direction, channel, directory[rep_id].email,
+                                                      subject))
+        return found
+
+    return read
