@@ -181,13 +181,9 @@ def _activity(policy: Policy, mail: CTE) -> Select:
     )
 
 
-def colleagues_in_touch(policy: Policy, now: datetime) -> Select:
+def _colleagues(policy: Policy, mail: CTE) -> Select:
     """Per customer: colleagues (internal people who are not declared reps) with company-channel mail
     in the window. They get no coverage credit, but a report can say the customer is not alone."""
-    return _colleagues(policy, _rep_mail(policy, now))
-
-
-def _colleagues(policy: Policy, mail: CTE) -> Select:
     return (
         select(mail.c.customer_id, func.count(func.distinct(mail.c.rep_id)).label("colleagues"))
         .join(_rep, _rep.c.id == mail.c.rep_id)

@@ -102,18 +102,18 @@ def iter_classify(engine: Engine, policy: Policy, now: datetime,
     """Every customer with its class and evidence, as of `now`, one at a time, in customer order or
     most at risk first."""
     with engine.connect() as db:
-        for chunk in classified_chunks(db, policy, now, most_at_risk_first):
+        for chunk in classified_chunks(db, policy, now, people(db), most_at_risk_first):
             yield from chunk
 
 
-def classified_chunks(db: Connection, policy: Policy, now: datetime, most_at_risk_first: bool = False,
-                      size: int = STREAM_ROWS) -> Iterator[list[CustomerCoverage]]:
+def classified_chunks(db: Connection, policy: Policy, now: datetime, reps: dict[int, Person],
+                      most_at_risk_first: bool = False, size: int = STREAM_ROWS) -> Iterator[list[CustomerCoverage]]:
     """Every customer with its class and evidence, a few thousand at a time.
 
     Customers and their reps come as one stream, through a server-side cursor on PostgreSQL; the
     personal sightings of each chunk are read as it completes. Memory holds one chunk's evidence,
-    never every customer's, and a caller can read more evidence per chunk (a report's messages)."""
-    reps = people(db)
+    never every customer's, and a caller can read more evidence per chunk (a report's messages).
+    `reps` is the registry's people by id (`people`), read once by the caller."""
     books_of = personal_sighting_evidence(db.dialect.name)
     chunk: list[CustomerCoverage] = []
     in_books: list[int] = []
@@ -165,9 +165,12 @@ def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Pe
 def exposure(engine: Engine, policy: Policy, now: datetime) -> list[RepExposure]:
     """Per rep, what leaves with them, most exposed first."""
     fold = ExposureFold()
-    for customer in iter_classify(engine, policy, now):
-        fold.add(customer)
-    return fold.result(engine, policy, now)
+    with engine.connect() as db:
+        directory = people(db)
+        for chunk in classified_chunks(db, policy, now, directory):
+            for customer in chunk:
+                fold.add(customer)
+        return fold.result(db, directory, policy, now)
 
 
 @dataclass
@@ -184,14 +187,12 @@ class ExposureFold:
             for email in {s.rep_email for s in customer.personal_sightings if s.rep_email}:
                 self._of(email).personal_only_customers += 1
 
-    def result(self, engine: Engine, policy: Policy, now: datetime) -> list[RepExposure]:
+    def result(self, db: Connection, directory: dict[int, Person], policy: Policy, now: datetime) -> list[RepExposure]:
         """Every declared rep, and every other person with figures, most exposed first."""
-        with engine.connect() as db:
-            directory = people(db)
-            relays = {directory[rep_id].email: int(n) for rep_id, n in db.execute(rep_relays(policy, now))}
+        relays = {directory[rep_id].email: int(n) for rep_id, n in db.execute(rep_relays(policy, now))}
         shown = [
             RepExposure(person.email, person.name, person.team, person.status,
-                        *self._of(person.email).counts(), relays.get(person.email, 0))
+                        *self.figures.get(person.email, _Exposed()).counts(), relays.get(person.email, 0))
             for person in directory.values()
             if person.role == Role.REP or person.email in self.figures or person.email in relays
         ]

@@ -85,11 +85,13 @@ def build_report(engine: Engine, policy: Policy, now: datetime,
     """The whole report in memory, for the HTML page, which shows its summary before its customers.
     Holding every customer anyway, it reads their latest messages in one query in customer order,
     which the database answers faster than chunks of customers scattered by risk."""
-    report = stream_report(engine, policy, now, 0)
+    with engine.connect() as db:
+        directory = people(db)
+    report = _report(engine, policy, now, 0, directory, STREAM_ROWS)
     report.customers = list(report.customers)
     report.messages_per_customer = messages_per_customer
     with engine.connect() as db:
-        report.messages = latest_messages(db, policy, now, messages_per_customer, people(db))
+        report.messages = latest_messages(db, policy, now, messages_per_customer, directory)
     return report
 
 
@@ -99,6 +101,11 @@ def stream_report(engine: Engine, policy: Policy, now: datetime, messages_per_cu
     their latest messages, so CSV and JSON of any size are written in constant memory."""
     with engine.connect() as db:
         directory = people(db)
+    return _report(engine, policy, now, messages_per_customer, directory, chunk)
+
+
+def _report(engine: Engine, policy: Policy, now: datetime, messages_per_customer: int,
+            directory: dict[int, Person], chunk: int) -> CoverageReport:
     report = CoverageReport(now, policy, dict.fromkeys(CLASSES, 0), [], [], snapshot_history(engine),
                             {person.email: person for person in directory.values()}, {}, messages_per_customer)
     report.customers = _read(engine, report, directory, chunk)
@@ -117,13 +124,14 @@ def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person],
     fold = ExposureFold()
     with engine.connect() as db:
         messages_of = latest_messages_of(db, report.policy, report.as_of, report.messages_per_customer, directory)
-        for chunk in classified_chunks(db, report.policy, report.as_of, most_at_risk_first=True, size=chunk_size):
+        for chunk in classified_chunks(db, report.policy, report.as_of, directory, most_at_risk_first=True,
+                                       size=chunk_size):
             report.messages = messages_of([c.customer_id for c in chunk])
             for customer in chunk:
                 report.summary[customer.coverage_class] += 1
                 fold.add(customer)
                 yield customer
-    report.reps = fold.result(engine, report.policy, report.as_of)
+        report.reps = fold.result(db, directory, report.policy, report.as_of)
 
 
 def personal_evidence(customer: CustomerCoverage) -> int:
