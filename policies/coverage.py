@@ -95,6 +95,11 @@ def credited(policy: Policy) -> ColumnElement[bool]:
     return literal(True) if policy.coverage.credit == "employees" else _rep.c.role == Role.REP
 
 
+def is_credited(policy: Policy, role: str) -> bool:
+    """`credited` for a person already read, so a query can take their ids instead of joining reps."""
+    return policy.coverage.credit == "employees" or role == Role.REP
+
+
 def _rep_mail(policy: Policy, now: datetime) -> CTE:
     """Per customer and rep: company-channel interactions in the window (how many, first, last), the
     last company-channel one up to now, and other-channel interactions in the window. A customer and

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import Engine
@@ -42,6 +42,7 @@ from reports.classification import (
     snapshot_history,
 )
 from reports.evidence import MessageEvidence, Person, latest_messages, latest_messages_of, people
+from reports.read_ahead import read_ahead
 
 Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (
@@ -52,8 +53,6 @@ CSV_FIELDS = (
 MESSAGES_PER_CUSTOMER = 5
 PRINT_LIMIT = 5000
 """Customers a browser prints at most: the whole filtered list would not fit a printer or a tab."""
-_JSON = json.JSONEncoder(ensure_ascii=False)
-_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ROWS_GO_HERE = "\x00customer rows\x00"
 """Where the page's template leaves room for the customers, who are written past the template."""
 _ENV = Environment(loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["html", "j2"]),
@@ -122,16 +121,24 @@ def report_for(engine: Engine, policy: Policy, now: datetime, fmt: Format, messa
 def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person],
           chunk_size: int) -> Iterator[CustomerCoverage]:
     fold = ExposureFold()
+    for chunk, messages in read_ahead(_chunks(engine, report, directory, chunk_size)):
+        report.messages = messages
+        for customer in chunk:
+            report.summary[customer.coverage_class] += 1
+            fold.add(customer)
+            yield customer
+    with engine.connect() as db:
+        report.reps = fold.result(db, directory, report.policy, report.as_of)
+
+
+def _chunks(engine: Engine, report: CoverageReport, directory: dict[int, Person],
+            chunk_size: int) -> Iterator[tuple[list[CustomerCoverage], dict[int, list[MessageEvidence]]]]:
+    """Customers most at risk first, a chunk at a time with their latest messages."""
     with engine.connect() as db:
         messages_of = latest_messages_of(db, report.policy, report.as_of, report.messages_per_customer, directory)
         for chunk in classified_chunks(db, report.policy, report.as_of, directory, most_at_risk_first=True,
                                        size=chunk_size):
-            report.messages = messages_of([c.customer_id for c in chunk])
-            for customer in chunk:
-                report.summary[customer.coverage_class] += 1
-                fold.add(customer)
-                yield customer
-        report.reps = fold.result(db, directory, report.policy, report.as_of)
+            yield chunk, messages_of([c.customer_id for c in chunk])
 
 
 def personal_evidence(customer: CustomerCoverage) -> int:
@@ -174,8 +181,8 @@ def customer_row(report: CoverageReport, customer: CustomerCoverage) -> dict[str
     }
 
 
-def message_rows(report: CoverageReport, customer: CustomerCoverage) -> list[dict[str, str]]:
-    return [{"at": m.occurred_at.isoformat(), "direction": m.direction, "channel": m.channel,
+def message_rows(report: CoverageReport, customer: CustomerCoverage) -> list[dict[str, Any]]:
+    return [{"at": m.occurred_at, "direction": m.direction, "channel": m.channel,
              "rep": m.rep_email, "subject": m.subject}
             for m in report.messages.get(customer.customer_id, ())]
 
@@ -204,13 +211,13 @@ def write_json(report: CoverageReport, out: TextIO) -> None:
         "lookback_days": report.policy.lookback_days,
         "dormant_after_days": report.policy.dormant_after_days,
     }
-    out.write(_JSON.encode(head)[:-1] + ',\n"customers": [')
+    out.write(_json(head)[:-1] + ',\n"customers": [')
     for n, customer in enumerate(report.customers):
         row = customer_row(report, customer)
         row["messages"] = message_rows(report, customer)
-        out.write(("\n" if n == 0 else ",\n") + _JSON.encode(row))
-    out.write('\n],\n"summary": ' + _JSON.encode(report.summary) + ',\n"reps": [')
-    out.write(",\n".join(_JSON.encode(rep_row(r)) for r in report.reps))
+        out.write(("\n" if n == 0 else ",\n") + _json(row))
+    out.write('\n],\n"summary": ' + _json(report.summary) + ',\n"reps": [')
+    out.write(",\n".join(_json(rep_row(r)) for r in report.reps))
     out.write("]}\n")
 
 
@@ -308,7 +315,13 @@ def _notes(report: CoverageReport, customer: CustomerCoverage) -> list[str]:
 
 def _script_json(value: Any) -> Markup:
     """JSON safe inside a <script> element: no '<' can close it or open a comment."""
-    return Markup(_COMPACT_JSON.encode(value).replace("<", "\\u003c"))
+    return Markup(_json(value).replace("<", "\\u003c"))
+
+
+def _json(value: Any) -> str:
+    """Compact UTF-8 JSON, dates in ISO 8601, by orjson: the standard encoder took a tenth of a
+    report's time."""
+    return orjson.dumps(value).decode()
 
 
 WRITERS = {"html": write_html, "csv": write_csv, "json": write_json}
