@@ -6,8 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 
-from sqlalchemy import Connection, Engine, Row, Select, select
+from sqlalchemy import Connection, Engine, Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from config.policy import Policy
@@ -26,9 +27,13 @@ from reports.evidence import Person, people
 
 STREAM_ROWS = 2000
 """Rows a server-side cursor fetches at a time."""
+_COLUMNS = ("customer_id", "key", "name", "kind", "coverage_class", "owner_rep_id", "pool", "interactions",
+            "last_company_contact", "personal_relays", "personal_messages", "personal_requests", "colleagues",
+            "personal_sightings", "rep_id", "rep_interactions", "rep_last_at")
+"""What a customer is built from, taken from each row of `coverage_with_reps` at once, by position."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RepActivity:
     email: str
     name: str
@@ -37,7 +42,7 @@ class RepActivity:
     last_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PersonalSighting:
     rep_email: str
     source: str
@@ -45,7 +50,7 @@ class PersonalSighting:
     entry_ref: str
 
 
-@dataclass
+@dataclass(slots=True)
 class CustomerCoverage:
     customer_id: int
     key: str
@@ -118,33 +123,27 @@ def classified_chunks(db: Connection, policy: Policy, now: datetime, reps: dict[
     chunk: list[CustomerCoverage] = []
     in_books: list[int] = []
     customer: CustomerCoverage | None = None
-    streamed = coverage_with_reps(policy, now, most_at_risk_first).execution_options(yield_per=STREAM_ROWS)
-    for row in db.execute(streamed):
-        if customer is None or customer.customer_id != row.customer_id:
+    result = db.execute(coverage_with_reps(policy, now, most_at_risk_first).execution_options(yield_per=STREAM_ROWS))
+    columns = itemgetter(*map(list(result.keys()).index, _COLUMNS))
+    for row in result:
+        (customer_id, key, name, kind, coverage_class, owner_rep_id, pool, interactions, last, relays, messages,
+         requests, colleagues, sightings, rep_id, rep_interactions, rep_last_at) = columns(row)
+        if customer is None or customer.customer_id != customer_id:
             if len(chunk) == size:
                 yield _completed(db, chunk, reps, books_of, in_books)
                 chunk, in_books = [], []
-            customer = _customer(row, reps)
+            customer = CustomerCoverage(customer_id, key, name, kind, coverage_class,
+                                        reps[owner_rep_id].email if owner_rep_id else "", bool(pool),
+                                        int(interactions), last, int(relays), int(messages), int(requests),
+                                        colleagues=int(colleagues))
             chunk.append(customer)
-            if row.personal_sightings:
-                in_books.append(customer.customer_id)
-        if row.rep_id is not None:
-            rep = reps[row.rep_id]
-            customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(row.rep_interactions),
-                                             row.rep_last_at))
+            if sightings:
+                in_books.append(customer_id)
+        if rep_id is not None:
+            rep = reps[rep_id]
+            customer.reps.append(RepActivity(rep.email, rep.name, rep.status, int(rep_interactions), rep_last_at))
     if chunk:
         yield _completed(db, chunk, reps, books_of, in_books)
-
-
-def _customer(row: Row, reps: dict[int, Person]) -> CustomerCoverage:
-    return CustomerCoverage(
-        customer_id=row.customer_id, key=row.key, name=row.name, kind=row.kind,
-        coverage_class=row.coverage_class, owner=reps[row.owner_rep_id].email if row.owner_rep_id else "",
-        pool=bool(row.pool), interactions=int(row.interactions),
-        last_company_contact=row.last_company_contact, personal_relays=int(row.personal_relays),
-        personal_messages=int(row.personal_messages), personal_requests=int(row.personal_requests),
-        colleagues=int(row.colleagues),
-    )
 
 
 def _completed(db: Connection, chunk: list[CustomerCoverage], reps: dict[int, Person], books_of: Select,

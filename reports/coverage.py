@@ -42,7 +42,6 @@ from reports.classification import (
     snapshot_history,
 )
 from reports.evidence import MessageEvidence, Person, latest_messages, latest_messages_of, people
-from reports.read_ahead import read_ahead
 
 Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (
@@ -121,7 +120,7 @@ def report_for(engine: Engine, policy: Policy, now: datetime, fmt: Format, messa
 def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person],
           chunk_size: int) -> Iterator[CustomerCoverage]:
     fold = ExposureFold()
-    for chunk, messages in read_ahead(_chunks(engine, report, directory, chunk_size)):
+    for chunk, messages in _chunks(engine, report, directory, chunk_size):
         report.messages = messages
         for customer in chunk:
             report.summary[customer.coverage_class] += 1

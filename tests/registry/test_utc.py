@@ -1,0 +1,43 @@
+"""Stored times read back as aware UTC datetimes, whatever SQLite text SQLAlchemy wrote or was
+written there by hand."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, create_engine, insert, select, text, type_coerce
+
+from registry.utc import UtcTime
+
+_metadata = MetaData()
+_times = Table("times", _metadata, Column("id", Integer, primary_key=True), Column("at", DateTime(timezone=True)))
+_engine = create_engine("sqlite://")
+_metadata.create_all(_engine)
+
+
+def read_back(stored: datetime | str | None) -> datetime | None:
+    with _engine.begin() as db:
+        db.execute(_times.delete())
+        if isinstance(stored, str):
+            db.execute(text("INSERT INTO times (id, at) VALUES (1, :at)"), {"at": stored})
+        else:
+            db.execute(insert(_times), {"id": 1, "at": stored})
+        return db.execute(select(type_coerce(_times.c.at, UtcTime))).scalar_one()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)))
+def test_every_time_written_by_sqlalchemy_reads_back_equal_and_in_utc(moment: datetime) -> None:
+    found = read_back(moment)
+    assert found == moment
+    assert found is not None and found.tzinfo is timezone.utc
+
+
+def test_text_written_by_hand_reads_as_utc_with_or_without_fraction_or_offset() -> None:
+    expected = datetime(2026, 6, 30, 12, tzinfo=timezone.utc)
+    assert read_back("2026-06-30 12:00:00") == expected
+    assert read_back("2026-06-30 12:00:00.000000") == expected
+    assert read_back("2026-06-30T12:00:00+00:00") == expected
+    assert read_back(None) is None
