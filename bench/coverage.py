@@ -4,7 +4,7 @@ Prints one JSON object: per backend, seconds and peak RSS for generating the reg
 bulk-loaded, then the coverage aggregates computed by the registry's rebuild), for the set-based
 classification (class counts only; every customer with its evidence, streamed; the same as one
 list), for the departure exposure (which classifies every customer and adds up), and for each
-report format written to a file as `custody report coverage` writes it (CSV and JSON streamed). Each phase runs
+report format written to a file as `custody report coverage` writes it (every format streamed). Each phase runs
 in its own child process so its peak RSS is its own. PostgreSQL runs in a private schema dropped
 afterwards. `--scale` runs 500,000 customers and 20,000,000 interactions on PostgreSQL alone,
 classification and exposure only.

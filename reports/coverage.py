@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from reports.classification import (
     classified_chunks,
     snapshot_history,
 )
-from reports.evidence import MessageEvidence, Person, latest_messages, latest_messages_of, people
+from reports.evidence import MessageEvidence, Person, latest_messages_of, people
 
 Format = Literal["html", "csv", "json"]
 CSV_FIELDS = (
@@ -61,8 +62,8 @@ _ENV = Environment(loader=PackageLoader("reports", "templates"), autoescape=sele
 @dataclass
 class CoverageReport:
     """A report as its writers read it. `customers` may be a stream, most at risk first, that can be
-    read once: `summary` and `reps` are complete, and `messages` holds the latest messages of the
-    customers read so far, once the stream has been read through."""
+    read once: `summary` and `reps` are complete once it has been read through, and `messages` holds
+    the latest messages of the customers being read (of every customer, for a report held whole)."""
 
     as_of: datetime
     policy: Policy
@@ -78,32 +79,12 @@ class CoverageReport:
         return self.people.get(email) or Person(email, "", "", "")
 
 
-def build_report(engine: Engine, policy: Policy, now: datetime,
-                 messages_per_customer: int = MESSAGES_PER_CUSTOMER) -> CoverageReport:
-    """The whole report in memory, for the HTML page, which shows its summary before its customers.
-    Holding every customer anyway, it reads their latest messages in one query in customer order,
-    which the database answers faster than chunks of customers scattered by risk."""
-    with engine.connect() as db:
-        directory = people(db)
-    report = _report(engine, policy, now, 0, directory, STREAM_ROWS)
-    report.customers = list(report.customers)
-    report.messages_per_customer = messages_per_customer
-    with engine.connect() as db:
-        report.messages = latest_messages(db, policy, now, messages_per_customer, directory)
-    return report
-
-
 def stream_report(engine: Engine, policy: Policy, now: datetime, messages_per_customer: int = MESSAGES_PER_CUSTOMER,
                   chunk: int = STREAM_ROWS) -> CoverageReport:
     """A report whose customers are read as a writer takes them, a few thousand at a time with
-    their latest messages, so CSV and JSON of any size are written in constant memory."""
+    their latest messages, so a report of any size is written in constant memory."""
     with engine.connect() as db:
         directory = people(db)
-    return _report(engine, policy, now, messages_per_customer, directory, chunk)
-
-
-def _report(engine: Engine, policy: Policy, now: datetime, messages_per_customer: int,
-            directory: dict[int, Person], chunk: int) -> CoverageReport:
     report = CoverageReport(now, policy, dict.fromkeys(CLASSES, 0), [], [], snapshot_history(engine),
                             {person.email: person for person in directory.values()}, {}, messages_per_customer)
     report.customers = _read(engine, report, directory, chunk)
@@ -111,9 +92,7 @@ def _report(engine: Engine, policy: Policy, now: datetime, messages_per_customer
 
 
 def report_for(engine: Engine, policy: Policy, now: datetime, fmt: Format, messages_per_customer: int) -> CoverageReport:
-    """Streamed for CSV and JSON; whole for the HTML page. A CSV row has no room for messages."""
-    if fmt == "html":
-        return build_report(engine, policy, now, messages_per_customer)
+    """A CSV row has no room for messages, so a CSV report reads none."""
     return stream_report(engine, policy, now, 0 if fmt == "csv" else messages_per_customer)
 
 
@@ -246,29 +225,36 @@ def csv_row(report: CoverageReport, customer: CustomerCoverage) -> dict[str, Any
 
 def write_html(report: CoverageReport, out: TextIO) -> None:
     """The customers travel as a JSON data block the page renders a hundred at a time, so a report of
-    half a million customers opens in a browser; the reps table is small and rendered here."""
-    exposed = [(r.name or r.email, r.exposed_customers, r.personal_only_customers, r.exposed_share)
-               for r in report.reps if r.exposed_customers or r.personal_only_customers][:30]
+    half a million customers opens in a browser; the reps table is small and rendered here.
+
+    The page shows its summary, charts and reps before its customers, which are known only once
+    every customer is read: the customers' rows go to a temporary file as they come and are copied
+    into the page after, so memory holds one chunk of customers, as for CSV and JSON."""
     emails = sorted(report.people)
     index = {email: n for n, email in enumerate(emails)}
-    directory = [[p.email, p.name, p.team, p.status] for p in (report.people[e] for e in emails)]
-    stream = _ENV.get_template("coverage.html.j2").generate(
-        report=report,
-        class_chart=charts.class_bars(report.summary),
-        exposure_chart=charts.exposure_bars(exposed),
-        trend_chart=charts.trend_lines(report.history),
-        colours=charts.CLASS_COLOURS,
-        severity=SEVERITY,
-        print_limit=PRINT_LIMIT,
-        people_json=_script_json(directory),
-        customer_rows=Markup(_ROWS_GO_HERE),
-    )
-    for chunk in stream:
-        before, here, after = chunk.partition(_ROWS_GO_HERE)
-        out.write(before)
-        if here:
-            _write_rows(out, (_script_json(_html_row(report, c, index)) for c in report.customers))
-            out.write(after)
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as rows:
+        _write_rows(rows, (_script_json(_html_row(report, c, index)) for c in report.customers))
+        rows.seek(0)
+        exposed = [(r.name or r.email, r.exposed_customers, r.personal_only_customers, r.exposed_share)
+                   for r in report.reps if r.exposed_customers or r.personal_only_customers][:30]
+        stream = _ENV.get_template("coverage.html.j2").generate(
+            report=report,
+            customer_count=sum(report.summary.values()),
+            class_chart=charts.class_bars(report.summary),
+            exposure_chart=charts.exposure_bars(exposed),
+            trend_chart=charts.trend_lines(report.history),
+            colours=charts.CLASS_COLOURS,
+            severity=SEVERITY,
+            print_limit=PRINT_LIMIT,
+            people_json=Markup(_script_json([[p.email, p.name, p.team, p.status] for p in map(report.people.get, emails)])),
+            customer_rows=Markup(_ROWS_GO_HERE),
+        )
+        for chunk in stream:
+            before, here, after = chunk.partition(_ROWS_GO_HERE)
+            out.write(before)
+            if here:
+                out.writelines(rows)
+                out.write(after)
 
 
 def _write_rows(out: TextIO, rows: Iterator[str]) -> None:
@@ -312,9 +298,10 @@ def _notes(report: CoverageReport, customer: CustomerCoverage) -> list[str]:
     return notes
 
 
-def _script_json(value: Any) -> Markup:
-    """JSON safe inside a <script> element: no '<' can close it or open a comment."""
-    return Markup(_json(value).replace("<", "\\u003c"))
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '<' can close it or open a comment. Plain text, for
+    the rows written past the template; the template takes it as `Markup`."""
+    return _json(value).replace("<", "\\u003c")
 
 
 def _json(value: Any) -> str:

@@ -1,7 +1,7 @@
 """What a report shows beside a customer's class: who the reps are, and the latest messages behind it.
 
 An auditor checks a classification from headers as stored (date, direction, rep, subject) without
-opening anyone's mailbox. Each query serves every customer at once and returns a bounded number
+opening anyone's mailbox. Each query serves a chunk of customers at once and returns a bounded number
 of rows per customer, so evidence never costs one query per customer.
 """
 
@@ -58,13 +58,13 @@ def people_query() -> Select:
     return select(_rep.c.id, _rep.c.email, _rep.c.name, _rep.c.team, _rep.c.status, _rep.c.role).order_by(_rep.c.email)
 
 
-def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str, of_some: bool) -> Select:
+def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: str) -> Select:
     """Per customer, its newest `limit` messages in the window with a rep given as `rep_ids` when it
     runs, newest first, each once per rep: a message to two contacts of one customer is two
     interactions, of which the first stored stands for both.
 
-    One query for every customer, or (`of_some`) those given as `customer_ids`, that reads only
-    those rows, through the (customer, time) index: PostgreSQL joins a LATERAL subquery that keeps
+    One query for the customers given as `customer_ids`, that reads only their rows, through the
+    (customer, time) index: PostgreSQL joins a LATERAL subquery that keeps
     one interaction per message and rep with DISTINCT ON; SQLite, which has neither, a correlated IN
     that passes over an interaction with an earlier twin. A window function instead sorts every
     interaction in the window: four times slower at 2M interactions.
@@ -77,9 +77,7 @@ def latest_messages_query(policy: Policy, now: datetime, limit: int, dialect: st
                _interaction.c.occurred_at <= now, among(_interaction.c.rep_id, "rep_ids", dialect))
         .limit(limit)
     )
-    customers = select(_customer.c.id)
-    if of_some:
-        customers = customers.where(among(_customer.c.id, "customer_ids", dialect))
+    customers = select(_customer.c.id).where(among(_customer.c.id, "customer_ids", dialect))
     if dialect == "postgresql":
         shown = (latest.ext(distinct_on(_interaction.c.occurred_at, _interaction.c.message_id, _interaction.c.rep_id))
                  .order_by(*newest_first, _interaction.c.id).lateral("shown"))
@@ -107,21 +105,15 @@ def people(db: Connection) -> dict[int, Person]:
     return {row.id: Person(row.email, row.name, row.team, row.status, row.role) for row in db.execute(people_query())}
 
 
-def latest_messages(db: Connection, policy: Policy, now: datetime, per_customer: int,
-                    directory: dict[int, Person]) -> dict[int, list[MessageEvidence]]:
-    """The newest `per_customer` messages of every customer, each shown once per rep."""
-    return latest_messages_of(db, policy, now, per_customer, directory, of_some=False)(())
-
-
-def latest_messages_of(db: Connection, policy: Policy, now: datetime, per_customer: int, directory: dict[int, Person],
-                       of_some: bool = True) -> Callable[[Sequence[int]], dict[int, list[MessageEvidence]]]:
+def latest_messages_of(db: Connection, policy: Policy, now: datetime, per_customer: int,
+                       directory: dict[int, Person]) -> Callable[[Sequence[int]], dict[int, list[MessageEvidence]]]:
     """Reads the newest `per_customer` messages of each customer of a chunk, each shown once per
     rep, with one statement built once for every chunk.
 
     PostgreSQL plans the statement for each chunk's ids and leaves its JIT compiler out of the
     report's transaction: after five runs it would switch to a generic plan, four times slower for
     a chunk, and compiling this query of many small index reads took longer than the reads."""
-    query = latest_messages_query(policy, now, per_customer, db.dialect.name, of_some)
+    query = latest_messages_query(policy, now, per_customer, db.dialect.name)
     reps = [rep_id for rep_id, person in directory.items() if is_credited(policy, person.role)]
     if db.dialect.name == "postgresql" and per_customer > 0:
         db.exec_driver_sql("SET LOCAL jit = off")
@@ -131,8 +123,7 @@ def latest_messages_of(db: Connection, policy: Policy, now: datetime, per_custom
         found: dict[int, list[MessageEvidence]] = defaultdict(list)
         if per_customer <= 0:
             return found
-        parameters = {"rep_ids": reps, "customer_ids": list(customer_ids)} if of_some else {"rep_ids": reps}
-        for rows in db.execute(query, parameters).partitions(_FETCH_ROWS):
+        for rows in db.execute(query, {"rep_ids": reps, "customer_ids": list(customer_ids)}).partitions(_FETCH_ROWS):
             for customer_id, occurred_at, direction, channel, rep_id, subject in rows:
                 found[customer_id].append(MessageEvidence(occurred_at, direction, channel, directory[rep_id].email,
                                                           subject))

@@ -29,7 +29,7 @@ from demo.company import DemoCompany
 from policies.identity import KnownRep
 from registry.store import open_registry
 from reports.classification import CustomerCoverage, RepActivity, record_snapshots
-from reports.coverage import CoverageReport, build_report, export_report, write_html
+from reports.coverage import CoverageReport, export_report, stream_report, write_html
 from reports.evidence import MessageEvidence, Person
 from tests.conftest import DEMO_TODAY
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
@@ -129,7 +129,7 @@ def report_file(engine: Engine, tmp_path: Path) -> Path:
     world.address_book(BOB, "personal", entry("9", "Dana </td> Lee", ("dana@umbrella.example",)))
     record_snapshots(engine, POLICY, NOW, days=60)
     out = tmp_path / "coverage.html"
-    export_report(engine, build_report(engine, POLICY, NOW), "html", out, "test")
+    export_report(engine, stream_report(engine, POLICY, NOW), "html", out, "test")
     return out
 
 
@@ -146,9 +146,8 @@ def demo_report(demo_company: DemoCompany, sqlite_registry_template: Path,
     for source in settings.sources:
         assert sync_source(engine, settings, policy, source).ok
     coverage_round(engine, policy, now)
-    report = build_report(engine, policy, now)
     for fmt in ("html", "json"):
-        export_report(engine, report, fmt, folder / f"coverage.{fmt}", "test")
+        export_report(engine, stream_report(engine, policy, now), fmt, folder / f"coverage.{fmt}", "test")
     engine.dispose()
     return folder / "coverage.html"
 

@@ -23,10 +23,10 @@ from reports.coverage import (
     SEVERITY,
     WRITERS,
     CoverageReport,
-    build_report,
     export_report,
     stream_report,
     write_csv,
+    write_html,
     write_json,
 )
 from tests.support.handbuilt import NOW, POLICY, HandBuilt, entry, rep
@@ -51,13 +51,20 @@ def render(writer: Callable[[CoverageReport, TextIO], None], report: CoverageRep
     return out.getvalue()
 
 
+def held(report: CoverageReport) -> CoverageReport:
+    """A streamed report read through once and kept, for a test that reads its customers twice; its
+    few customers are one chunk, so it holds the messages of every one."""
+    report.customers = list(report.customers)
+    return report
+
+
 def audit_events(engine: Engine) -> list[tuple[str, str, dict]]:
     with engine.connect() as db:
         return [tuple(r) for r in db.execute(select(AuditEvent.action, AuditEvent.entity_id, AuditEvent.detail))]
 
 
 def test_json_export_has_one_row_per_customer_with_its_evidence_and_is_audited(world: HandBuilt, tmp_path: Path) -> None:
-    report = build_report(world.engine, POLICY, NOW)
+    report = stream_report(world.engine, POLICY, NOW)
 
     export_report(world.engine, report, "json", tmp_path / "c.json", "cli:auditor")
 
@@ -89,7 +96,7 @@ def test_json_export_has_one_row_per_customer_with_its_evidence_and_is_audited(w
 
 
 def test_csv_export_uses_the_documented_columns(world: HandBuilt) -> None:
-    rows = list(csv.DictReader(io.StringIO(render(write_csv, build_report(world.engine, POLICY, NOW)))))
+    rows = list(csv.DictReader(io.StringIO(render(write_csv, stream_report(world.engine, POLICY, NOW)))))
 
     assert tuple(rows[0]) == CSV_FIELDS
     by_customer = {r["customer"]: r for r in rows}
@@ -156,7 +163,7 @@ def test_csv_starts_with_a_byte_order_mark_so_excel_reads_utf8_unless_told_not_t
 @pytest.mark.parametrize("fmt", ["csv", "json", "html"])
 def test_each_format_is_written_one_customer_at_a_time(world: HandBuilt, fmt: str) -> None:
     """Constant memory per row: no single write to the file holds two customers."""
-    report = build_report(world.engine, POLICY, NOW)
+    report = held(stream_report(world.engine, POLICY, NOW))
     writes: list[str] = []
 
     class Recorded(io.StringIO):
@@ -190,11 +197,25 @@ def test_csv_and_json_stream_two_customers_at_a_time_and_say_what_the_whole_repo
     out = Watching()
     writer(streamed, out)
 
-    whole = build_report(world.engine, POLICY, NOW)
+    whole = held(stream_report(world.engine, POLICY, NOW))
     assert out.getvalue() == render(writer, whole)
     assert sum(whole.summary.values()) > 4 and len(whole.messages) > 2
     assert held_at_first_row[0][0] <= 2 and held_at_first_row[0][1] == 0
     assert len(streamed.messages) <= 2 and streamed.reps == whole.reps
+
+
+def test_the_html_page_reads_two_customers_at_a_time_and_shows_what_the_whole_report_shows(world: HandBuilt) -> None:
+    """Its summary and reps come before its customers, so their rows wait in a temporary file, not in memory."""
+    for n in range(4):
+        world.conversation(BOB, f"x@solo{n}.example", n + 1, days_ago=10 + n)
+    streamed = stream_report(world.engine, POLICY, NOW, chunk=2)
+
+    page = render(write_html, streamed)
+
+    whole = held(stream_report(world.engine, POLICY, NOW))
+    assert page == render(write_html, whole)
+    assert all(f'"key":"solo{n}.example"' in page for n in range(4))
+    assert len(streamed.messages) <= 2 < len(whole.messages)
 
 
 def test_pool_recycle_command_clears_owners_of_dormant_customers(
@@ -248,7 +269,7 @@ def test_customers_of_a_leaving_rep_are_at_risk_and_colleagues_in_touch_are_coun
     world.update_rep(ALICE, status="leaving")
     world.mail(rep("support"), "ops@globex.example", days_ago=5)
 
-    rows = {row["customer"]: row for row in json.loads(render(write_json, build_report(world.engine, POLICY, NOW)))["customers"]}
+    rows = {row["customer"]: row for row in json.loads(render(write_json, stream_report(world.engine, POLICY, NOW)))["customers"]}
 
     assert (rows["globex.example"]["class"], rows["globex.example"]["at_risk"]) == ("single-threaded", True)
     assert (rows["acme.example"]["class"], rows["acme.example"]["at_risk"]) == ("covered", True)
@@ -269,7 +290,7 @@ def test_customers_come_most_at_risk_first_with_the_teams_that_contest_them(worl
         world.conversation(BOB, f"x@solo{n}.example", count, days_ago=40 + n)
     world.update_rep(BOB, status="leaving")
 
-    data = json.loads(render(write_json, build_report(world.engine, POLICY, NOW)))
+    data = json.loads(render(write_json, stream_report(world.engine, POLICY, NOW)))
 
     order = [(c["customer"], c["class"]) for c in data["customers"]]
     assert order == [
@@ -293,7 +314,7 @@ def test_evidence_names_the_latest_messages_of_each_customer_headers_only(world:
                    cc="buyer@acme.example" if n == 3 else "")
     world.mail(BOB, "cfo@acme.example", days_ago=POLICY.lookback_days + 1, subject="Too old")
 
-    report = build_report(world.engine, POLICY, NOW, messages_per_customer=3)
+    report = stream_report(world.engine, POLICY, NOW, messages_per_customer=3)
     data = json.loads(render(write_json, report))
 
     acme = next(c for c in data["customers"] if c["customer"] == "acme.example")
