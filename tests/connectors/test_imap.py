@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -26,10 +27,12 @@ from connectors.google.settings import IMAP_SCOPE, GoogleApp
 from connectors.graph.settings import MicrosoftApp
 from connectors.imap import (
     MAX_COMMAND_BYTES,
+    PROTOCOL_LOGGER,
     Fetched,
     ImapConnector,
     ImapSettings,
     fetched_headers,
+    open_connection,
     parse_fetched,
     uid_chunks,
 )
@@ -179,6 +182,23 @@ def test_fetch_commands_stay_under_8_kb_and_leave_mail_unread(dovecot: DovecotSe
     with dovecot.client("alice") as client:
         client.select_folder("INBOX", readonly=True)
         assert len(client.search(["UNSEEN"])) == 2200
+
+
+def test_the_protocol_trace_costs_nothing_unless_its_logger_shows_debug(
+        dovecot: DovecotServer, caplog: pytest.LogCaptureFixture) -> None:
+    """imapclient would hand every line read to a logger that drops it; the trace runs only when shown,
+    and never shows a password."""
+    fill(dovecot, "alice", {"INBOX": conversation("alice@acme.test", CUSTOMERS, 3, "traced")})
+    quiet = open_connection("127.0.0.1", dovecot.port, "plain", None, 10)
+    assert quiet._imap.debug == 0
+    quiet.shutdown()
+
+    caplog.set_level(logging.DEBUG, logger=PROTOCOL_LOGGER)
+    records, _ = read(ImapConnector(imap_source(dovecot, "alice")))
+
+    trace = [r.getMessage() for r in caplog.records if r.name == PROTOCOL_LOGGER]
+    assert len(records) == 3 and any("UID FETCH" in line for line in trace)
+    assert not any(dovecot.users["alice"] in line for line in trace)
 
 
 def test_uid_chunks_respect_count_and_command_budget() -> None:
