@@ -8,10 +8,12 @@ measured too, to show where custody's time goes. Each measurement runs in its ow
 peak RSS is its own. CPU is counted twice: the whole machine's, and that of the measured process
 tree plus Dovecot's (`cpu_seconds_with_server`), which other work on a shared machine leaves alone.
 
-    python bench/imap_sync.py [--workdir DIR]   # DIR keeps the loaded Dovecot between runs
+    python bench/imap_sync.py [--workdir DIR] [--profile FILE]   # DIR keeps the loaded Dovecot between runs
 
 One bare pass warms Dovecot's caches first; then the bare loop, custody's full sync and its
-in-process sync alternate for three rounds and the median of each is compared.
+in-process sync alternate for three rounds and the median of each is compared. `--profile FILE`
+adds one more in-process sync under cProfile (every thread, by its own CPU time), apart from the
+timed ones, and writes its pstats to FILE.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ sys.path.insert(0, str(PROJECT))
 
 from imapclient import IMAPClient  # noqa: E402
 
+from bench.cloud import profiled  # noqa: E402
 from config.policy import Policy  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from connectors.imap import (  # noqa: E402
@@ -254,8 +257,11 @@ def _rss_mb(pid: int) -> float:
     return int(line.split()[1]) / 1024
 
 
-def run_measurement(name: str, port: int, server: int, scratch: Path) -> dict[str, Any]:
-    if name.startswith("custody"):
+def run_measurement(name: str, port: int, server: int, scratch: Path, profile: Path | None = None) -> dict[str, Any]:
+    if name == "custody_profiled":
+        with profiled(profile):
+            result = measure_custody(port, server, scratch / f"{name}.db", 0)
+    elif name.startswith("custody"):
         become_subreaper()
         with TreeMemory() as memory:
             result = measure_custody(port, server, scratch / f"{name}.db",
@@ -278,10 +284,10 @@ def become_subreaper() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def in_own_process(name: str, server: DovecotServer, scratch: Path) -> dict[str, Any]:
+def in_own_process(name: str, server: DovecotServer, scratch: Path, profile: Path | None = None) -> dict[str, Any]:
     output = subprocess.run(
         [sys.executable, __file__, "--measure", name, "--port", str(server.port), "--server-pid",
-         str(dovecot_master(server)), "--scratch", str(scratch)],
+         str(dovecot_master(server)), "--scratch", str(scratch), *(["--profile", str(profile)] if profile else [])],
         check=True, stdout=subprocess.PIPE, text=True,
     ).stdout
     return json.loads(output)
@@ -311,13 +317,15 @@ def with_server(result: dict[str, Any]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "custody-bench-imap")
-    parser.add_argument("--measure", choices=["custody", "custody_in_process", "connector", "bare", "mbsync"])
+    parser.add_argument("--measure", choices=["custody", "custody_in_process", "custody_profiled", "connector", "bare",
+                                              "mbsync"])
+    parser.add_argument("--profile", type=Path, help="also profile one in-process sync into this pstats file")
     parser.add_argument("--port", type=int)
     parser.add_argument("--server-pid", type=int)
     parser.add_argument("--scratch", type=Path)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(run_measurement(args.measure, args.port, args.server_pid, args.scratch)))
+        print(json.dumps(run_measurement(args.measure, args.port, args.server_pid, args.scratch, args.profile)))
         return
     if not ENRON.is_dir():
         print(json.dumps({"skipped": f"Enron corpus not found at {ENRON}"}))
@@ -341,6 +349,8 @@ def main() -> None:
         bare, custody, in_process = median_run(bares), median_run(custodies), median_run(in_processes)
         connector = in_own_process("connector", server, scratch)
         mbsync = in_own_process("mbsync", server, scratch) if shutil.which("mbsync") else None
+        if args.profile:
+            in_own_process("custody_profiled", server, scratch / "profiled", args.profile.resolve())
     finally:
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -373,6 +383,7 @@ def main() -> None:
             "connector_over_bare_cpu": round(connector["cpu_seconds"] / bare["cpu_seconds"], 2),
         },
         "load_average": os.getloadavg()[0],
+        **({"profile": str(args.profile)} if args.profile else {}),
     }, indent=2))
 
 
