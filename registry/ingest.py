@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, bindparam, delete, select, tuple_, update
 
 from registry.aggregates import Counted, count_interactions
-from registry.batching import chunked
+from registry.batching import chunked, ids_by
 from registry.bulk import insert_ignoring, insert_returning
 from registry.facts import ContactFact, FactBatch, MessageFact, PersonFact
 from registry.models import (
@@ -127,7 +127,7 @@ def _create_people(db: Connection, missing: list[str], names: dict[str, str], ro
          "locale": "en", "created_at": now, "updated_at": now} for e in missing
     ], ("email", "id")))
     if len(created) < len(missing):
-        created = dict(db.execute(select(Rep.email, Rep.id).where(Rep.email.in_(missing))).all())
+        created = ids_by(db, Rep.__table__.c.email, Rep.__table__.c.id, missing)
     addresses = insert_ignoring(db, RepAddress.__table__, [
         {"rep_id": created[email], "email": email, "kind": "company"} for email in sorted(created)
     ])
@@ -137,10 +137,8 @@ def _create_people(db: Connection, missing: list[str], names: dict[str, str], ro
 
 
 def _rep_ids(db: Connection, emails: Iterable[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for chunk in chunked(list(emails)):
-        found.update(db.execute(select(RepAddress.email, RepAddress.rep_id).where(RepAddress.email.in_(chunk))).all())
-    return found
+    addresses = RepAddress.__table__
+    return ids_by(db, addresses.c.email, addresses.c.rep_id, emails)
 
 
 def _ensure_contacts(
@@ -243,9 +241,7 @@ def _customer_ids(db: Connection, contacts: list[ContactFact], created: dict[str
     """Customer ids of the contacts about to be created: only those of customers stored before are read."""
     table = Customer.__table__
     found = {c.customer_key: created[c.customer_key] for c in contacts if c.customer_key in created}
-    for chunk in chunked(sorted({c.customer_key for c in contacts} - found.keys())):
-        found.update(db.execute(select(table.c.key, table.c.id).where(table.c.key.in_(chunk))).all())
-    return found
+    return found | ids_by(db, table.c.key, table.c.id, sorted({c.customer_key for c in contacts} - found.keys()))
 
 
 def _ensure_messages(
@@ -261,8 +257,7 @@ def _ensure_messages(
         for m in sorted(messages, key=attrgetter("message_key"))
     ], ("message_key", "id")))
     found = {m.message_key: inserted[m.message_key] for m in linked if m.message_key in inserted}
-    for chunk in chunked([m.message_key for m in linked if m.message_key not in found]):
-        found.update(db.execute(select(table.c.message_key, table.c.id).where(table.c.message_key.in_(chunk))).all())
+    found |= ids_by(db, table.c.message_key, table.c.id, [m.message_key for m in linked if m.message_key not in found])
     return found, len(inserted)
 
 

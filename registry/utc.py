@@ -12,8 +12,8 @@ from sqlalchemy import DateTime, Dialect, TypeDecorator
 
 class UtcTime(TypeDecorator[datetime]):
     """A stored time read as an aware UTC datetime at the driver's speed. PostgreSQL sessions run
-    in UTC (`registry.store`), so its driver's value is final; SQLite's text goes through
-    SQLAlchemy's own parser and is marked UTC, as every time is stored."""
+    in UTC (`registry.store`), so its driver's value is final; SQLite's text is read as UTC, as
+    every time is stored."""
 
     impl = DateTime(timezone=True)
     cache_ok = True

@@ -177,14 +177,14 @@ class ExposureFold:
     """Every rep's exposure, added up from customers as they are classified, so a report that
     streams its customers reads the registry's aggregates once for both."""
 
-    figures: dict[str, _Exposed] = field(default_factory=dict)
+    figures: defaultdict[str, _Exposed] = field(default_factory=lambda: defaultdict(_Exposed))
 
     def add(self, customer: CustomerCoverage) -> None:
         for rep in customer.reps:
-            self._of(rep.email).add(customer, rep)
+            self.figures[rep.email].add(customer, rep)
         if customer.coverage_class == PERSONAL_ONLY:
             for email in {s.rep_email for s in customer.personal_sightings if s.rep_email}:
-                self._of(email).personal_only_customers += 1
+                self.figures[email].personal_only_customers += 1
 
     def result(self, db: Connection, directory: dict[int, Person], policy: Policy, now: datetime) -> list[RepExposure]:
         """Every declared rep, and every other person with figures, most exposed first."""
@@ -196,9 +196,6 @@ class ExposureFold:
             if person.role == Role.REP or person.email in self.figures or person.email in relays
         ]
         return sorted(shown, key=lambda r: (-r.exposed_customers, r.email))
-
-    def _of(self, email: str) -> _Exposed:
-        return self.figures.setdefault(email, _Exposed())
 
 
 @dataclass

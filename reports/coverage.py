@@ -98,25 +98,19 @@ def report_for(engine: Engine, policy: Policy, now: datetime, fmt: Format, messa
 
 def _read(engine: Engine, report: CoverageReport, directory: dict[int, Person],
           chunk_size: int) -> Iterator[CustomerCoverage]:
+    """Customers most at risk first, a chunk at a time with their latest messages; the summary and
+    the reps' exposure are added up as they pass."""
     fold = ExposureFold()
-    for chunk, messages in _chunks(engine, report, directory, chunk_size):
-        report.messages = messages
-        for customer in chunk:
-            report.summary[customer.coverage_class] += 1
-            fold.add(customer)
-            yield customer
-    with engine.connect() as db:
-        report.reps = fold.result(db, directory, report.policy, report.as_of)
-
-
-def _chunks(engine: Engine, report: CoverageReport, directory: dict[int, Person],
-            chunk_size: int) -> Iterator[tuple[list[CustomerCoverage], dict[int, list[MessageEvidence]]]]:
-    """Customers most at risk first, a chunk at a time with their latest messages."""
     with engine.connect() as db:
         messages_of = latest_messages_of(db, report.policy, report.as_of, report.messages_per_customer, directory)
         for chunk in classified_chunks(db, report.policy, report.as_of, directory, most_at_risk_first=True,
                                        size=chunk_size):
-            yield chunk, messages_of([c.customer_id for c in chunk])
+            report.messages = messages_of([c.customer_id for c in chunk])
+            for customer in chunk:
+                report.summary[customer.coverage_class] += 1
+                fold.add(customer)
+                yield customer
+        report.reps = fold.result(db, directory, report.policy, report.as_of)
 
 
 def personal_evidence(customer: CustomerCoverage) -> int:
