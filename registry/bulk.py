@@ -8,16 +8,20 @@ the columns that have one, and the driver's executemany gets the rows as they ar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 Row = dict[str, Any]
+Converter = Callable[[Any], Any]
 
 
 def insert_ignoring(db: Connection, table: Table, rows: list[Row]) -> int:
@@ -55,7 +59,7 @@ def _ignoring(dialect_name: str, table: Table) -> Insert:
 class _InsertPlan:
     sql: str
     order: tuple[str, ...] | None
-    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    processors: tuple[tuple[str, Converter], ...]
 
     def convert(self, rows: list[Row]) -> None:
         for column, process in self.processors:
@@ -82,33 +86,69 @@ def _plan(dialect: Dialect, statement: Insert, columns: tuple[str, ...]) -> _Ins
     table = statement.table
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     state = compiled.construct_expanded_state(dict.fromkeys(columns))
-    processors = []
-    for column in columns:
-        process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            processors.append((column, process))
+    processors = tuple((columns[index], convert) for index, convert in _converters(dialect, table, columns))
     order = tuple(state.positiontup) if state.positiontup else None
-    return _InsertPlan(state.statement, order, tuple(processors))
+    return _InsertPlan(state.statement, order, processors)
 
 
-def insert_returning(db: Connection, table: Table, rows: list[Row], returning: tuple[str, ...],
-                     size: int = 500) -> list[tuple[Any, ...]]:
-    """Like `insert_ignoring`, returning `returning` of the rows actually inserted, as the driver
-    gives them: multi-row VALUES with RETURNING, which skipped rows do not answer.
-
-    The rows' values are replaced by their converted form."""
+def insert_returning(db: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]],
+                     returning: tuple[str, ...], size: int = 500) -> list[tuple[Any, ...]]:
+    """Like `insert_ignoring`, for rows given as value tuples in `columns` order, returning
+    `returning` of the rows actually inserted: multi-row VALUES with RETURNING, which skipped rows
+    do not answer. The hot path of a sync, so rows are never turned into dicts: each chunk's values
+    are laid out flat and every converter runs over its column's slice."""
     if not rows:
         return []
-    columns = tuple(rows[0])
-    _plan(db.dialect, _ignoring(db.dialect.name, table), columns).convert(rows)
-    mark = "?" if db.dialect.paramstyle == "qmark" else "%s"
-    quote = db.dialect.identifier_preparer.quote
-    one = "(" + ", ".join([mark] * len(columns)) + ")"
-    head = f"INSERT INTO {db.dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, columns))}) VALUES "
-    tail = f" ON CONFLICT DO NOTHING RETURNING {', '.join(map(quote, returning))}"
+    width = len(columns)
+    converters = _converters(db.dialect, table, columns)
+    head, one = _values_statement(db.dialect, table, columns)
+    tail = f" ON CONFLICT DO NOTHING RETURNING {', '.join(map(db.dialect.identifier_preparer.quote, returning))}"
     inserted: list[tuple[Any, ...]] = []
     for start in range(0, len(rows), size):
         chunk = rows[start:start + size]
-        values = tuple(row[column] for row in chunk for column in columns)
-        inserted += [tuple(r) for r in db.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, values)]
+        values = list(chain.from_iterable(chunk))
+        for index, convert in converters:
+            values[index::width] = map(convert, values[index::width])
+        inserted += map(tuple, db.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, tuple(values)).all())
     return inserted
+
+
+@lru_cache(maxsize=64)
+def _values_statement(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[str, str]:
+    """`INSERT INTO t (columns) VALUES ` and one row's placeholders, in the driver's parameter style."""
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    quote = dialect.identifier_preparer.quote
+    head = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, columns))}) VALUES "
+    return head, "(" + ", ".join([mark] * len(columns)) + ")"
+
+
+@lru_cache(maxsize=64)
+def _converters(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tuple[tuple[int, Converter], ...]:
+    """Each column's converter that has one, by position. A UTC datetime on SQLite is written by
+    `sqlite_utc_text`, which gives the text SQLAlchemy's own chain of three converters would."""
+    found = []
+    for index, column in enumerate(columns):
+        column_type = table.c[column].type
+        if dialect.name == "sqlite" and isinstance(column_type, UTCDateTime):
+            found.append((index, sqlite_utc_text))
+            continue
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            found.append((index, process))
+    return tuple(found)
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """An aware datetime as SQLite stores sqlmodel's UTC datetimes (UTC, microseconds always
+    written), at twice the speed of the chain it replaces."""
+    if value is None:
+        return None
+    if value.tzinfo is not timezone.utc:
+        if value.utcoffset() is None:
+            raise ValueError("Datetime values must have timezone information")
+        value = value.astimezone(timezone.utc)
+    return _SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute, value.second,
+                           value.microsecond)
+
+
+_SQLITE_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"

@@ -38,6 +38,13 @@ from registry.models import (
 )
 
 PointOwners = tuple[dict[int, int], dict[int, int]]
+_REP_COLUMNS = ("email", "name", "team", "status", "role", "tenure", "locale", "created_at", "updated_at")
+_CUSTOMER_COLUMNS = ("key", "name", "kind", "owner_reason", "pool", "status", "locale", "timezone", "created_at")
+_MESSAGE_COLUMNS = ("message_key", "occurred_at", "subject", "sender_email", "noise_reason", "date_source",
+                    "first_source_id")
+_INTERACTION_KEY = ("message_id", "rep_id", "contact_point_id", "direction")
+_INTERACTION_COLUMNS = (*_INTERACTION_KEY, "contact_id", "customer_id", "channel", "occurred_at")
+_interaction_key = itemgetter(slice(0, len(_INTERACTION_KEY)))
 
 
 def store_batch(
@@ -122,9 +129,8 @@ def _create_people(db: Connection, missing: list[str], names: dict[str, str], ro
     """Person ids of addresses no person has yet, creating them. Read back only when another
     writer stored some of them first: what this transaction inserted, it knows already."""
     now = utcnow()
-    created = dict(insert_returning(db, Rep.__table__, [
-        {"email": e, "name": names[e], "team": "", "status": RepStatus.ACTIVE, "role": roles[e], "tenure": 0,
-         "locale": "en", "created_at": now, "updated_at": now} for e in missing
+    created = dict(insert_returning(db, Rep.__table__, _REP_COLUMNS, [
+        (e, names[e], "", RepStatus.ACTIVE, roles[e], 0, "en", now, now) for e in missing
     ], ("email", "id")))
     if len(created) < len(missing):
         created = ids_by(db, Rep.__table__.c.email, Rep.__table__.c.id, missing)
@@ -175,9 +181,8 @@ def _ensure_contacts(
                     planned[key] = slot  # type: ignore[assignment]
     created = _insert_contacts(db, new_contacts, _customer_ids(db, new_contacts, new_customers))
     owners.update({key: created[slot] for key, slot in planned.items()})
-    inserted = insert_returning(db, ContactPoint.__table__, [
-        {"contact_id": owners[key], "kind": key[0], "value": key[1], "bounce_reason": ""}
-        for key in sorted(facts) if key not in known
+    inserted = insert_returning(db, ContactPoint.__table__, ("contact_id", "kind", "value", "bounce_reason"), [
+        (owners[key], *key, "") for key in sorted(facts) if key not in known
     ], ("kind", "value", "id", "contact_id"))
     known.update({(kind, value): (point_id, contact_id) for kind, value, point_id, contact_id in inserted})
     known.update(_point_contacts(db, [key for key in facts if key not in known]))
@@ -226,9 +231,8 @@ def _ensure_customers(db: Connection, contacts: Iterable[ContactFact]) -> dict[s
             names.setdefault(contact.customer_key, contact.customer_name[:256])
     table = Customer.__table__
     now = utcnow()
-    created = dict(insert_returning(db, table, [
-        {"key": key, "name": key, "kind": kind, "owner_reason": "", "pool": False, "status": CustomerStatus.ACTIVE,
-         "locale": "", "timezone": "", "created_at": now} for key, kind in sorted(kinds.items())
+    created = dict(insert_returning(db, table, _CUSTOMER_COLUMNS, [
+        (key, key, kind, "", False, CustomerStatus.ACTIVE, "", "", now) for key, kind in sorted(kinds.items())
     ], ("key", "id")))
     if names:
         db.execute(update(table).where(table.c.key == bindparam("named_key"), table.c.name == table.c.key)
@@ -250,11 +254,9 @@ def _ensure_messages(
     """Store `messages`; returns the ids of the `linked` ones, which interactions or relays point at
     (most mail has neither), and how many were new. Only linked messages stored before are looked up."""
     table = Message.__table__
-    inserted = dict(insert_returning(db, table, [
-        {"message_key": m.message_key, "occurred_at": as_utc(m.occurred_at), "subject": m.subject,
-         "sender_email": m.sender_email[:254], "noise_reason": m.noise_reason, "date_source": m.date_source,
-         "first_source_id": source_id}
-        for m in sorted(messages, key=attrgetter("message_key"))
+    inserted = dict(insert_returning(db, table, _MESSAGE_COLUMNS, [
+        (m.message_key, as_utc(m.occurred_at), m.subject, m.sender_email[:254], m.noise_reason, m.date_source,
+         source_id) for m in sorted(messages, key=attrgetter("message_key"))
     ], ("message_key", "id")))
     found = {m.message_key: inserted[m.message_key] for m in linked if m.message_key in inserted}
     found |= ids_by(db, table.c.message_key, table.c.id, [m.message_key for m in linked if m.message_key not in found])
@@ -277,22 +279,16 @@ def _insert_interactions(
         for item in message.interactions:
             point_id = point_ids[(item.contact.kind, item.contact.value)]
             rep_id = rep_ids[item.rep_email]
-            rows.append({
-                "message_id": message_id, "rep_id": rep_id, "contact_id": contact_of[point_id],
-                "contact_point_id": point_id, "customer_id": customer_of[point_id], "direction": item.direction,
-                "channel": item.channel, "occurred_at": occurred_at,
-            })
+            rows.append((message_id, rep_id, point_id, item.direction, contact_of[point_id], customer_of[point_id],
+                         item.channel, occurred_at))
             counted.setdefault((message_id, rep_id, point_id, item.direction), Counted(
                 customer_of[point_id], rep_id, item.channel, occurred_at))
         relays += [{"message_id": message_id, "rep_id": rep_ids[r.rep_email], "personal_email": r.personal_email,
                     "occurred_at": occurred_at} for r in message.relays]
-    rows.sort(key=itemgetter(*_INTERACTION_KEY))
-    new = insert_returning(db, Interaction.__table__, rows, _INTERACTION_KEY)
+    rows.sort(key=_interaction_key)
+    new = insert_returning(db, Interaction.__table__, _INTERACTION_COLUMNS, rows, _INTERACTION_KEY)
     count_interactions(db, (counted[key] for key in new))
     insert_ignoring(db, PersonalRelay.__table__, relays)
-
-
-_INTERACTION_KEY = ("message_id", "rep_id", "contact_point_id", "direction")
 
 
 def _insert_sightings(
