@@ -202,21 +202,22 @@ class Identity:
         display name given), so a batch tells the registry of each rep once instead of per message."""
         sender_address = message.sender[0]
         sender = self.normalise_email(sender_address.email) or sender_address.email.lower()
-        recipients = self._people(message.to + message.cc + message.bcc)
-        noise = self.noise_reason(message, sender)
         seen = self._seen_as
+        sender_seen = seen(sender)
+        recipients = [(address, name, seen(address))
+                      for address, name in self._people(message.to + message.cc + message.bcc).items()]
+        noise = self.noise_reason(message, sender)
         if people is not None:
-            if seen(sender).colleague and (sender_address.name or sender not in people):
+            if sender_seen.colleague and (sender_address.name or sender not in people):
                 people[sender] = sender_address.name
-            for address, name in recipients.items():
-                if seen(address).colleague and (name or address not in people):
+            for address, name, known in recipients:
+                if known.colleague and (name or address not in people):
                     people[address] = name
         interactions: list[InteractionFact] = []
         relays: list[RelayFact] = []
         if not noise:
-            if seen(sender).internal:
-                for address, name in recipients.items():
-                    known = seen(address)
+            if sender_seen.internal:
+                for address, name, known in recipients:
                     if self._personal(sender, address, name, known.freemail):
                         relays.append(RelayFact(sender, address))
                         continue
@@ -226,10 +227,10 @@ class Identity:
                         InteractionFact(sender, self._contact(address, name, known), "outbound", message.channel)))
                 relays += [RelayFact(sender, address) for address, name in self._people(message.reply_to).items()
                            if self._personal(sender, address, name, seen(address).freemail)]
-            elif (known := seen(sender)).customer and _EMAIL.match(sender):
-                contact = self._contact(sender, sender_address.name, known)
-                for address in recipients:
-                    if seen(address).colleague:
+            elif sender_seen.customer and _EMAIL.match(sender):
+                contact = self._contact(sender, sender_address.name, sender_seen)
+                for address, _, known in recipients:
+                    if known.colleague:
                         interactions.append(self._intern(InteractionFact(address, contact, "inbound", message.channel)))
         return MessageFact(
             message_key=message.message_id,
