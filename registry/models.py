@@ -128,7 +128,7 @@ class Message(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     message_key: str = Field(unique=True, max_length=512)
-    occurred_at: datetime = Field(index=True)
+    occurred_at: datetime
     subject: str = Field(default="", max_length=998)
     sender_email: str = Field(default="", max_length=254)
     noise_reason: str = Field(default="", max_length=64)
