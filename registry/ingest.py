@@ -8,6 +8,7 @@ storing the same new rows at once take their locks in one order instead of deadl
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
@@ -47,46 +48,60 @@ _INTERACTION_COLUMNS = (*_INTERACTION_KEY, "contact_id", "customer_id", "channel
 _interaction_key = itemgetter(slice(0, len(_INTERACTION_KEY)))
 
 
+@dataclass
+class Known:
+    """Ids a writer learnt from the batches it committed, which later batches need not look up: an
+    address once a person's stays that person's, and a contact point keeps its id for good (points
+    are never deleted; a merge only moves one to another contact, which `_point_owners` reads anew)."""
+
+    reps: dict[str, int] = field(default_factory=dict)
+    points: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def learn(self, stored: Stored) -> None:
+        self.reps.update(stored.rep_ids)
+        self.points.update(stored.point_ids)
+
+
 def store_batch(
     engine: Engine,
     source_id: int,
     facts: FactBatch,
     cursor: dict[str, Any],
     lease_until: datetime | None = None,
-    rep_ids: dict[str, int] | None = None,
+    known: Known | None = None,
 ) -> int:
     """Facts, cursor and (for a leased sync) the renewed lease commit together; returns how many of
     the batch's messages were new to the registry (mail read again is stored once).
 
-    `rep_ids` are rep ids by address from batches committed before, which need no lookup; it
-    learns this batch's once they are committed.
+    `known` holds the ids of batches committed before; it learns this batch's once they are committed.
     """
     values: dict[str, Any] = {"cursor": cursor}
     if lease_until is not None:
         values["lease_until"] = lease_until
     with engine.begin() as db:
-        stored = store_facts(db, source_id, facts, rep_ids or {})
+        stored = store_facts(db, source_id, facts, known or Known())
         db.execute(update(Source.__table__).where(Source.__table__.c.id == source_id).values(**values))
-    if rep_ids is not None:
-        rep_ids.update(stored.rep_ids)
+    if known is not None:
+        known.learn(stored)
     return stored.new_messages
 
 
 class Stored(NamedTuple):
-    """What storing a batch did: the rep ids by address it used, and how many messages were new."""
+    """What storing a batch did: the rep and contact point ids it used, and how many messages were new."""
 
     rep_ids: dict[str, int]
+    point_ids: dict[tuple[str, str], int]
     new_messages: int
 
 
-def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: dict[str, int]) -> Stored:
+def store_facts(db: Connection, source_id: int, facts: FactBatch, known: Known) -> Stored:
     """Store one batch."""
     reps = {i.rep_email for m in facts.messages for i in m.interactions}
     reps |= {r.rep_email for m in facts.messages for r in m.relays}
     reps |= {s.rep_email for s in facts.sightings if s.rep_email}
-    rep_ids = ensure_reps(db, [*facts.people, *(PersonFact(email) for email in sorted(reps))], known_reps)
+    rep_ids = ensure_reps(db, [*facts.people, *(PersonFact(email) for email in sorted(reps))], known.reps)
     contacts = list(dict.fromkeys(i.contact for m in facts.messages for i in m.interactions))
-    point_ids = _ensure_contacts(db, contacts, [list(s.contacts) for s in facts.sightings])
+    point_ids = _ensure_contacts(db, contacts, [list(s.contacts) for s in facts.sightings], known.points)
     linked = [m for m in facts.messages if m.interactions or m.relays]
     message_ids, new_messages = _ensure_messages(db, source_id, facts.messages, linked)
     owners = _point_owners(db, point_ids.values())
@@ -97,7 +112,7 @@ def store_facts(db: Connection, source_id: int, facts: FactBatch, known_reps: di
         {"source_id": source_id, "ref": s.ref[:512], "reason": s.reason[:512], "seen_at": utcnow()}
         for s in facts.skipped
     ])
-    return Stored(rep_ids, new_messages)
+    return Stored(rep_ids, point_ids, new_messages)
 
 
 def ensure_reps(
@@ -148,22 +163,33 @@ def _rep_ids(db: Connection, emails: Iterable[str]) -> dict[str, int]:
 
 
 def _ensure_contacts(
-    db: Connection, singles: Sequence[ContactFact], groups: Sequence[list[ContactFact]]
+    db: Connection, singles: Sequence[ContactFact], groups: Sequence[list[ContactFact]],
+    known_points: dict[tuple[str, str], int],
 ) -> dict[tuple[str, str], int]:
     """ContactPoint ids, creating what is new in a few set-based statements.
 
     Points of one address-book entry share one Contact: an existing one when any of its
     points is known, else one created for the entry. A Contact created here whose points another
     writer stored first (several daemons on one PostgreSQL) is deleted again, not left empty.
+    A group whose points are all in `known_points` is settled without a statement, unless it
+    names its customer, which may then be named.
     """
-    all_groups = [[c] for c in singles] + list(groups)
-    facts = {(c.kind, c.value): c for group in all_groups for c in group}
+    settled: dict[tuple[str, str], int] = {}
+    unsettled: list[list[ContactFact]] = []
+    for group in [*([c] for c in singles), *groups]:
+        if all((c.kind, c.value) in known_points and not c.customer_name for c in group):
+            settled.update({(c.kind, c.value): known_points[(c.kind, c.value)] for c in group})
+        else:
+            unsettled.append(group)
+    if not unsettled:
+        return settled
+    facts = {(c.kind, c.value): c for group in unsettled for c in group}
     new_customers = _ensure_customers(db, facts.values())
     known = _point_contacts(db, facts)
     owners: dict[tuple[str, str], int] = {key: contact_id for key, (_, contact_id) in known.items()}
     planned: dict[tuple[str, str], int] = {}
     new_contacts: list[ContactFact] = []
-    for group in all_groups:
+    for group in unsettled:
         keys = [(c.kind, c.value) for c in group]
         if all(k in owners or k in planned for k in keys):
             continue
@@ -189,7 +215,7 @@ def _ensure_contacts(
     unused = set(created) - {contact_id for _, contact_id in known.values()}
     if unused:
         db.execute(delete(Contact.__table__).where(Contact.__table__.c.id.in_(sorted(unused))))
-    return {key: point_id for key, (point_id, _) in known.items()}
+    return settled | {key: point_id for key, (point_id, _) in known.items()}
 
 
 def _identifying(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from daemon.sync.failures import Failure, classify
 from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, SourceReading, identity_for
 from policies.identity import Identity
 from registry.facts import FactBatch, PersonFact
-from registry.ingest import ensure_reps, store_batch
+from registry.ingest import Known, ensure_reps, store_batch
 from registry.models import Source, SourceStatus, utcnow
 from registry.people import DeclaredRep, declare_reps
 
@@ -272,13 +272,13 @@ def _claim_task(
 
 @dataclass
 class _Writer:
-    """Stores what a sync reads. It remembers the rep ids of the batches it committed: an address
-    once a rep's stays that rep's, and one batch of mail can name thousands of colleagues."""
+    """Stores what a sync reads. It remembers the rep and contact point ids of the batches it
+    committed: one batch of mail can name thousands of colleagues, and most customers recur."""
 
     engine: Engine
     policy: Policy
     progress: Progress | None
-    rep_ids: dict[str, int] = field(default_factory=dict)
+    known: Known = field(default_factory=Known)
 
     def apply(self, source_id: int, event: ReadEvent, report: SyncReport) -> None:
         """Store a batch with its cursor (and the renewed lease) in one transaction, or note why the source failed."""
@@ -299,7 +299,7 @@ class _Writer:
         if not stored:
             return
         report.new_messages += store_batch(self.engine, source_id, _joined([facts for _, facts in stored]),
-                                           stored[-1][0].cursor or {}, utcnow() + LEASE, self.rep_ids)
+                                           stored[-1][0].cursor or {}, utcnow() + LEASE, self.known)
         for event, facts in stored:
             report.batches += 1
             report.messages += len(facts.messages)

@@ -20,7 +20,7 @@ from daemon.cli.app import app
 from registry.aggregates import aggregate_rows, rebuild
 from registry.contacts import merge_contacts
 from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, SightingFact
-from registry.ingest import store_batch, store_facts
+from registry.ingest import Known, store_batch, store_facts
 from registry.models import CoverageBucket, Interaction
 from registry.people import DeclaredRep, declare_reps
 from registry.store import MIGRATIONS, open_registry
@@ -119,7 +119,7 @@ def apply(engine: Engine, source_id: int, step: object, last: FactBatch) -> Fact
             store_batch(engine, source_id, last, {})
         case Fail(batch):
             with pytest.raises(Crash), engine.begin() as db:
-                store_facts(db, source_id, batch, {})
+                store_facts(db, source_id, batch, Known())
                 raise Crash
         case MergeContacts(first, second):
             points = (contact(first), contact(second))

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from registry.facts import ContactFact, FactBatch, InteractionFact, MessageFact, PersonFact, SightingFact
-from registry.ingest import store_batch, store_facts
+from registry.ingest import Known, store_batch, store_facts
 from registry.models import Contact, ContactPoint, Customer, Rep, Source
 from tests.support.registry import new_source
 
@@ -25,21 +25,37 @@ def batch(rep: str, customer: str, buyer: str = "buyer") -> FactBatch:
     return FactBatch(messages=[message], people=[PersonFact(rep, "Ann")])
 
 
-def test_rep_ids_are_learnt_only_from_committed_batches(engine: Engine) -> None:
-    """A batch that fails rolls its new reps back, so the ids it saw must not be reused."""
-    rep_ids: dict[str, int] = {}
+def test_ids_are_learnt_only_from_committed_batches(engine: Engine) -> None:
+    """A batch that fails rolls its new reps and contact points back, so the ids it saw must not be reused."""
+    known = Known()
     with pytest.raises(IntegrityError):
-        store_batch(engine, 999_999, batch("ann@acme.test", "shop.test"), {}, rep_ids=rep_ids)
-    assert rep_ids == {}
+        store_batch(engine, 999_999, batch("ann@acme.test", "shop.test"), {}, known=known)
+    assert known == Known()
 
     source_id = new_source(engine)
-    store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {"n": 1}, rep_ids=rep_ids)
-    store_batch(engine, source_id, batch("ann@acme.test", "mill.test"), {"n": 2}, rep_ids=rep_ids)
+    store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {"n": 1}, known=known)
+    store_batch(engine, source_id, batch("ann@acme.test", "mill.test"), {"n": 2}, known=known)
     with engine.connect() as db:
         ann = db.execute(select(Rep.id).where(Rep.email == "ann@acme.test")).scalar_one()
+        points = dict(db.execute(select(ContactPoint.value, ContactPoint.id)).all())
         assert db.execute(select(func.count()).select_from(Rep)).scalar_one() == 1
         assert db.execute(select(Source.cursor).where(Source.id == source_id)).scalar_one() == {"n": 2}
-    assert rep_ids == {"ann@acme.test": ann}
+    assert known.reps == {"ann@acme.test": ann}
+    assert known.points == {("email", value): point_id for value, point_id in points.items()}
+
+
+def test_a_known_contact_point_still_names_its_customer_from_an_address_book(engine: Engine) -> None:
+    """One writer first learns an address from mail, then meets it in an address book that names
+    the organisation: the point's id is known, but the customer is named all the same."""
+    known = Known()
+    source_id = new_source(engine)
+    store_batch(engine, source_id, batch("ann@acme.test", "shop.test"), {}, known=known)
+    point = ContactFact("email", "buyer@shop.test", "Buyer", "shop.test", "organisation", "Shop Limited")
+    store_batch(engine, source_id, FactBatch(sightings=[SightingFact("book#1", "", "company", (point,))]), {},
+                known=known)
+    with engine.connect() as db:
+        assert db.execute(select(Customer.name).where(Customer.key == "shop.test")).scalar_one() == "Shop Limited"
+        assert db.execute(select(func.count()).select_from(ContactPoint)).scalar_one() == 1
 
 
 def test_a_customer_is_named_by_the_first_address_book_that_names_it(engine: Engine) -> None:
@@ -63,7 +79,7 @@ def test_two_writers_adding_one_new_address_leave_one_contact(postgres_engine: E
     store_batch(engine, source_id, batch("bob@acme.test", "shop.test"), {})
     with ThreadPoolExecutor(1) as pool, engine.connect() as first:
         transaction = first.begin()
-        store_facts(first, source_id, batch("ann@acme.test", "shop.test", buyer="new"), {})
+        store_facts(first, source_id, batch("ann@acme.test", "shop.test", buyer="new"), Known())
         second = pool.submit(store_batch, engine, source_id, batch("bob@acme.test", "shop.test", buyer="new"), {})
         try:
             wait_until_blocked(engine, second)
