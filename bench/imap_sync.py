@@ -210,9 +210,10 @@ def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
 
 
 class TreeMemory:
-    """Peak summed RSS of this process and its descendants (custody's reader processes), sampled."""
+    """Peak summed RSS of a process and its descendants (custody's reader processes), sampled."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: int) -> None:
+        self.root = root
         self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -227,7 +228,7 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.1):
-            self.peak_mb = max(self.peak_mb, sum(_rss_mb(pid) for pid in _tree(os.getpid())))
+            self.peak_mb = max(self.peak_mb, sum(_rss_mb(pid) for pid in _tree(self.root)))
 
 
 def _tree(root: int) -> list[int]:
@@ -263,10 +264,7 @@ def run_measurement(name: str, port: int, server: int, scratch: Path, profile: P
             result = measure_custody(port, server, scratch / f"{name}.db", 0)
     elif name.startswith("custody"):
         become_subreaper()
-        with TreeMemory() as memory:
-            result = measure_custody(port, server, scratch / f"{name}.db",
-                                     0 if name == "custody_in_process" else WORKERS)
-        result["tree_peak_rss_mb"] = round(memory.peak_mb, 1)
+        result = measure_custody(port, server, scratch / f"{name}.db", 0 if name == "custody_in_process" else WORKERS)
     elif name == "connector":
         result = measure_connector(port)
     elif name == "bare":
@@ -285,12 +283,18 @@ def become_subreaper() -> None:
 
 
 def in_own_process(name: str, server: DovecotServer, scratch: Path, profile: Path | None = None) -> dict[str, Any]:
-    output = subprocess.run(
+    """Run one measurement in a new process, its memory sampled from here: a sampling thread inside
+    it would take CPU and the interpreter's lock from what it measures."""
+    process = subprocess.Popen(
         [sys.executable, __file__, "--measure", name, "--port", str(server.port), "--server-pid",
          str(dovecot_master(server)), "--scratch", str(scratch), *(["--profile", str(profile)] if profile else [])],
-        check=True, stdout=subprocess.PIPE, text=True,
-    ).stdout
-    return json.loads(output)
+        stdout=subprocess.PIPE, text=True,
+    )
+    with TreeMemory(process.pid) as memory:
+        output, _ = process.communicate()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, process.args)
+    return {**json.loads(output), "tree_peak_rss_mb": round(memory.peak_mb, 1)}
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
