@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.parser import HeaderParser
@@ -35,6 +35,11 @@ _MSGID = re.compile(r"<([^<>\s]+)>")
 _BRACKETED = re.compile(r"<([^<>@\s]+@[^<>@\s]+)>")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _UNSPLITTABLE = re.compile(r'["(\\:;\[]')
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_USUAL_DATE = re.compile(
+    r"(?:[A-Za-z]{3}, )?(\d{1,2}) ([A-Za-z]{3}) ([1-9]\d{3}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})(?: \([^()]*\))?")
+_MONTHS = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
 
 
 class MalformedMessage(ValueError):
@@ -284,6 +289,10 @@ def _mailboxes(text: str) -> tuple[Address, ...]:
 
 
 def _read_mailboxes(text: str) -> tuple[Address, ...]:
+    """A bare dot-atom address, most of what mail names, is what getaddresses would make of it; the
+    rest goes through getaddresses."""
+    if _BARE_ADDRESS.fullmatch(text):
+        return (Address("", text),) if len(text) <= 254 else ()
     found: list[Address] = []
     for name, email in getaddresses([text]):
         email = email.strip().strip("'\"")
@@ -312,8 +321,9 @@ def parse_date(value: object) -> datetime | None:
 def _read_date(text: str) -> datetime | None:
     """Remembered: one message's copies in several folders and mailboxes carry the same Date, as do
     the Received stamps of mail one relay passed on at once."""
+    usual = _USUAL_DATE.fullmatch(text)
     try:
-        parsed = parsedate_to_datetime(text)
+        parsed = _usual_date(usual) if usual and usual[2].lower() in _MONTHS else parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:
@@ -322,6 +332,15 @@ def _read_date(text: str) -> datetime | None:
         return parsed.astimezone(timezone.utc)
     except (OverflowError, ValueError):
         return None
+
+
+def _usual_date(usual: re.Match[str]) -> datetime:
+    """The date RFC 5322 recommends (`Mon, 14 May 2001 16:39:00 -0700`), read as parsedate_to_datetime
+    reads it at a quarter of its cost; most mail dates are written so."""
+    day, month, year, hour, minute, second, sign, offset_hours, offset_minutes = usual.groups()
+    offset = int(offset_hours) * 3600 + int(offset_minutes) * 60
+    return datetime(int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
+                    tzinfo=timezone(timedelta(seconds=-offset if sign == "-" else offset)))
 
 
 def _first_msgid(text: str) -> str:

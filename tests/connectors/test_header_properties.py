@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import base64
 import string
+from datetime import datetime, timezone
+from email.utils import getaddresses, parsedate_to_datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.headers import MalformedMessage, parse_headers, read_message
+from connectors.records import Address
 from tests.support.header_strategies import (
     encoded_words,
     header_bytes,
@@ -104,3 +108,48 @@ def test_every_well_formed_address_comes_out_in_order_however_long_the_field(
     headers = parse_headers(message("Ann <ann@client.test>", joined(to, separator), joined(cc, separator)), "INBOX")
     assert [a.email for a in headers.to] == [spec for _, spec in to]
     assert [a.email for a in headers.cc] == [spec for _, spec in cc]
+
+
+def email_utils_date(text: str) -> datetime | None:
+    """What email.utils makes of a Date, in UTC: the reading the parser's own shortcut must equal."""
+    try:
+        parsed = parsedate_to_datetime(text)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def mostly(low: int, high: int, width: int = 2) -> st.SearchStrategy[str]:
+    """A number in its valid range nine times in ten, else any that fits the width."""
+    return (st.integers(0, 9).flatmap(lambda draw: st.integers(low, high) if draw else st.integers(0, 10 ** width - 1))
+            .map(f"{{:0{width}d}}".format))
+
+
+usual_dates = st.builds(
+    "{}{} {} {} {}:{}:{} {}{}{}{}".format,
+    st.sampled_from(["", "Mon, ", "Sun, ", "Xyz, "]), st.one_of(st.integers(1, 28).map(str), mostly(0, 31)),
+    st.sampled_from(["Jan", "feb", "MAR", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Foo"]),
+    st.integers(1000, 9999).map(str), mostly(0, 23), mostly(0, 59), mostly(0, 59), st.sampled_from("+-"),
+    mostly(0, 14), mostly(0, 59), st.sampled_from(["", " (PDT)", " (UTC)"]),
+)
+
+
+@EXAMPLES
+@given(usual_dates)
+def test_a_date_written_as_rfc_5322_recommends_reads_as_email_utils_reads_it(text: str) -> None:
+    expected = email_utils_date(text)
+    raw = f"From: ann@client.test\r\nTo: bob@acme.test\r\nDate: {text}\r\n\r\n".encode()
+    if expected is None:
+        with pytest.raises(MalformedMessage, match="Date"):
+            parse_headers(raw, "INBOX")
+        return
+    parsed = parse_headers(raw, "INBOX").date
+    assert parsed == expected and parsed.tzinfo == timezone.utc
+
+
+@EXAMPLES
+@given(st.from_regex(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", fullmatch=True))
+def test_a_bare_address_reads_as_getaddresses_reads_it(address: str) -> None:
+    headers = parse_headers(message("ann@client.test", f"{address}, bob@acme.test"), "INBOX")
+    expected = [Address(name, email) for name, email in getaddresses([address]) if len(email) <= 254]
+    assert list(headers.to) == [*expected, Address("", "bob@acme.test")]
