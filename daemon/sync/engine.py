@@ -19,6 +19,7 @@ from connectors.base import Connector, SourceSettings
 from connectors.index import open_connector
 from daemon.jobs.departure import handle_directory_events
 from daemon.leases import insert_if_missing, lease_alive, lease_owner
+from daemon.sync.collection import fewer_collections
 from daemon.sync.failures import Failure, classify
 from daemon.sync.readers import ReaderPool, ReadEvent, ReadTask, SourceReading, identity_for
 from policies.identity import Identity
@@ -77,6 +78,7 @@ def declared_rep(identity: Identity, rep: RepConfig) -> DeclaredRep:
                        plain(rep.aliases), plain(rep.personal_addresses))
 
 
+@fewer_collections()
 def sync_sources(
     engine: Engine,
     settings: Settings,
@@ -142,6 +144,7 @@ def _next_claim(
     return None
 
 
+@fewer_collections()
 def sync_source(
     engine: Engine,
     settings: Settings,

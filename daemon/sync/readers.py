@@ -32,6 +32,7 @@ from connectors.index import open_connector
 from connectors.prefetch import Prefetched
 from connectors.records import Batch, DirectoryEvent
 from daemon.logs import configure_logging
+from daemon.sync.collection import fewer_collections
 from daemon.sync.failures import Failure, classify
 from policies.identity import Identity, KnownRep, warm_public_suffixes
 from registry.facts import FactBatch
@@ -390,6 +391,7 @@ def _keep_only(pairs: list[tuple[Connection, Connection]], kept: tuple[Connectio
                 connection.close()
 
 
+@fewer_collections()
 def _serve(tasks: Connection, events: Connection, packed_setup: bytes) -> None:
     """Read sources as tasks arrive, report each batch, until the writer closes the task pipe or
     stops listening."""
