@@ -11,7 +11,8 @@ tree plus Dovecot's (`cpu_seconds_with_server`), which other work on a shared ma
     python bench/imap_sync.py [--workdir DIR] [--profile FILE]   # DIR keeps the loaded Dovecot between runs
 
 One bare pass warms Dovecot's caches first; then the bare loop, custody's full sync and its
-in-process sync alternate for three rounds and the median of each is compared. `--profile FILE`
+in-process sync alternate for five rounds and the median of each is compared (this machine varies
+by a fifth from one run to the next). `--profile FILE`
 adds one more in-process sync under cProfile (every thread, by its own CPU time), apart from the
 timed ones, and writes its pstats to FILE.
 """
@@ -55,7 +56,7 @@ FOLDERS = {"inbox": "INBOX", "sent": "Sent", "_sent_mail": "_sent_mail", "sent_i
 EXTRA_FOLDERS = ["_sent_mail", "sent_items"]
 BATCH = 500
 WORKERS = Settings().sync_workers
-ROUNDS = 3
+ROUNDS = 5
 PR_SET_CHILD_SUBREAPER = 36
 POLICY = Policy(company_domains=["enron.com"])
 MBSYNC_MISSING = "mbsync not found on PATH: its comparison is skipped (Debian and Ubuntu: apt-get install isync)"
