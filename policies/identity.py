@@ -202,10 +202,8 @@ class Identity:
         display name given), so a batch tells the registry of each rep once instead of per message."""
         sender_address = message.sender[0]
         sender = self.normalise_email(sender_address.email) or sender_address.email.lower()
-        seen = self._seen_as
-        sender_seen = seen(sender)
-        recipients = [(address, name, seen(address))
-                      for address, name in self._people(message.to + message.cc + message.bcc).items()]
+        sender_seen = self._seen_as(sender)
+        recipients = self._people(message.to + message.cc + message.bcc)
         noise = self.noise_reason(message, sender)
         if people is not None:
             if sender_seen.colleague and (sender_address.name or sender not in people):
@@ -225,8 +223,8 @@ class Identity:
                         continue
                     interactions.append(self._intern(
                         InteractionFact(sender, self._contact(address, name, known), "outbound", message.channel)))
-                relays += [RelayFact(sender, address) for address, name in self._people(message.reply_to).items()
-                           if self._personal(sender, address, name, seen(address).freemail)]
+                relays += [RelayFact(sender, address) for address, name, known in self._people(message.reply_to)
+                           if self._personal(sender, address, name, known.freemail)]
             elif sender_seen.customer and _EMAIL.match(sender):
                 contact = self._contact(sender, sender_address.name, sender_seen)
                 for address, _, known in recipients:
@@ -282,15 +280,19 @@ class Identity:
         owner = self.normalise_email(entry.owner) if entry.owner else None
         return owner if owner and self.is_internal(owner) else source_owner
 
-    def _people(self, addresses: tuple[Address, ...]) -> dict[str, str]:
-        """Each normalised address once, with the display name it first came with."""
-        people: dict[str, str] = {}
+    def _people(self, addresses: tuple[Address, ...]) -> list[tuple[str, str, _Seen]]:
+        """Each normalised address once, with the display name it first came with and what the
+        policy says of it: one pass, as a message may name hundreds of people."""
+        people: list[tuple[str, str, _Seen]] = []
+        taken: set[str] = set()
         normalised = self._normalised
+        seen = self._seen
         for item in addresses:
             email = item.email
             address = normalised[email] if email in normalised else self.normalise_email(email)
-            if address and address not in people:
-                people[address] = item.name
+            if address and address not in taken:
+                taken.add(address)
+                people.append((address, item.name, seen.get(address) or self._seen_as(address)))
         return people
 
     def _contact(self, address: str, name: str, seen: _Seen) -> ContactFact:
