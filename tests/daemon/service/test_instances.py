@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from config.policy import load_policy
 from config.settings import load_settings
+from daemon.runtime import Runtime
+from daemon.service.scheduler import Service as Daemon
 from daemon.sync.engine import sync_source
 from demo.company import DemoCompany
 from registry.models import Interaction, Message, Notification, NotificationState, RoundLease, Source, SourceStatus, utcnow
@@ -27,7 +29,8 @@ from tests.daemon.outbox.test_outbox_crash import sent_folder_settings
 from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import FilingRelay
 from tests.support.demo import copy_company
-from tests.support.service import Service, free_port, wait_until
+from tests.support.mail import conversation, write_maildir
+from tests.support.service import Service, free_port, maildir_source, service_config, wait_until
 
 LEAVERS = ("wang.lei@northwind-demo.example", "priya.nair@northwind-demo.example")
 SETTLED = {NotificationState.SENT}
@@ -164,3 +167,36 @@ def test_two_daemons_share_the_work_and_one_killed_mid_work_loses_nothing_and_do
     assert counts == expected
     assert not [entry for entry in survivor.messages() if entry["level"] == "ERROR"]
 
+
+
+def test_a_source_another_daemon_synced_lately_is_left_to_it_until_half_an_interval_has_passed(tmp_path: Path) -> None:
+    """Each instance ticks every source; with two, a source is still synced about once an interval. The
+    second daemon has been running for two hours when the first syncs the source."""
+    archive = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 3, "early")})
+    config = service_config(tmp_path, free_port(), maildir_source("ann", archive), extra="sync_workers = 0\n",
+                            service="sync_interval_minutes = 60\n")
+    first, second = Daemon(Runtime(config)), Daemon(Runtime(config))
+    second.started_at = utcnow() - timedelta(hours=2)
+    for daemon in (first, second):
+        daemon.schedule()
+
+    run_job(first, "sync:ann")
+    write_maildir(archive, {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 2, "late")})
+    run_job(second, "sync:ann")
+    left_alone = stored_messages(first.rt.engine)
+    with first.rt.engine.begin() as db:
+        db.execute(update(Source).where(Source.name == "ann").values(last_success=utcnow() - timedelta(minutes=31)))
+    run_job(second, "sync:ann")
+
+    assert left_alone == 3
+    assert stored_messages(first.rt.engine) == 5
+
+
+def run_job(daemon: Daemon, job_id: str) -> None:
+    job = daemon.scheduler.get_job(job_id)
+    job.func(*job.args)
+
+
+def stored_messages(engine: Engine) -> int:
+    with engine.connect() as db:
+        return int(db.execute(select(func.count()).select_from(Message)).scalar_one())
