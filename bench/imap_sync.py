@@ -12,9 +12,8 @@ tree plus Dovecot's (`cpu_seconds_with_server`), which other work on a shared ma
 
 One bare pass warms Dovecot's caches first; then the bare loop, custody's full sync and its
 in-process sync alternate for five rounds and the median of each is compared (this machine varies
-by a fifth from one run to the next). `--profile FILE`
-adds one more in-process sync under cProfile (every thread, by its own CPU time), apart from the
-timed ones, and writes its pstats to FILE.
+by a fifth from one run to the next). `--profile FILE` adds one more in-process sync under cProfile
+(every thread, by its own CPU time), apart from the timed ones, and writes its pstats to FILE.
 """
 
 from __future__ import annotations

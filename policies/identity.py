@@ -286,13 +286,12 @@ class Identity:
         people: list[tuple[str, str, _Seen]] = []
         taken: set[str] = set()
         normalised = self._normalised
-        seen = self._seen
         for item in addresses:
             email = item.email
             address = normalised[email] if email in normalised else self.normalise_email(email)
             if address and address not in taken:
                 taken.add(address)
-                people.append((address, item.name, seen.get(address) or self._seen_as(address)))
+                people.append((address, item.name, self._seen_as(address)))
         return people
 
     def _contact(self, address: str, name: str, seen: _Seen) -> ContactFact:

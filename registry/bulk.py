@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
@@ -19,6 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.sql.sqltypes import UTCDateTime
+
+from registry.utc import sqlite_utc_text
 
 Row = dict[str, Any]
 Converter = Callable[[Any], Any]
@@ -136,19 +137,3 @@ def _converters(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
         if process is not None:
             found.append((index, process))
     return tuple(found)
-
-
-def sqlite_utc_text(value: datetime | None) -> str | None:
-    """An aware datetime as SQLite stores sqlmodel's UTC datetimes (UTC, microseconds always
-    written), at twice the speed of the chain it replaces."""
-    if value is None:
-        return None
-    if value.tzinfo is not timezone.utc:
-        if value.utcoffset() is None:
-            raise ValueError("Datetime values must have timezone information")
-        value = value.astimezone(timezone.utc)
-    return _SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute, value.second,
-                           value.microsecond)
-
-
-_SQLITE_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"

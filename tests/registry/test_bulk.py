@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import sqlite
 
-from registry.bulk import insert_ignoring, insert_returning, sqlite_utc_text
+from registry.bulk import insert_ignoring, insert_returning
 from registry.models import Customer, Message
 
 WHEN = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=timezone.utc)
@@ -46,18 +42,6 @@ def test_values_read_back_as_sqlalchemy_stores_them(engine: Engine) -> None:
     assert same_moment == ["<bulk@x>", "<orm@x>"]
     assert customer.pool is True
     assert customer.created_at.replace(tzinfo=timezone.utc) == WHEN
-
-
-@given(st.datetimes(timezones=st.timezones()))
-def test_sqlite_text_of_a_utc_datetime_is_the_text_sqlalchemy_writes(moment: datetime) -> None:
-    dialect = sqlite.dialect()
-    sqlalchemys = Message.__table__.c.occurred_at.type.dialect_impl(dialect).bind_processor(dialect)
-    assert sqlite_utc_text(moment) == sqlalchemys(moment)
-
-
-def test_a_datetime_without_a_timezone_is_refused_as_sqlalchemy_refuses_it() -> None:
-    with pytest.raises(ValueError, match="timezone"):
-        sqlite_utc_text(WHEN.replace(tzinfo=None))
 
 
 def test_rows_given_as_tuples_return_what_was_new(engine: Engine) -> None:

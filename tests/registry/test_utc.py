@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, create_engine, insert, select, text, type_coerce
+from sqlalchemy.dialects import sqlite
 
-from registry.utc import UtcTime
+from registry.models import Message
+from registry.utc import UtcTime, sqlite_utc_text
 
 _metadata = MetaData()
 _times = Table("times", _metadata, Column("id", Integer, primary_key=True), Column("at", DateTime(timezone=True)))
@@ -41,3 +44,15 @@ def test_text_written_by_hand_reads_as_utc_with_or_without_fraction_or_offset() 
     assert read_back("2026-06-30 12:00:00.000000") == expected
     assert read_back("2026-06-30T12:00:00+00:00") == expected
     assert read_back(None) is None
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_sqlite_text_of_a_utc_datetime_is_the_text_sqlalchemy_writes(moment: datetime) -> None:
+    dialect = sqlite.dialect()
+    sqlalchemys = Message.__table__.c.occurred_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert sqlite_utc_text(moment) == sqlalchemys(moment)
+
+
+def test_a_datetime_without_a_timezone_is_refused_as_sqlalchemy_refuses_it() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        sqlite_utc_text(datetime(2026, 3, 2, 9, 30, 15, 123456))
