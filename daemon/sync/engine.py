@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -33,6 +34,7 @@ Progress = Callable[[str, int], None]
 LEASE = timedelta(minutes=15)
 TAKEN = "another custody process is syncing this source"
 JOINED_BATCHES = 8
+JOIN_SECONDS = 2.0
 
 
 @dataclass
@@ -126,7 +128,7 @@ def sync_sources(
                 claimed[claim[1].source.name] = claim[0]
                 readers.assign(claim[1])
             if claimed:
-                _store_events(writer, readers.next_events(JOINED_BATCHES), claimed, reports)
+                _store_events(writer, readers.next_events(JOINED_BATCHES, writer.due_in()), claimed, reports)
     return [reports[source.name] for source in sources]
 
 
@@ -202,40 +204,23 @@ def _read_here(
                 cursor = event.cursor
                 if not reading.finishing and hand_off():
                     reading.finish()
+        writer.flush(source_id, report)
         if reading.cut:
             return ReadTask(task.source, cursor, task.owner)
     except Exception as error:  # one source's failure, whatever it is, never stops the others
-        writer.apply(source_id, ReadEvent("failed", task.source.name, failure=classify(error, task.source.name)), report)
+        writer.fail(source_id, classify(error, task.source.name), report)
     return None
 
 
 def _store_events(
     writer: _Writer, events: list[ReadEvent], claimed: dict[str, int], reports: dict[str, SyncReport]
 ) -> None:
-    """Apply readers' events, each source's in its order. When this process fell behind, several
-    batches of a source wait: stored in one transaction with the cursor of the last, they cost one
-    commit and one round of registry lookups instead of one each, and a crash still leaves the
-    registry at a cursor stored with everything before it. Directory events are acted on batch by
-    batch, as they come."""
-    by_source: dict[str, list[ReadEvent]] = {}
+    """Apply readers' events, each source's in its order, then store the batches that waited long enough."""
     for event in events:
-        by_source.setdefault(event.source, []).append(event)
-    for name, theirs in by_source.items():
-        joined: list[ReadEvent] = []
-        for event in theirs:
-            if event.kind == "batch" and not event.directory:
-                joined.append(event)
-                continue
-            if joined:
-                _store_joined(writer, claimed[name], joined, reports[name])
-                joined = []
-            _store_event(writer, event, claimed, reports)
-        if joined:
-            _store_joined(writer, claimed[name], joined, reports[name])
-
-
-def _store_joined(writer: _Writer, source_id: int, joined: list[ReadEvent], report: SyncReport) -> None:
-    _unless_failed(writer, source_id, report, lambda: writer.store(source_id, joined, report))
+        _store_event(writer, event, claimed, reports)
+    for name, source_id in claimed.items():
+        if writer.due(source_id):
+            _unless_failed(writer, source_id, reports[name], partial(writer.flush, source_id, reports[name]))
 
 
 def _unless_failed(writer: _Writer, source_id: int, report: SyncReport, store: Callable[[], None]) -> None:
@@ -243,19 +228,22 @@ def _unless_failed(writer: _Writer, source_id: int, report: SyncReport, store: C
     stays where the registry last took it, and the rest is passed over until the source's last
     event ends the claim. A failure to store fails that source alone."""
     if report.failure is not None:
+        writer.drop(source_id)
         return
     try:
         store()
     except Exception as error:  # one source's failure, whatever it is, never stops the others
+        writer.drop(source_id)
         writer.apply(source_id, ReadEvent("failed", report.source, failure=classify(error, report.source)), report)
 
 
 def _store_event(writer: _Writer, event: ReadEvent, claimed: dict[str, int], reports: dict[str, SyncReport]) -> None:
-    """Apply a reader's event; a source's last one ends its claim."""
+    """Apply a reader's event; a source's last one stores what waited of it and ends its claim."""
     source_id, report = claimed[event.source], reports[event.source]
     if event.kind == "batch":
         _unless_failed(writer, source_id, report, lambda: writer.apply(source_id, event, report))
         return
+    _unless_failed(writer, source_id, report, lambda: writer.flush(source_id, report))
     writer.apply(source_id, event, report)
     _finish(writer.engine, source_id, report)
     del claimed[event.source]
@@ -274,26 +262,79 @@ def _claim_task(
 
 
 @dataclass
+class _Waiting:
+    """A source's batches read but not stored yet, and when the first of them came."""
+
+    events: list[ReadEvent] = field(default_factory=list)
+    since: float = 0.0
+
+    def due_at(self) -> float:
+        return self.since if len(self.events) >= JOINED_BATCHES else self.since + JOIN_SECONDS
+
+
+@dataclass
 class _Writer:
     """Stores what a sync reads. It remembers the rep and contact point ids of the batches it
-    committed: one batch of mail can name thousands of colleagues, and most customers recur."""
+    committed: one batch of mail can name thousands of colleagues, and most customers recur.
+
+    Consecutive batches of a source are stored together, in one transaction with the cursor of
+    the last, once JOINED_BATCHES of them wait or the first has waited JOIN_SECONDS: a transaction
+    rewrites every index page its rows land on, so on Enron's mail eight batches stored at once
+    cost a third less CPU than eight stored one by one. A crash meanwhile loses nothing: the
+    cursor stored is still the one before them, so they are read again."""
 
     engine: Engine
     policy: Policy
     progress: Progress | None
     known: Known = field(default_factory=Known)
+    waiting: dict[int, _Waiting] = field(default_factory=dict)
 
     def apply(self, source_id: int, event: ReadEvent, report: SyncReport) -> None:
-        """Store a batch with its cursor (and the renewed lease) in one transaction, or note why the source failed."""
+        """Keep a batch to store with the next ones, storing them when due, or note why the source
+        failed. A batch with directory events is stored at once, after what waited, as departures
+        are acted on in the order they were read."""
         if event.kind == "failed":
             report.failure = report.failure or event.failure
             log.warning("source %s failed: %s", report.source, report.error)
             return
         if event.facts is None:
             return
-        for line in handle_directory_events(self.engine, self.policy, event.directory):
-            log.info("directory: %s", line)
-        self.store(source_id, [event], report)
+        if event.directory:
+            self.flush(source_id, report)
+            for line in handle_directory_events(self.engine, self.policy, event.directory):
+                log.info("directory: %s", line)
+            self.store(source_id, [event], report)
+            return
+        waiting = self.waiting.setdefault(source_id, _Waiting(since=time.monotonic()))
+        waiting.events.append(event)
+        if self.due(source_id):
+            self.flush(source_id, report)
+
+    def fail(self, source_id: int, failure: Failure, report: SyncReport) -> None:
+        """Note a source's failure, storing first what was read before it, so the next sync resumes after that."""
+        try:
+            self.flush(source_id, report)
+        except Exception as error:  # the source has failed already; this is said, not raised
+            self.drop(source_id)
+            log.warning("source %s: what was read before it failed was not stored: %s", report.source, error)
+        self.apply(source_id, ReadEvent("failed", report.source, failure=failure), report)
+
+    def due(self, source_id: int) -> bool:
+        waiting = self.waiting.get(source_id)
+        return waiting is not None and waiting.due_at() <= time.monotonic()
+
+    def due_in(self) -> float | None:
+        """Seconds until some source's waiting batches are due; None while none wait."""
+        earliest = min((waiting.due_at() for waiting in self.waiting.values()), default=None)
+        return None if earliest is None else max(0.0, earliest - time.monotonic())
+
+    def flush(self, source_id: int, report: SyncReport) -> None:
+        waiting = self.waiting.pop(source_id, None)
+        if waiting is not None:
+            self.store(source_id, waiting.events, report)
+
+    def drop(self, source_id: int) -> None:
+        self.waiting.pop(source_id, None)
 
     def store(self, source_id: int, batches: list[ReadEvent], report: SyncReport) -> None:
         """Consecutive batches of one source, none with directory events, in one transaction with

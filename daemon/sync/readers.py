@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -203,12 +204,17 @@ class ReaderPool:
             self._readers[slot].send(task)
         self._reading[slot] = task.source.name
 
-    def next_events(self, most: int) -> list[ReadEvent]:
-        """The next reports, waiting for one, then taking those already waiting behind it (about
-        `most`); a reader that died mid-source reports that source failed and is replaced."""
+    def next_events(self, most: int, timeout: float | None = None) -> list[ReadEvent]:
+        """The next reports, waiting for one (none if `timeout` seconds pass first), then taking those
+        already waiting behind it (about `most`); a reader that died mid-source reports that source
+        failed and is replaced."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         events: list[ReadEvent] = []
         while not events:
-            events = self._received(None)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left < 0:
+                return []
+            events = self._received(left)
         while len(events) < most and (more := self._received(0)):
             events += more
         return events

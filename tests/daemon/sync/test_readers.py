@@ -22,6 +22,7 @@ from config.sections import RepConfig
 from config.settings import Settings
 from connectors.maildir import MaildirSettings
 from daemon.sync.engine import sync_sources
+from daemon.sync.readers import ReaderPool
 from registry.models import Message
 from registry.status import source_statuses
 from registry.store import open_registry
@@ -121,6 +122,12 @@ def test_once_every_reader_is_up_this_process_only_writes(
     said = [r.getMessage() for r in caplog.records]
     last_up = max(i for i, text in enumerate(said) if text.startswith("reader ") and text.endswith(" is up"))
     assert not [text for text in said[last_up:] if text.startswith("reading source ")]
+
+
+def test_a_writer_waiting_on_idle_readers_is_answered_when_its_time_is_up(tmp_path: Path) -> None:
+    """The writer waits for readers' events at most until batches it holds back are due to be stored."""
+    with ReaderPool(settings_for(tmp_path, [], 1), POLICY, 1) as readers:
+        assert readers.next_events(8, timeout=0.05) == []
 
 
 def test_a_failing_source_fails_alone_while_the_others_are_read(engine: Engine, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from config.policy import Policy
@@ -17,6 +18,7 @@ from config.sections import RepConfig
 from config.settings import Settings
 from connectors.maildir import MaildirConnector, MaildirSettings
 from connectors.records import Batch
+from daemon.sync import engine as sync_engine
 from daemon.sync.engine import sync_source
 from registry.models import Message, Rep, Source
 from registry.status import source_statuses
@@ -168,6 +170,37 @@ def test_sigkill_mid_sync_then_restart_gives_the_registry_of_an_uninterrupted_sy
     expected = snapshot(open_registry(*reference_target))
     assert snapshot(engine) == expected
     assert len(expected["messages"]) == len(mails)
+
+
+def test_a_source_read_quickly_is_stored_eight_batches_to_a_transaction(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress is told of each batch once it is stored: eight at a time, then the rest at the end."""
+    monkeypatch.setattr(sync_engine, "JOIN_SECONDS", 3600.0)
+    ann = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 100)})
+    settings = settings_for(tmp_path, maildir_source("ann", ann, "ann@acme.test")).model_copy(update={"batch_size": 5})
+    stored_when_told: list[int] = []
+
+    report = sync_source(engine, settings, POLICY, settings.sources[0],
+                         progress=lambda _source, _items: stored_when_told.append(message_count(engine)))
+
+    assert (report.ok, report.messages, report.batches) == (True, 100, 20)
+    assert stored_when_told == [40] * 8 + [80] * 8 + [100] * 4
+
+
+def test_a_batch_that_waited_its_time_is_stored_with_the_next_one_to_come(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mail that comes slowly (a throttled server) is stored as it comes, not eight batches later."""
+    monkeypatch.setattr(sync_engine, "JOIN_SECONDS", 0.0)
+    ann = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 20)})
+    settings = settings_for(tmp_path, maildir_source("ann", ann, "ann@acme.test")).model_copy(update={"batch_size": 5})
+    stored_when_told: list[int] = []
+
+    sync_source(engine, settings, POLICY, settings.sources[0],
+                progress=lambda _source, _items: stored_when_told.append(message_count(engine)))
+
+    assert stored_when_told == [5, 10, 15, 20]
 
 
 class _ConnectorWithABug:
