@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     batch_size: int = Field(default=500, ge=1, le=50_000)
     sync_workers: int = Field(default=2, ge=0, le=64)
+    sync_readers_after_seconds: float = Field(default=0.25, ge=0, le=3600)
     reps: list[RepConfig] = Field(default_factory=list)
     sources: list[AnySource] = Field(default_factory=list)
     service: ServiceConfig = Field(default_factory=ServiceConfig)

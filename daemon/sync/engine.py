@@ -97,9 +97,11 @@ def sync_sources(
     settings change or custody starts again. Without it (a person ran `custody sync`), every
     source is tried.
 
-    While a reader is still starting, this process reads sources itself and hands the rest of the
-    one in hand to the first reader that is up, from the cursor of its last stored batch. Once
-    every reader is up or busy it only writes, so no reader waits on a full pipe meanwhile.
+    Readers start only once this process has read for `settings.sync_readers_after_seconds`: a
+    sync done sooner (most resyncs) never starts them. Until a reader is up, this process reads
+    sources itself and hands the rest of the one in hand to the first reader that is up, from the
+    cursor of its last stored batch. Once every reader is up or busy it only writes, so no reader
+    waits on a full pipe meanwhile.
     """
     workers = min(settings.sync_workers, len(sources))
     identity = identity_for(settings, policy)
@@ -111,7 +113,7 @@ def sync_sources(
     claimed: dict[str, int] = {}
     waiting = list(sources)
     writer = _Writer(engine, policy, progress)
-    with ReaderPool(settings, policy, workers) as readers:
+    with ReaderPool(settings, policy, workers, settings.sync_readers_after_seconds) as readers:
         register_reps(engine, settings, identity)
         while (not readers.idle_and_up() and readers.starting
                and (claim := _next_claim(engine, identity, waiting, reports, held_since))):

@@ -35,7 +35,7 @@ def test_an_imap_source_handed_to_a_reader_has_every_uid_fetched_once(
     source = ImapSettings(name="alice-imap", owner="alice@acme.test", host="127.0.0.1", port=dovecot.port,
                           security="plain", username=dovecot.login("alice"), password="secret-of-alice")
     settings = Settings(reps=[RepConfig(email="alice@acme.test")], sources=[source], batch_size=10, sync_workers=1,
-                        log_level="DEBUG")
+                        sync_readers_after_seconds=0, log_level="DEBUG")
     said: list[str] = []
 
     def first_batch_waits_for_the_reader(_source: str, _items: int) -> None:

@@ -29,6 +29,7 @@ from registry.store import open_registry
 from tests.support.mail import conversation, write_maildir
 from tests.support.registry import snapshot
 
+UP = re.compile(r"reader process \d+ is up")
 POLICY = Policy(company_domains=["acme.test"])
 REPS = [RepConfig(email=f"rep{n}@acme.test", name=f"Rep {n}") for n in range(4)]
 
@@ -45,7 +46,8 @@ def mailboxes(root: Path, count: int = 4, messages: int = 300) -> list[MaildirSe
 
 
 def settings_for(tmp_path: Path, sources: list[MaildirSettings], workers: int) -> Settings:
-    return Settings(data_dir=tmp_path, reps=REPS, sources=sources, batch_size=40, sync_workers=workers)
+    return Settings(data_dir=tmp_path, reps=REPS, sources=sources, batch_size=40, sync_workers=workers,
+                    sync_readers_after_seconds=0)
 
 
 def reference(tmp_path: Path, sources: list[MaildirSettings]) -> dict[str, object]:
@@ -109,6 +111,44 @@ def test_a_source_begun_here_while_the_reader_starts_is_finished_by_the_reader(
     reports = sync_sources(engine, settings, POLICY, sources)
     assert "reading source rep0 here while a reader starts" in caplog.messages
     assert [(r.ok, r.messages) for r in reports] == [(True, 4000)]
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def test_a_sync_done_before_readers_are_due_starts_none(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Most syncs of a running daemon find little new: read here, they cost less than starting readers."""
+    caplog.set_level(logging.DEBUG, logger="custody")
+    sources = mailboxes(tmp_path, count=2, messages=20)
+    settings = settings_for(tmp_path, sources, 2).model_copy(update={"sync_readers_after_seconds": 3600})
+    assert all(r.ok for r in sync_sources(engine, settings, POLICY, sources))
+    assert not [text for text in caplog.messages if text.startswith(("starting ", "reader "))]
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def test_readers_start_once_this_process_has_read_for_their_time_and_take_over(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once the readers are started, this process goes on storing until the reader says it is up
+    (held here, so a busy machine cannot let this process finish the source first), then hands over."""
+    caplog.set_level(logging.DEBUG, logger="custody")
+    sources = mailboxes(tmp_path, count=1, messages=4000)
+    settings = settings_for(tmp_path, sources, 1).model_copy(
+        update={"batch_size": 10, "sync_readers_after_seconds": 0.1, "log_level": "DEBUG"})
+    said: list[str] = []
+
+    def wait_for_a_started_reader(_source: str, _items: int) -> None:
+        deadline = time.monotonic() + 60
+        while "starting 1 reader processes" in caplog.messages and not any(UP.search(line) for line in said):
+            assert time.monotonic() < deadline, "the reader never said it was up"
+            said.extend(capsys.readouterr().err.splitlines())
+            time.sleep(0.01)
+
+    assert all(r.ok for r in sync_sources(engine, settings, POLICY, sources, progress=wait_for_a_started_reader))
+    assert caplog.messages.index("reading source rep0 here while a reader starts") < caplog.messages.index(
+        "starting 1 reader processes") < caplog.messages.index("reader 0 is up")
+    assert any(re.search(r"reader process \d+ reads source rep0", line) for line in
+               said + capsys.readouterr().err.splitlines())
     assert snapshot(engine) == reference(tmp_path, sources)
 
 
@@ -249,6 +289,7 @@ def sync_config(tmp_path: Path, sources: list[MaildirSettings]) -> tuple[Path, E
     database = tmp_path / "registry.db"
     config.write_text(
         f'data_dir = "{tmp_path / "data"}"\ndatabase_url = "sqlite:///{database}"\nbatch_size = 20\nsync_workers = 2\n'
+        'sync_readers_after_seconds = 0\n'
         'policy_file = "policy.yaml"\n'
         + "".join(f'[[sources]]\nname = "{s.name}"\nkind = "maildir"\npath = "{s.path}"\nowner = "{s.owner}"\n'
                   for s in sources)
