@@ -172,35 +172,27 @@ def test_sigkill_mid_sync_then_restart_gives_the_registry_of_an_uninterrupted_sy
     assert len(expected["messages"]) == len(mails)
 
 
-def test_a_source_read_quickly_is_stored_eight_batches_to_a_transaction(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("join_seconds", "messages", "stored_when_told"), [
+    pytest.param(3600.0, 100, [40] * 8 + [80] * 8 + [100] * 4, id="read-quickly-eight-at-a-time"),
+    pytest.param(0.0, 20, [5, 10, 15, 20], id="each-waited-its-time"),
+])
+def test_batches_are_stored_eight_to_a_transaction_or_once_the_first_has_waited_its_time(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, join_seconds: float, messages: int,
+    stored_when_told: list[int],
 ) -> None:
-    """Progress is told of each batch once it is stored: eight at a time, then the rest at the end."""
-    monkeypatch.setattr(sync_engine, "JOIN_SECONDS", 3600.0)
-    ann = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 100)})
+    """Progress is told of each batch once it is stored. Mail read quickly is stored eight batches
+    at a time, the rest at the source's end; mail that comes slowly (a throttled server) is stored
+    as it comes, not eight batches later."""
+    monkeypatch.setattr(sync_engine, "JOIN_SECONDS", join_seconds)
+    ann = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], messages)})
     settings = settings_for(tmp_path, maildir_source("ann", ann, "ann@acme.test")).model_copy(update={"batch_size": 5})
-    stored_when_told: list[int] = []
+    told: list[int] = []
 
     report = sync_source(engine, settings, POLICY, settings.sources[0],
-                         progress=lambda _source, _items: stored_when_told.append(message_count(engine)))
+                         progress=lambda _source, _items: told.append(message_count(engine)))
 
-    assert (report.ok, report.messages, report.batches) == (True, 100, 20)
-    assert stored_when_told == [40] * 8 + [80] * 8 + [100] * 4
-
-
-def test_a_batch_that_waited_its_time_is_stored_with_the_next_one_to_come(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Mail that comes slowly (a throttled server) is stored as it comes, not eight batches later."""
-    monkeypatch.setattr(sync_engine, "JOIN_SECONDS", 0.0)
-    ann = write_maildir(tmp_path / "ann", {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 20)})
-    settings = settings_for(tmp_path, maildir_source("ann", ann, "ann@acme.test")).model_copy(update={"batch_size": 5})
-    stored_when_told: list[int] = []
-
-    sync_source(engine, settings, POLICY, settings.sources[0],
-                progress=lambda _source, _items: stored_when_told.append(message_count(engine)))
-
-    assert stored_when_told == [5, 10, 15, 20]
+    assert (report.ok, report.messages, report.batches) == (True, messages, messages // 5)
+    assert told == stored_when_told
 
 
 class _ConnectorWithABug:
