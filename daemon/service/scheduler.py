@@ -8,8 +8,8 @@ itself in this process.
 
 Signals are read by the main thread from a socket CPython writes each signal's number to, not
 acted on inside a handler: SIGTERM or SIGINT stops scheduling and lets running jobs end (a sync
-after its current batch) for up to `service.stop_timeout_seconds`; a second one exits at once.
-Either way nothing is lost, because each batch commits together with its cursor and each send is
+at its next commit) for up to `service.stop_timeout_seconds`; a second one exits at once.
+Either way nothing is lost, because batches commit together with their cursor and each send is
 recorded before and after. SIGHUP reloads the config and the policy.
 """
 
@@ -397,7 +397,7 @@ class Service:
             if signum == signal.SIGHUP:
                 self.reload()
         timeout = self.rt.settings.service.stop_timeout_seconds
-        log.info("stopping on %s: no new jobs; running ones end after their current batch, within %g s (a second "
+        log.info("stopping on %s: no new jobs; running ones end at their next commit, within %g s (a second "
                  "signal stops at once)", signal.Signals(signum).name, timeout)
         self.stopping.set()
         self.scheduler.shutdown(wait=False)

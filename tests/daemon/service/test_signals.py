@@ -1,4 +1,4 @@
-"""`custody run` and signals, with real processes: SIGTERM or SIGINT stops after the current batch and
+"""`custody run` and signals, with real processes: SIGTERM or SIGINT stops at the sync's next commit and
 exits 0, a second one exits at once, nothing is lost either way; SIGHUP reloads and never kills."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def hanging_source(port: int) -> str:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_during_a_long_sync_ends_after_the_current_batch_and_the_next_start_resumes(
+def test_a_stop_during_a_long_sync_ends_at_its_next_commit_and_the_next_start_resumes(
     tmp_path: Path, signum: int,
 ) -> None:
     port = free_port()
