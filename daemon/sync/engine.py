@@ -230,12 +230,10 @@ def _unless_failed(writer: _Writer, source_id: int, report: SyncReport, store: C
     stays where the registry last took it, and the rest is passed over until the source's last
     event ends the claim. A failure to store fails that source alone."""
     if report.failure is not None:
-        writer.drop(source_id)
         return
     try:
         store()
     except Exception as error:  # one source's failure, whatever it is, never stops the others
-        writer.drop(source_id)
         writer.apply(source_id, ReadEvent("failed", report.source, failure=classify(error, report.source)), report)
 
 
@@ -317,7 +315,6 @@ class _Writer:
         try:
             self.flush(source_id, report)
         except Exception as error:  # the source has failed already; this is said, not raised
-            self.drop(source_id)
             log.warning("source %s: what was read before it failed was not stored: %s", report.source, error)
         self.apply(source_id, ReadEvent("failed", report.source, failure=failure), report)
 
@@ -331,12 +328,10 @@ class _Writer:
         return None if earliest is None else max(0.0, earliest - time.monotonic())
 
     def flush(self, source_id: int, report: SyncReport) -> None:
+        """Store what waits of a source. It is taken out first, so a failed store leaves nothing waiting."""
         waiting = self.waiting.pop(source_id, None)
         if waiting is not None:
             self.store(source_id, waiting.events, report)
-
-    def drop(self, source_id: int) -> None:
-        self.waiting.pop(source_id, None)
 
     def store(self, source_id: int, batches: list[ReadEvent], report: SyncReport) -> None:
         """Consecutive batches of one source, none with directory events, in one transaction with

@@ -3,7 +3,7 @@ so two can be compared for equality."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from registry.models import ContactPoint, Interaction, Message, Rep, Source, SyncIssue
 
@@ -23,6 +23,11 @@ def snapshot(engine: Engine) -> dict[str, object]:
             "cursors": sorted((name, repr(cursor)) for name, cursor in db.execute(select(Source.name, Source.cursor))),
             "skipped": sorted(db.execute(select(SyncIssue.ref, SyncIssue.reason)).all()),
         }
+
+
+def message_count(engine: Engine) -> int:
+    with engine.connect() as db:
+        return int(db.execute(select(func.count()).select_from(Message)).scalar_one())
 
 
 def interaction_count(engine: Engine) -> int:

@@ -30,6 +30,7 @@ from tests.servers.dovecot import DovecotServer
 from tests.servers.smtp import FilingRelay
 from tests.support.demo import copy_company
 from tests.support.mail import conversation, write_maildir
+from tests.support.registry import message_count
 from tests.support.service import Service, free_port, maildir_source, service_config, wait_until
 
 LEAVERS = ("wang.lei@northwind-demo.example", "priya.nair@northwind-demo.example")
@@ -168,7 +169,6 @@ def test_two_daemons_share_the_work_and_one_killed_mid_work_loses_nothing_and_do
     assert not [entry for entry in survivor.messages() if entry["level"] == "ERROR"]
 
 
-
 def test_a_source_another_daemon_synced_lately_is_left_to_it_until_half_an_interval_has_passed(tmp_path: Path) -> None:
     """Each instance ticks every source; with two, a source is still synced about once an interval. The
     second daemon has been running for two hours when the first syncs the source."""
@@ -183,20 +183,15 @@ def test_a_source_another_daemon_synced_lately_is_left_to_it_until_half_an_inter
     run_job(first, "sync:ann")
     write_maildir(archive, {"INBOX": conversation("ann@acme.test", ["bo@shop.test"], 2, "late")})
     run_job(second, "sync:ann")
-    left_alone = stored_messages(first.rt.engine)
+    left_alone = message_count(first.rt.engine)
     with first.rt.engine.begin() as db:
         db.execute(update(Source).where(Source.name == "ann").values(last_success=utcnow() - timedelta(minutes=31)))
     run_job(second, "sync:ann")
 
     assert left_alone == 3
-    assert stored_messages(first.rt.engine) == 5
+    assert message_count(first.rt.engine) == 5
 
 
 def run_job(daemon: Daemon, job_id: str) -> None:
     job = daemon.scheduler.get_job(job_id)
     job.func(*job.args)
-
-
-def stored_messages(engine: Engine) -> int:
-    with engine.connect() as db:
-        return int(db.execute(select(func.count()).select_from(Message)).scalar_one())

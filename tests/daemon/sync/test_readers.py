@@ -27,7 +27,7 @@ from registry.models import Message
 from registry.status import source_statuses
 from registry.store import open_registry
 from tests.support.mail import conversation, write_maildir
-from tests.support.registry import snapshot
+from tests.support.registry import message_count, snapshot
 
 UP = re.compile(r"reader process \d+ is up")
 POLICY = Policy(company_domains=["acme.test"])
@@ -192,7 +192,7 @@ def test_a_batch_the_registry_refuses_fails_its_source_alone_and_the_next_sync_c
     assert [(r.source, r.ok) for r in first] == [("rep0", True), ("rep1", False), ("rep2", True)]
     statuses = {s.name: s for s in source_statuses(engine)}
     assert statuses["rep1"].status == "failing" and "refused by the test" in statuses["rep1"].last_error
-    assert first[1].messages < 1500 and stored_count(engine) == 3000 + first[1].messages
+    assert first[1].messages < 1500 and message_count(engine) == 3000 + first[1].messages
     allow_every_message(engine)
     assert all(r.ok for r in sync_sources(engine, settings, POLICY, sources))
     assert snapshot(engine) == reference(tmp_path, sources)
@@ -214,11 +214,6 @@ def refuse_message(engine: Engine, key: str) -> None:
 def allow_every_message(engine: Engine) -> None:
     with engine.begin() as db:
         db.exec_driver_sql("DROP TRIGGER refuse" + ("" if engine.dialect.name == "sqlite" else " ON message"))
-
-
-def stored_count(engine: Engine) -> int:
-    with engine.connect() as db:
-        return db.execute(select(func.count()).select_from(Message)).scalar_one()
 
 
 def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_completes_it(

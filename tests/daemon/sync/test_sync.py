@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from config.policy import Policy
 from config.sections import RepConfig
@@ -20,11 +20,11 @@ from connectors.maildir import MaildirConnector, MaildirSettings
 from connectors.records import Batch
 from daemon.sync import engine as sync_engine
 from daemon.sync.engine import sync_source
-from registry.models import Message, Rep, Source
+from registry.models import Rep, Source
 from registry.status import source_statuses
 from registry.store import open_registry
 from tests.support.mail import conversation, message, write_maildir
-from tests.support.registry import snapshot
+from tests.support.registry import message_count, snapshot
 from tests.support.sources import opened
 
 POLICY = Policy(company_domains=["acme.test"])
@@ -123,11 +123,6 @@ def write_config(path: Path, archive: Path, registry_target: tuple[str, str | No
     )
     (path.parent / "policy.yaml").write_text("company_domains: [acme.test]\n")
     return path
-
-
-def message_count(engine: Engine) -> int:
-    with engine.connect() as db:
-        return db.execute(select(func.count()).select_from(Message)).scalar_one()
 
 
 def run_sync(config: Path) -> subprocess.Popen[bytes]:
