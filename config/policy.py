@@ -26,7 +26,9 @@ MAX_DAYS = 36_500
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are errors. Validators are built at first validation, as `SourceSettings` says why."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class NoiseRules(Strict):

@@ -20,7 +20,9 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are errors. Validators are built at first validation, as `SourceSettings` says why."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class RepConfig(Strict):
@@ -91,6 +93,8 @@ class SendingMailbox(BaseModel):
     stays the letter's sender, which that mailbox must be allowed to send as); empty, each letter goes
     out from its sender's own mailbox. The provider files or indexes a sent message a little after
     accepting it, so one not found `sent_copy_wait_seconds` after the first lookup was never taken."""
+
+    model_config = ConfigDict(defer_build=True)
 
     mailbox: str = ""
     sent_copy_wait_seconds: float = Field(default=60.0, gt=0, le=3600)

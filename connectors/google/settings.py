@@ -30,7 +30,7 @@ class GoogleApp(BaseModel):
     """A service account with domain-wide delegation, and how hard it may press one user: Gmail
     allows 15,000 quota units per user per minute."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     key_env: str = ""
     key_file: Path | None = None

@@ -28,7 +28,7 @@ class MicrosoftApp(BaseModel):
     """An app registration with application permissions in one tenant: exactly one credential,
     a client secret or a certificate (PEM holding the private key and the certificate)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     tenant_id: str = Field(min_length=1)
     client_id: str = Field(min_length=1)

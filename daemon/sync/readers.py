@@ -12,6 +12,7 @@ exits on its own when the writer is gone (SIGKILL included), at its next send or
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -29,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from config.policy import Policy
 from connectors.base import Connector, SourceSettings
 from connectors.errors import CursorInvalid
-from connectors.index import open_connector
+from connectors.index import connector_class, open_connector
 from connectors.prefetch import Prefetched
 from connectors.records import Batch, DirectoryEvent
 from daemon.logs import configure_logging
@@ -78,11 +79,13 @@ class ReaderSetup:
     default_region: str
     reps: tuple[KnownRep, ...]
     policy: Policy
+    kinds: tuple[str, ...]
 
     @classmethod
     def of(cls, settings: Settings, policy: Policy) -> ReaderSetup:
         reps = tuple(KnownRep(r.email, r.name, tuple(r.personal_addresses), tuple(r.aliases)) for r in settings.reps)
-        return cls(settings.batch_size, settings.log_level, settings.default_region, reps, policy)
+        kinds = tuple(sorted({source.kind for source in settings.sources}))
+        return cls(settings.batch_size, settings.log_level, settings.default_region, reps, policy, kinds)
 
     def identity(self) -> Identity:
         return Identity(self.policy, self.reps, self.default_region)
@@ -298,7 +301,7 @@ class _Reader:
     @classmethod
     def start(cls, setup: bytes, count: int = 1) -> list[_Reader]:
         """`count` readers from one new interpreter, which imports the reading code once and forks
-        the other readers from itself; each reader gets its own pair of pipes.
+        the other readers from itself; each reader gets its own pair of pipes, and the first the setup.
 
         `python -m daemon.sync.reader_process`, not multiprocessing: a child started by spawn or forkserver
         re-imports the caller's whole main module (the CLI, a test runner), which costs more than
@@ -317,8 +320,7 @@ class _Reader:
         readers[0].process = process
         readers[0].echo = threading.Thread(target=_echo, args=(process.stderr,), daemon=True)
         readers[0].echo.start()
-        for reader in readers:
-            reader.tasks.send_bytes(setup)
+        readers[0].tasks.send_bytes(setup)
         return readers
 
     def send(self, task: ReadTask) -> None:
@@ -370,20 +372,33 @@ def _echo(stream: IO[bytes]) -> None:
             sys.stderr.write(line.decode("utf-8", "replace"))
 
 
-def serve(pairs: list[tuple[Connection, Connection]], setups: list[bytes]) -> None:
+def serve(pairs: list[tuple[Connection, Connection]], packed_setup: bytes) -> None:
     """A reader process's life, given the (task, event) pipes of one or more readers and the setup
-    each already read: fork a reader for each pair after the first, before any thread or connection
-    exists, then serve the first pair. Stray prints go to stderr, never into a pipe."""
+    the first read: prepare everything the readers share, then fork a reader for each pair after the
+    first, before any thread or connection exists, and serve the first pair. Stray prints go to
+    stderr, never into a pipe.
+
+    What is prepared before forking is built once for all readers: the identity policy, the public
+    suffix tree and the connectors of the configured kinds. It then lasts as long as the readers,
+    so it is frozen out of the garbage collector's sight, which `reader_process` kept off until now."""
     os.dup2(2, 1)
+    setup: ReaderSetup = pickle.loads(packed_setup)
+    configure_logging(setup.log_level)
+    identity = setup.identity()
     warm_public_suffixes()
-    children = [_fork_reader(pairs, pair, setup) for pair, setup in zip(pairs[1:], setups[1:], strict=True)]
+    for kind in setup.kinds:
+        connector_class(kind)
+    gc.freeze()
+    gc.enable()
+    children = [_fork_reader(pairs, pair, setup, identity) for pair in pairs[1:]]
     _keep_only(pairs, pairs[0])
-    _serve(*pairs[0], setups[0])
+    _serve(*pairs[0], setup, identity)
     for pid in children:
         os.waitpid(pid, 0)
 
 
-def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connection, Connection], setup: bytes) -> int:
+def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connection, Connection], setup: ReaderSetup,
+                 identity: Identity) -> int:
     """Fork a reader for `pair`; in the parent, return its pid. The child never returns."""
     sys.stderr.flush()
     pid = os.fork()
@@ -392,7 +407,7 @@ def _fork_reader(pairs: list[tuple[Connection, Connection]], pair: tuple[Connect
     code = 0
     try:
         _keep_only(pairs, pair)
-        _serve(*pair, setup)
+        _serve(*pair, setup, identity)
     except KeyboardInterrupt:
         code = 1
     except BaseException:
@@ -411,12 +426,9 @@ def _keep_only(pairs: list[tuple[Connection, Connection]], kept: tuple[Connectio
 
 
 @fewer_collections()
-def _serve(tasks: Connection, events: Connection, packed_setup: bytes) -> None:
+def _serve(tasks: Connection, events: Connection, setup: ReaderSetup, identity: Identity) -> None:
     """Read sources as tasks arrive, report each batch, until the writer closes the task pipe or
     stops listening."""
-    setup: ReaderSetup = pickle.loads(packed_setup)
-    configure_logging(setup.log_level)
-    identity = setup.identity()
     try:
         events.send_bytes(_packed(ReadEvent("ready", "")))
         log.debug("reader process %d is up", os.getpid())
