@@ -3,7 +3,7 @@ written there by hand."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -56,3 +56,10 @@ def test_sqlite_text_of_a_utc_datetime_is_the_text_sqlalchemy_writes(moment: dat
 def test_a_datetime_without_a_timezone_is_refused_as_sqlalchemy_refuses_it() -> None:
     with pytest.raises(ValueError, match="timezone"):
         sqlite_utc_text(datetime(2026, 3, 2, 9, 30, 15, 123456))
+
+
+def test_one_instant_is_written_as_the_same_utc_text_from_any_zone_after_it_was_written_once() -> None:
+    utc_first = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=timezone.utc)
+    same_in_new_york = utc_first.astimezone(timezone(timedelta(hours=-5)))
+    assert sqlite_utc_text(utc_first) == sqlite_utc_text(same_in_new_york) == "2026-03-02 09:30:15.123456"
+    assert sqlite_utc_text(same_in_new_york.replace(microsecond=0)) == "2026-03-02 09:30:15.000000"
