@@ -11,9 +11,11 @@ tree plus Dovecot's (`cpu_seconds_with_server`), which other work on a shared ma
     python bench/imap_sync.py [--workdir DIR] [--profile FILE]   # DIR keeps the loaded Dovecot between runs
 
 One bare pass warms Dovecot's caches first; then the bare loop, custody's full sync and its
-in-process sync alternate for five rounds and the median of each is compared (this machine varies
-by a fifth from one run to the next). `--profile FILE` adds one more in-process sync under cProfile
-(every thread, by its own CPU time), apart from the timed ones, and writes its pstats to FILE.
+in-process sync alternate for five rounds. Each ratio to the bare loop is the median of the five
+rounds' own ratios, each against the bare run of its round, which shares its machine's load (this
+machine varies by a fifth from one run to the next); every round's ratio is printed beside it.
+`--profile FILE` adds one more in-process sync under cProfile (every thread, by its own CPU time),
+apart from the timed ones, and writes its pstats to FILE.
 """
 
 from __future__ import annotations
@@ -305,6 +307,13 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
+def paired(customs: list[dict[str, Any]], bares: list[dict[str, Any]], measure: Any) -> dict[str, Any]:
+    """The median over rounds of `measure(custom) / measure(bare)`, each custody run against the bare
+    run of its own round, with every round's ratio."""
+    ratios = sorted(round(measure(custom) / measure(bare), 2) for custom, bare in zip(customs, bares, strict=True))
+    return {"median": ratios[len(ratios) // 2], "rounds": ratios}
+
+
 def summary(result: dict[str, Any], peak_rss_mb: float, cpu_seconds: float) -> dict[str, Any]:
     """Wall time can be swamped by other work on a shared machine; client CPU seconds cannot."""
     return {"messages": result["messages"], "seconds": round(result["seconds"], 2),
@@ -378,11 +387,11 @@ def main() -> None:
         "resync_nothing_new": {"seconds": round(custody["resync_seconds"], 3),
                                "messages": custody["resync_messages"]},
         "ratios": {
-            "custody_over_bare": round(custody["seconds"] / bare["seconds"], 2),
+            "custody_over_bare": paired(custodies, bares, lambda run: run["seconds"]),
             "custody_over_mbsync": round(custody["seconds"] / mbsync["seconds"], 2) if mbsync else None,
-            "custody_in_process_over_bare": round(in_process["seconds"] / bare["seconds"], 2),
-            "custody_over_bare_machine_cpu": round(custody["machine_cpu_seconds"] / bare["machine_cpu_seconds"], 2),
-            "custody_over_bare_cpu_with_server": round(with_server(custody) / with_server(bare), 2),
+            "custody_in_process_over_bare": paired(in_processes, bares, lambda run: run["seconds"]),
+            "custody_over_bare_machine_cpu": paired(custodies, bares, lambda run: run["machine_cpu_seconds"]),
+            "custody_over_bare_cpu_with_server": paired(custodies, bares, with_server),
             "connector_over_bare": round(connector["seconds"] / bare["seconds"], 2),
             "connector_over_bare_cpu": round(connector["cpu_seconds"] / bare["cpu_seconds"], 2),
         },

@@ -164,7 +164,7 @@ class ReaderPool:
 
     def __init__(self, settings: Settings, policy: Policy, size: int, start_after: float = 0.0) -> None:
         """Readers start `start_after` seconds from now, at the first question asked of them after
-        that: a sync done sooner, most resyncs, never pays their start-up (a third of a second of CPU)."""
+        that: a sync done sooner, most resyncs, never pays their start-up (a few tenths of a second of CPU)."""
         self._setup = _packed(ReaderSetup.of(settings, policy))
         self._size = size
         self._start_at = time.monotonic() + start_after
