@@ -12,11 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.headers import MalformedMessage, parse_headers, read_message
+from connectors.headers import MalformedMessage, header_fields, parse_headers, read_message
 from connectors.records import Address
+from tests.connectors.test_headers import email_parser_fields
 from tests.support.header_strategies import (
     encoded_words,
     header_bytes,
+    header_sections,
     q_encoded,
     words,
 )
@@ -29,6 +31,12 @@ ATEXT = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~"
 def message(sender: str, to: str = "Bob <bob@acme.test>", cc: str = "", subject: str = "Order") -> bytes:
     lines = [f"From: {sender}", f"To: {to}"] + ([f"Cc: {cc}"] if cc else []) + [f"Subject: {subject}"]
     return "\r\n".join(lines).encode("utf-8", "surrogateescape") + b"\r\n" + DATE + b"\r\nbody\r\n"
+
+
+@settings(max_examples=600, deadline=None, database=None)
+@given(header_sections())
+def test_header_fields_are_what_email_parser_reads_whatever_the_lines_and_their_breaks(raw: bytes) -> None:
+    assert header_fields(raw) == email_parser_fields(raw)
 
 
 @EXAMPLES

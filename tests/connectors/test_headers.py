@@ -12,6 +12,7 @@ from connectors.headers import (
     MAX_HEADER_BYTES,
     DateFallback,
     MalformedMessage,
+    _plain_fields,
     header_block,
     header_fields,
     parse_headers,
@@ -92,6 +93,15 @@ def email_parser_fields(raw: bytes) -> list[tuple[str, str]]:
 ])
 def test_header_fields_are_what_email_parser_reads(raw: bytes) -> None:
     assert header_fields(raw) == email_parser_fields(raw)
+
+
+@pytest.mark.parametrize("line_break", ["\r\n", "\n"])
+def test_a_section_of_fields_with_one_line_break_throughout_is_cut_without_email_parser(line_break: str) -> None:
+    """The common case (every IMAP answer, nearly every file) must not fall back to the slow parser."""
+    lines = ["From: a@x.test", "To: b@y.test,", "\tc@y.test,", "  d@y.test", "Subject:\t", " folded", "", "body: no"]
+    assert _plain_fields(line_break.join(lines)) == [
+        ("From", "a@x.test"), ("To", f"b@y.test,{line_break}\tc@y.test,{line_break}  d@y.test"),
+        ("Subject", f"{line_break} folded")]
 
 
 def test_header_fields_match_email_parser_across_the_enron_corpus(enron: Path) -> None:

@@ -40,3 +40,30 @@ header_bytes = st.lists(
     ),
     max_size=60,
 ).map(b"".join)
+
+_LINE_TEXT = st.text(alphabet=string.printable.replace("\r", "").replace("\n", "").replace("\x0b", "").replace("\x0c", "")
+                     + "\udce9\udcff", max_size=30)
+header_lines = st.one_of(
+    st.builds(lambda name, blank, value: f"{name}:{blank}{value}",
+              st.sampled_from(["From", "To", "Subject", "X-Odd.Name!", "from", "Bad Name", "", " Indented"]),
+              st.sampled_from(["", " ", "\t", " \t "]), _LINE_TEXT),
+    st.builds(lambda blank, text: blank + text, st.sampled_from([" ", "\t", "  \t"]), _LINE_TEXT),
+    _LINE_TEXT,
+    st.just(""),
+)
+line_breaks = st.sampled_from(["\r\n", "\n", "\r"])
+
+
+@st.composite
+def header_sections(draw: st.DrawFn) -> bytes:
+    """Header lines as mailers write them and break them: fields, continuations, lines that are
+    neither, blank lines; ended by one line break throughout, or each by its own."""
+    lines = draw(st.lists(header_lines, max_size=12))
+    if draw(st.booleans()):
+        breaks = [draw(line_breaks)] * len(lines)
+    else:
+        breaks = draw(st.lists(line_breaks, min_size=len(lines), max_size=len(lines)))
+    text = "".join(line + line_break for line, line_break in zip(lines, breaks, strict=True))
+    if lines and draw(st.booleans()):
+        text = text.removesuffix(breaks[-1])
+    return text.encode("ascii", "surrogateescape")
