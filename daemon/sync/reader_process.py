@@ -4,7 +4,7 @@ The readers' setup is read before the reading code is imported: with the policy'
 domains it is larger than a pipe holds, and the writer, which waits until it is read, is meant to
 read a source itself while the readers import. The garbage collector stays off until `serve` has
 prepared the readers: start-up makes objects that live as long as the process, and collecting them
-over and over was a fifth of a reader's start-up.
+over and over doubled the time to build the public suffix tree (0.05 s more of a 0.6 s start here).
 """
 
 import gc
