@@ -24,7 +24,8 @@ class SourceSettings(BaseModel):
     `kind` to its name, which makes the union of all of them discriminated on `kind`.
 
     Settings models build their validators at first validation (`defer_build`), never at import:
-    reader processes only unpickle them, and building every model's was a seventh of their start-up."""
+    reader processes only unpickle them, and building every model's took 0.04 s of a reader's 0.6 s
+    start-up here."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
