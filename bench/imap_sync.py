@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +308,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
-def paired(customs: list[dict[str, Any]], bares: list[dict[str, Any]], measure: Any) -> dict[str, Any]:
+def paired(customs: list[dict[str, Any]], bares: list[dict[str, Any]], measure: Callable[[dict[str, Any]], float]
+           ) -> dict[str, Any]:
     """The median over rounds of `measure(custom) / measure(bare)`, each custody run against the bare
     run of its own round, with every round's ratio."""
     ratios = sorted(round(measure(custom) / measure(bare), 2) for custom, bare in zip(customs, bares, strict=True))

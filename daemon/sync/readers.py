@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -79,13 +79,12 @@ class ReaderSetup:
     default_region: str
     reps: tuple[KnownRep, ...]
     policy: Policy
-    kinds: tuple[str, ...]
+    kinds: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, settings: Settings, policy: Policy) -> ReaderSetup:
+    def of(cls, settings: Settings, policy: Policy, kinds: Iterable[str] = ()) -> ReaderSetup:
         reps = tuple(KnownRep(r.email, r.name, tuple(r.personal_addresses), tuple(r.aliases)) for r in settings.reps)
-        kinds = tuple(sorted({source.kind for source in settings.sources}))
-        return cls(settings.batch_size, settings.log_level, settings.default_region, reps, policy, kinds)
+        return cls(settings.batch_size, settings.log_level, settings.default_region, reps, policy, tuple(sorted(set(kinds))))
 
     def identity(self) -> Identity:
         return Identity(self.policy, self.reps, self.default_region)
@@ -162,10 +161,12 @@ class ReaderPool:
     ignore it, and the Ctrl-C test failed.
     """
 
-    def __init__(self, settings: Settings, policy: Policy, size: int, start_after: float = 0.0) -> None:
+    def __init__(self, settings: Settings, policy: Policy, size: int, start_after: float = 0.0,
+                 kinds: Iterable[str] = ()) -> None:
         """Readers start `start_after` seconds from now, at the first question asked of them after
-        that: a sync done sooner, most resyncs, never pays their start-up (a few tenths of a second of CPU)."""
-        self._setup = _packed(ReaderSetup.of(settings, policy))
+        that: a sync done sooner, most resyncs, never pays their start-up (a few tenths of a second of
+        CPU). They import the connectors of `kinds`, the source kinds the sync reads, once for all."""
+        self._setup = _packed(ReaderSetup.of(settings, policy, kinds))
         self._size = size
         self._start_at = time.monotonic() + start_after
         self._readers: list[_Reader] = []
@@ -379,7 +380,7 @@ def serve(pairs: list[tuple[Connection, Connection]], packed_setup: bytes) -> No
     stderr, never into a pipe.
 
     What is prepared before forking is built once for all readers: the identity policy, the public
-    suffix tree and the connectors of the configured kinds. It then lasts as long as the readers,
+    suffix tree and the connectors of the kinds the sync reads. It then lasts as long as the readers,
     so it is frozen out of the garbage collector's sight, which `reader_process` kept off until now."""
     os.dup2(2, 1)
     setup: ReaderSetup = pickle.loads(packed_setup)
