@@ -31,6 +31,7 @@ from daemon.logs import LOG_FORMAT_ENV
 from daemon.runtime import Runtime, fail_config, runtime
 from daemon.service.scheduler import run_service
 from daemon.sync.engine import SyncReport, sync_sources
+from daemon.sync.readers import reader_launcher
 from demo.company import generate_demo
 from registry.models import SourceStatus, utcnow
 from registry.status import registry_counts, rep_activity, skipped_items, source_statuses
@@ -101,17 +102,18 @@ def init(path: Path = typer.Argument(Path("custody.toml")), force: bool = typer.
 @app.command()
 def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--source", "-s")) -> None:
     """Sync every source, or one; exits 1 when a source failed."""
-    rt = runtime(ctx)
-    try:
-        chosen = [rt.settings.source(source)] if source else rt.settings.sources
-    except ConfigError as error:
-        fail_config(error)
-    try:
-        reports = sync_with_progress(rt, chosen)
-    except KeyboardInterrupt:
-        typer.echo("custody: sync interrupted; every batch stored so far is kept and the next sync resumes "
-                   "after it", err=True)
-        raise typer.Exit(130) from None
+    with reader_launcher():
+        rt = runtime(ctx)
+        try:
+            chosen = [rt.settings.source(source)] if source else rt.settings.sources
+        except ConfigError as error:
+            fail_config(error)
+        try:
+            reports = sync_with_progress(rt, chosen)
+        except KeyboardInterrupt:
+            typer.echo("custody: sync interrupted; every batch stored so far is kept and the next sync resumes "
+                       "after it", err=True)
+            raise typer.Exit(130) from None
     for report in reports:
         state = "[green]ok[/]" if report.ok else f"[red]failed[/]: {report.error}"
         events = f"{report.events} directory events, " if report.events else ""
@@ -139,11 +141,12 @@ def sync_with_progress(rt: Runtime, sources: list[SourceSettings]) -> list[SyncR
 @app.command()
 def run(ctx: typer.Context) -> None:
     """Run as a service: scheduled syncs and jobs, /healthz, /readyz and /metrics on the configured port."""
-    rt = runtime(ctx)
-    try:
-        run_service(rt)
-    except ConfigError as error:
-        fail_config(error)
+    with reader_launcher():
+        rt = runtime(ctx)
+        try:
+            run_service(rt)
+        except ConfigError as error:
+            fail_config(error)
 
 
 @app.command()
@@ -204,8 +207,9 @@ def demo(
     console.print(f"generated {company.messages} messages and {company.address_book_entries} address-book entries "
                   f"for {len(company.reps)} reps under {root}")
     ctx.obj = Runtime(company.config_path, ctx.obj.log_format)
-    rt = runtime(ctx)
-    reports = sync_with_progress(rt, rt.settings.sources)
+    with reader_launcher():
+        rt = runtime(ctx)
+        reports = sync_with_progress(rt, rt.settings.sources)
     skipped = sum(r.skipped for r in reports)
     console.print(f"synced {len(reports)} sources; {skipped} unreadable items skipped and counted")
     changed = coverage_round(rt.engine, rt.policy, utcnow(), actor="cli:demo")

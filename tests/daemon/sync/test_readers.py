@@ -57,18 +57,32 @@ def reference(tmp_path: Path, sources: list[MaildirSettings]) -> dict[str, objec
 
 
 def reader_pids(parent: int) -> list[int]:
-    """The reader processes `parent` started, and the readers they forked."""
-    readers: dict[int, int] = {}
+    """The readers among `parent`'s descendants, started as a new interpreter or by its launcher."""
+    return named_descendants(parent, "custody-reader")
+
+
+def named_descendants(parent: int, name: str) -> list[int]:
+    """`parent`'s descendants named `name`, the name custody's processes give themselves for `ps`."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
-            command = (status.parent / "cmdline").read_bytes()
-        except (OSError, StopIteration):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
             continue
-        if b"daemon.sync.reader_process" in command:
-            readers[int(status.parent.name)] = ppid
-    started = [pid for pid, ppid in readers.items() if ppid == parent]
-    return started + [pid for pid, ppid in readers.items() if ppid in started]
+        pid = int(status.parent.name)
+        names[pid] = fields.get("Name", "").strip()
+        children.setdefault(int(fields.get("PPid", "0")), []).append(pid)
+    descendants, waiting = [], list(children.get(parent, []))
+    while waiting:
+        pid = waiting.pop()
+        descendants.append(pid)
+        waiting += children.get(pid, [])
+    return [pid for pid in descendants if names[pid] == name]
+
+
+def command_line(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def test_reader_processes_build_the_registry_of_an_in_process_sync(engine: Engine, tmp_path: Path) -> None:
@@ -244,15 +258,70 @@ def test_a_reader_killed_mid_source_fails_that_source_and_the_next_sync_complete
     assert snapshot(engine) == reference(tmp_path, sources)
 
 
-def test_readers_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) -> None:
+def test_a_sync_command_forks_its_readers_from_its_launcher_and_stores_what_an_in_process_sync_does(
+    tmp_path: Path
+) -> None:
+    """`custody sync` forks a launcher before it opens the registry; its readers are forked from it
+    with every module imported, not started as a new interpreter that imports them again."""
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    config, engine = sync_config(tmp_path, sources)
+    writer = subprocess.Popen([sys.executable, "-m", "daemon.cli.app", "--config", str(config), "sync"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    readers = wait_for_progress(writer, engine)
+    [launcher] = named_descendants(writer.pid, "custody-launch")
+    assert set(readers) <= set(named_descendants(launcher, "custody-reader"))
+    assert {command_line(pid) for pid in readers} == {command_line(writer.pid)}
+    _, stderr = writer.communicate(timeout=120)
+    assert writer.returncode == 0, stderr.decode()
+    assert gone([launcher, *readers])
+    assert snapshot(engine) == reference(tmp_path, sources)
+
+
+def test_readers_and_the_launcher_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) -> None:
     sources = mailboxes(tmp_path, count=3, messages=1500)
     config, engine = sync_config(tmp_path, sources)
     writer = subprocess.Popen([sys.executable, "-m", "daemon.cli.app", "--config", str(config), "sync"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     readers = wait_for_progress(writer, engine)
+    launchers = named_descendants(writer.pid, "custody-launch")
     writer.send_signal(signal.SIGKILL)
     writer.wait()
-    assert gone(readers)
+    assert launchers and gone([*launchers, *readers])
+
+
+LAUNCHER_UNUSABLE = {  # what happens before the launcher would be forked, and after
+    "it is gone": ("pass", "os.kill(*named_descendants(os.getpid(), 'custody-launch'), signal.SIGKILL)"),
+    "this process has a thread": ("threading.Thread(target=threading.Event().wait, daemon=True).start()", "pass"),
+}
+
+
+@pytest.mark.parametrize("what", LAUNCHER_UNUSABLE)
+def test_readers_start_as_a_new_interpreter_when_the_launcher_is_unusable(tmp_path: Path, what: str) -> None:
+    """A process that has a thread forks no launcher (a child could inherit a lock held); a launcher
+    that died is replaced by new interpreters. Either way the sync stores everything, once."""
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    before, after = LAUNCHER_UNUSABLE[what]
+    program = f"""
+import os, signal, sys, threading
+from pathlib import Path
+from tests.daemon.sync.test_readers import POLICY, command_line, named_descendants, reader_pids, settings_for
+from connectors.maildir import MaildirSettings
+from daemon.sync.engine import sync_sources
+from daemon.sync.readers import reader_launcher
+from registry.store import open_registry
+sources = [MaildirSettings.model_validate(s) for s in {[s.model_dump(mode="json") for s in sources]!r}]
+engine = open_registry("sqlite:///{tmp_path / 'registry.db'}")
+{before}
+with reader_launcher():
+    {after}
+    seen = set()
+    reports = sync_sources(engine, settings_for(Path("{tmp_path}"), sources, 2), POLICY, sources,
+                           progress=lambda *_: seen.update(command_line(pid) for pid in reader_pids(os.getpid())))
+assert all(r.ok for r in reports), reports
+assert seen and all(b"daemon.sync.reader_process" in line for line in seen), seen
+"""
+    subprocess.run([sys.executable, "-c", program], check=True, cwd=Path(__file__).resolve().parents[3])
+    assert snapshot(open_registry(f"sqlite:///{tmp_path / 'registry.db'}")) == reference(tmp_path, sources)
 
 
 def test_ctrl_c_stops_the_writer_and_its_readers_at_once_and_the_next_sync_completes(tmp_path: Path) -> None:
