@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 log = logging.getLogger("custody.launcher")
 Group = Callable[[Sequence[int]], None]
@@ -57,7 +58,8 @@ class Launcher:
     def stop(self) -> None:
         """End the launcher and wait for it; groups it launched live on until their pipes close."""
         self._control.close()
-        os.waitpid(self.pid, 0)
+        with suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
 
 def fork_launcher(group: Group) -> Launcher | None:

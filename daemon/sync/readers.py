@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -317,14 +317,23 @@ class _Reader:
         the reading it is started for. `-P` keeps a `daemon/` folder in the working directory from
         being imported instead of ours.
         """
+        return cls._group(setup, count, _launched) or cls._group(setup, count, _interpreter)
+
+    @classmethod
+    def _group(cls, setup: bytes, count: int, leader_of: Callable[[list[int]], _Leader | None]) -> list[_Reader]:
+        """The readers of a group whose leader `leader_of` starts with the readers' pipe ends and then
+        the write end of their stderr; none when it cannot, with every pipe closed, so nothing it may
+        have forked holds a pipe the next try uses."""
         pipes = [(os.pipe(), os.pipe()) for _ in range(count)]
         theirs = [fd for (task_read, _), (_, event_write) in pipes for fd in (task_read, event_write)]
         log_read, log_write = os.pipe()
-        leader = _launched([*theirs, log_write]) or _Interpreter(subprocess.Popen(
-            [sys.executable, "-P", "-m", "daemon.sync.reader_process", *map(str, theirs)], pass_fds=theirs,
-            stdin=subprocess.DEVNULL, stderr=log_write, process_group=0))
+        leader = leader_of([*theirs, log_write])
         for fd in (*theirs, log_write):
             os.close(fd)
+        if leader is None:
+            for fd in (*(fd for (_, task_write), (event_read, _) in pipes for fd in (task_write, event_read)), log_read):
+                os.close(fd)
+            return []
         readers = [cls(Connection(task_write, readable=False), Connection(event_read, writable=False))
                    for (_, task_write), (event_read, _) in pipes]
         readers[0].leader = leader
@@ -415,6 +424,12 @@ class _Forked:
 
     def _running(self) -> bool:
         return not select.select([self.pidfd], [], [], 0)[0]
+
+
+def _interpreter(descriptors: list[int]) -> _Interpreter:
+    *pipes, stderr = descriptors
+    return _Interpreter(subprocess.Popen([sys.executable, "-P", "-m", "daemon.sync.reader_process", *map(str, pipes)],
+                                         pass_fds=pipes, stdin=subprocess.DEVNULL, stderr=stderr, process_group=0))
 
 
 def _launched(descriptors: list[int]) -> _Forked | None:
