@@ -217,7 +217,10 @@ def measure_mbsync(port: int, target: Path) -> dict[str, Any]:
 
 
 class TreeMemory:
-    """Peak summed RSS of a process and its descendants (custody's reader processes), sampled."""
+    """Peak summed RSS of a process and its descendants (custody's reader processes), sampled. Pages
+    that readers forked by the launcher share with it and with each other count once per process, so
+    this overstates what the machine holds (PSS would not, but reading it walks every page of the
+    processes at each sample, CPU that the machine-CPU figures would count)."""
 
     def __init__(self, root: int) -> None:
         self.root = root
