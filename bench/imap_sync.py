@@ -104,14 +104,14 @@ def measure_custody(port: int, server: int, database: Path, workers: int) -> dic
     settings = Settings(sources=chosen, batch_size=BATCH, sync_workers=workers)
     started, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
     tree, served = tree_cpu_seconds(), server_cpu_seconds(server)
-    with reader_launcher():
+    with reader_launcher(workers > 0):
         messages = sum(r.messages for r in sync_sources(engine, settings, POLICY, chosen))
     full, full_cpu = time.perf_counter() - started, time.process_time() - cpu
     full_busy = machine_busy_seconds() - busy
     reap_readers()
     full_tree, full_served = tree_cpu_seconds() - tree, server_cpu_seconds(server) - served
     started = time.perf_counter()
-    with reader_launcher():
+    with reader_launcher(workers > 0):
         again = sum(r.messages for r in sync_sources(engine, settings, POLICY, chosen))
     resync = time.perf_counter() - started
     return {"messages": messages, "seconds": full, "cpu_seconds": full_cpu, "machine_cpu_seconds": full_busy,

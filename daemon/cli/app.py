@@ -102,7 +102,7 @@ def init(path: Path = typer.Argument(Path("custody.toml")), force: bool = typer.
 @app.command()
 def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--source", "-s")) -> None:
     """Sync every source, or one; exits 1 when a source failed."""
-    with reader_launcher():
+    with reader_launcher(readers_wanted(ctx)):
         rt = runtime(ctx)
         try:
             chosen = [rt.settings.source(source)] if source else rt.settings.sources
@@ -124,6 +124,14 @@ def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--sourc
         raise typer.Exit(1)
 
 
+def readers_wanted(ctx: typer.Context) -> bool:
+    """Whether this command's syncs may start reader processes; a bad config is left for `runtime` to report."""
+    try:
+        return bool(ctx.obj.settings.sync_workers)
+    except ConfigError:
+        return False
+
+
 def sync_with_progress(rt: Runtime, sources: list[SourceSettings]) -> list[SyncReport]:
     """One bar per source, counting items as their batches are stored (sources are read in parallel)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -141,7 +149,7 @@ def sync_with_progress(rt: Runtime, sources: list[SourceSettings]) -> list[SyncR
 @app.command()
 def run(ctx: typer.Context) -> None:
     """Run as a service: scheduled syncs and jobs, /healthz, /readyz and /metrics on the configured port."""
-    with reader_launcher():
+    with reader_launcher(readers_wanted(ctx)):
         rt = runtime(ctx)
         try:
             run_service(rt)
@@ -207,7 +215,7 @@ def demo(
     console.print(f"generated {company.messages} messages and {company.address_book_entries} address-book entries "
                   f"for {len(company.reps)} reps under {root}")
     ctx.obj = Runtime(company.config_path, ctx.obj.log_format)
-    with reader_launcher():
+    with reader_launcher(readers_wanted(ctx)):
         rt = runtime(ctx)
         reports = sync_with_progress(rt, rt.settings.sources)
     skipped = sum(r.skipped for r in reports)

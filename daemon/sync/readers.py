@@ -447,12 +447,14 @@ def _launched(descriptors: list[int]) -> _Forked | None:
 
 
 @contextmanager
-def reader_launcher() -> Iterator[None]:
-    """While it lasts, syncs of this process fork their readers from a launcher forked now. Custody's
-    commands that sync enter it once their modules are imported, before they start a thread or open
-    the registry; in a process that has threads already, readers start as new interpreters."""
+def reader_launcher(wanted: bool = True) -> Iterator[None]:
+    """While it lasts, syncs of this process fork their readers from a launcher forked now, when
+    `wanted` (syncs that start no reader are better off without it: each page of this process it
+    shares, this process copies when it first writes there). Custody's commands that sync enter it
+    once their modules are imported, before they start a thread or open the registry; in a process
+    that has threads already, readers start as new interpreters."""
     global _launcher
-    launcher = fork_launcher(_run_group) if _launcher is None else None
+    launcher = fork_launcher(_run_group) if wanted and _launcher is None else None
     if launcher is None:
         yield
         return

@@ -277,6 +277,20 @@ def test_a_sync_command_forks_its_readers_from_its_launcher_and_stores_what_an_i
     assert snapshot(engine) == reference(tmp_path, sources)
 
 
+def test_a_sync_command_without_readers_forks_no_launcher(tmp_path: Path) -> None:
+    """With `sync_workers = 0` a launcher would only cost the writer copies of the pages it shares."""
+    sources = mailboxes(tmp_path, count=3, messages=1500)
+    config, engine = sync_config(tmp_path, sources, workers=0)
+    writer = subprocess.Popen([sys.executable, "-m", "daemon.cli.app", "--config", str(config), "sync"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while writer.poll() is None and not message_count(engine):
+        time.sleep(0.02)
+    assert writer.poll() is None, "the sync finished before it could be looked at"
+    assert named_descendants(writer.pid, "custody-launch") == []
+    _, stderr = writer.communicate(timeout=120)
+    assert writer.returncode == 0, stderr.decode()
+
+
 def test_readers_and_the_launcher_exit_by_themselves_when_the_writer_is_killed(tmp_path: Path) -> None:
     sources = mailboxes(tmp_path, count=3, messages=1500)
     config, engine = sync_config(tmp_path, sources)
@@ -347,12 +361,12 @@ def take_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def sync_config(tmp_path: Path, sources: list[MaildirSettings]) -> tuple[Path, Engine]:
-    """A config syncing `sources` with two readers in small batches, and the registry it writes."""
+def sync_config(tmp_path: Path, sources: list[MaildirSettings], workers: int = 2) -> tuple[Path, Engine]:
+    """A config syncing `sources` with `workers` readers in small batches, and the registry it writes."""
     config = tmp_path / "custody.toml"
     database = tmp_path / "registry.db"
     config.write_text(
-        f'data_dir = "{tmp_path / "data"}"\ndatabase_url = "sqlite:///{database}"\nbatch_size = 20\nsync_workers = 2\n'
+        f'data_dir = "{tmp_path / "data"}"\ndatabase_url = "sqlite:///{database}"\nbatch_size = 20\nsync_workers = {workers}\n'
         'sync_readers_after_seconds = 0\n'
         'policy_file = "policy.yaml"\n'
         + "".join(f'[[sources]]\nname = "{s.name}"\nkind = "maildir"\npath = "{s.path}"\nowner = "{s.owner}"\n'
