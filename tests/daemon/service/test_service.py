@@ -20,6 +20,7 @@ from tests.conftest import POSTGRES_URL
 from tests.servers.smtp import SmtpServer
 from tests.support.demo import copy_company
 from tests.support.mail import conversation, write_maildir
+from tests.support.processes import gone, named_descendants
 from tests.support.service import Service, free_port, maildir_source, metric, service_config, wait_until
 
 DEPARTING = "wang.lei@northwind-demo.example"
@@ -41,6 +42,25 @@ def test_service_syncs_on_start_reports_health_and_metrics_and_stops_on_sigterm(
         assert service.get("/nothing")[0] == 404
     finally:
         assert service.stop() == 0
+
+
+def test_scheduled_syncs_fork_their_readers_from_the_launcher_and_both_end_with_the_service(tmp_path: Path) -> None:
+    """`custody run` forks its launcher before it starts a thread: each sync that starts a reader
+    forks it from there, with every module imported, instead of a new interpreter importing them."""
+    archive = write_maildir(tmp_path / "ann", {"INBOX": conversation(
+        "ann@acme.test", [f"bo{n}@shop{n % 5}.test" for n in range(20)], 5000)})
+    port = free_port()
+    config = service_config(tmp_path, port, maildir_source("ann", archive),
+                            extra="batch_size = 20\nsync_readers_after_seconds = 0\n")
+    service = Service(config, port)
+    try:
+        readers = wait_until(lambda: named_descendants(service.process.pid, "custody-reader"), "a reader started")
+        [launcher] = named_descendants(service.process.pid, "custody-launch")
+        assert set(readers) <= set(named_descendants(launcher, "custody-reader"))
+        service.wait_for_metric('custody_sync_records_total{kind="message",source="ann"}', 5000)
+    finally:
+        assert service.stop() == 0
+    assert gone([launcher, *readers])
 
 
 def test_metrics_carry_the_process_and_the_registry_state_from_the_default_registry(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from registry.models import Message
 from registry.status import source_statuses
 from registry.store import open_registry
 from tests.support.mail import conversation, write_maildir
+from tests.support.processes import gone, named_descendants
 from tests.support.registry import message_count, snapshot
 
 UP = re.compile(r"reader process \d+ is up")
@@ -59,26 +59,6 @@ def reference(tmp_path: Path, sources: list[MaildirSettings]) -> dict[str, objec
 def reader_pids(parent: int) -> list[int]:
     """The readers among `parent`'s descendants, started as a new interpreter or by its launcher."""
     return named_descendants(parent, "custody-reader")
-
-
-def named_descendants(parent: int, name: str) -> list[int]:
-    """`parent`'s descendants named `name`, the name custody's processes give themselves for `ps`."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        pid = int(status.parent.name)
-        names[pid] = fields.get("Name", "").strip()
-        children.setdefault(int(fields.get("PPid", "0")), []).append(pid)
-    descendants, waiting = [], list(children.get(parent, []))
-    while waiting:
-        pid = waiting.pop()
-        descendants.append(pid)
-        waiting += children.get(pid, [])
-    return [pid for pid in descendants if names[pid] == name]
 
 
 def command_line(pid: int) -> bytes:
@@ -318,7 +298,8 @@ def test_readers_start_as_a_new_interpreter_when_the_launcher_is_unusable(tmp_pa
     program = f"""
 import os, signal, sys, threading
 from pathlib import Path
-from tests.daemon.sync.test_readers import POLICY, command_line, named_descendants, reader_pids, settings_for
+from tests.daemon.sync.test_readers import POLICY, command_line, reader_pids, settings_for
+from tests.support.processes import named_descendants
 from connectors.maildir import MaildirSettings
 from daemon.sync.engine import sync_sources
 from daemon.sync.readers import reader_launcher
@@ -388,20 +369,3 @@ def wait_for_progress(writer: subprocess.Popen[bytes], engine: Engine) -> list[i
             return readers
         time.sleep(0.02)
     raise AssertionError("the sync stored nothing within a minute")
-
-
-def gone(pids: Iterable[int], seconds: float = 15) -> bool:
-    """Whether every process in `pids` has exited within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not any(alive(pid) for pid in pids)
-
-
-def alive(pid: int) -> bool:
-    """Running, and not merely a zombie waiting for its parent to read its exit code."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
