@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import shutil
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
@@ -102,8 +104,7 @@ def init(path: Path = typer.Argument(Path("custody.toml")), force: bool = typer.
 @app.command()
 def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--source", "-s")) -> None:
     """Sync every source, or one; exits 1 when a source failed."""
-    with reader_launcher(readers_wanted(ctx)):
-        rt = runtime(ctx)
+    with syncing(ctx) as rt:
         try:
             chosen = [rt.settings.source(source)] if source else rt.settings.sources
         except ConfigError as error:
@@ -122,6 +123,14 @@ def sync(ctx: typer.Context, source: Optional[str] = typer.Option(None, "--sourc
                       f"{events}{report.skipped} skipped, {state}")
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
+
+
+@contextmanager
+def syncing(ctx: typer.Context) -> Iterator[Runtime]:
+    """The runtime of a command that syncs, with the launcher its readers are forked from forked
+    first, before the registry is opened, when its config lets syncs start readers."""
+    with reader_launcher(readers_wanted(ctx)):
+        yield runtime(ctx)
 
 
 def readers_wanted(ctx: typer.Context) -> bool:
@@ -149,8 +158,7 @@ def sync_with_progress(rt: Runtime, sources: list[SourceSettings]) -> list[SyncR
 @app.command()
 def run(ctx: typer.Context) -> None:
     """Run as a service: scheduled syncs and jobs, /healthz, /readyz and /metrics on the configured port."""
-    with reader_launcher(readers_wanted(ctx)):
-        rt = runtime(ctx)
+    with syncing(ctx) as rt:
         try:
             run_service(rt)
         except ConfigError as error:
@@ -215,8 +223,7 @@ def demo(
     console.print(f"generated {company.messages} messages and {company.address_book_entries} address-book entries "
                   f"for {len(company.reps)} reps under {root}")
     ctx.obj = Runtime(company.config_path, ctx.obj.log_format)
-    with reader_launcher(readers_wanted(ctx)):
-        rt = runtime(ctx)
+    with syncing(ctx) as rt:
         reports = sync_with_progress(rt, rt.settings.sources)
     skipped = sum(r.skipped for r in reports)
     console.print(f"synced {len(reports)} sources; {skipped} unreadable items skipped and counted")

@@ -143,4 +143,3 @@ def _reap_ended() -> None:
             pass
     except ChildProcessError:
         return
-

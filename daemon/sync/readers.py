@@ -326,12 +326,13 @@ class _Reader:
         have forked holds a pipe the next try uses."""
         pipes = [(os.pipe(), os.pipe()) for _ in range(count)]
         theirs = [fd for (task_read, _), (_, event_write) in pipes for fd in (task_read, event_write)]
+        ours = [fd for (_, task_write), (event_read, _) in pipes for fd in (task_write, event_read)]
         log_read, log_write = os.pipe()
         leader = leader_of([*theirs, log_write])
         for fd in (*theirs, log_write):
             os.close(fd)
         if leader is None:
-            for fd in (*(fd for (_, task_write), (event_read, _) in pipes for fd in (task_write, event_read)), log_read):
+            for fd in (*ours, log_read):
                 os.close(fd)
             return []
         readers = [cls(Connection(task_write, readable=False), Connection(event_read, writable=False))
